@@ -1,0 +1,1 @@
+"""Data: the SynthManga generator, mangafy, datasets, paired transforms and the LightningDataModule."""

@@ -1,0 +1,156 @@
+"""MangaDataModule: SynthManga (default), paired folders or colour folders, split into train/val/test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dualflow.data.datasets import ColorFolderDataset, PairedFolderDataset, SynthMangaDataset, collate_skipping
+
+
+class ResumableSampler(Sampler[int]):
+    """Shuffled (or ordered) indices from (seed, epoch), sharded over DDP ranks, able to start mid-epoch.
+
+    Lightning saves a data loader's ``state_dict`` in checkpoints; with this sampler the loader can resume at
+    the exact sample where a run stopped, so a resumed run sees the same batches as an uninterrupted one."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool):
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.skip = 0, 0
+
+    def _rank_world(self) -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        _, world = self._rank_world()
+        return -(-self.n // world)
+
+    def __iter__(self):
+        rank, world = self._rank_world()
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle
+                 else np.arange(self.n))
+        order = np.resize(order, len(self) * world)[rank::world]  # pad by wrapping so every rank has len(self)
+        skip, self.skip = self.skip, 0
+        self.epoch += 1
+        yield from order[skip:].tolist()
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose position (epoch, batches served) is saved and restored by Lightning."""
+
+    def __init__(self, dataset: Dataset, sampler: ResumableSampler, **kwargs):
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self._served = 0
+
+    def __iter__(self):
+        self._served = 0
+        self._epoch = self.sampler.epoch
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": getattr(self, "_epoch", self.sampler.epoch), "batches": self._served}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.epoch = int(state["epoch"])
+        self.sampler.skip = int(state["batches"]) * int(self.batch_size)
+
+
+def _split(items: list, seed: int, val: int, test: int) -> tuple[list, list, list]:
+    order = np.random.default_rng(seed).permutation(len(items))
+    picked = [items[i] for i in order]
+    if len(picked) < val + test + 1:
+        raise ValueError(f"{len(items)} files are too few for {val} validation and {test} test pages")
+    return picked[val + test:], picked[:val], picked[val:val + test]
+
+
+class MangaDataModule(L.LightningDataModule):
+    """Pages for every stage.
+
+    Args:
+        source: ``synth`` (built-in generator), ``paired`` (``root/bw`` + ``root/color``) or ``color``
+            (a folder of colour images, mangafied on the fly).
+        root: data folder for ``paired`` / ``color``.
+        image_size: SynthManga page size (square side).
+        crop_size: training crop side (``None``: whole pages; needs equal page sizes).
+        eval_size: side of the centre region used for validation/test pages from folders.
+        n_train, n_val, n_test: SynthManga split sizes; for folders, ``n_val``/``n_test`` files are held out.
+        strict: raise on an unreadable file instead of skipping it.
+    """
+
+    def __init__(self, source: str = "synth", root: str | None = None, image_size: int = 256,
+                 crop_size: int | None = None, eval_size: int = 256, n_train: int = 2000, n_val: int = 32,
+                 n_test: int = 64, batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 2,
+                 seed: int = 0, strict: bool = False, hflip: bool = True, min_scale: float = 1.0,
+                 degrade_p: float = 0.0):
+        super().__init__()
+        if source not in ("synth", "paired", "color"):
+            raise ValueError(f"data.source must be synth, paired or color, got {source!r}")
+        if source != "synth" and not root:
+            raise ValueError(f"data.source={source} needs data.root (a folder)")
+        self.save_hyperparameters()
+        self.hp = self.hparams
+
+    def _kwargs(self, train: bool) -> dict:
+        from dualflow.data.transforms import bw_degradation, geometry
+
+        hp = self.hp
+        if train:
+            crop = (hp.crop_size, hp.crop_size) if hp.crop_size else None
+            tf = geometry(crop, hp.hflip, (hp.min_scale, 1.0))
+            degrade = bw_degradation(hp.degrade_p) if hp.degrade_p > 0 else None
+        else:
+            tf = None if hp.source == "synth" else geometry((hp.eval_size, hp.eval_size), hflip=False)
+            degrade = None
+        return {"transform": tf, "degrade": degrade, "strict": hp.strict}
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hp
+        if hp.source == "synth":
+            size = hp.image_size
+            self.train_set = SynthMangaDataset(hp.n_train, size, hp.seed, 0, **self._kwargs(True))
+            # Held-out pages come from other indices of another seed: never seen in training.
+            self.val_set = SynthMangaDataset(hp.n_val, size, hp.seed + 1_000_003, 0, **self._kwargs(False))
+            self.test_set = SynthMangaDataset(hp.n_test, size, hp.seed + 2_000_003, 0, **self._kwargs(False))
+        elif hp.source == "paired":
+            full = PairedFolderDataset(hp.root)
+            tr, va, te = _split(full.stems, hp.seed, hp.n_val, hp.n_test)
+            self.train_set = PairedFolderDataset(hp.root, tr, **self._kwargs(True))
+            self.val_set = PairedFolderDataset(hp.root, va, **self._kwargs(False))
+            self.test_set = PairedFolderDataset(hp.root, te, **self._kwargs(False))
+        else:
+            files = ColorFolderDataset(Path(hp.root)).files
+            tr, va, te = _split(files, hp.seed, hp.n_val, hp.n_test)
+            self.train_set = ColorFolderDataset(hp.root, tr, **self._kwargs(True))
+            self.val_set = ColorFolderDataset(hp.root, va, **self._kwargs(False))
+            self.test_set = ColorFolderDataset(hp.root, te, **self._kwargs(False))
+
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+        common = {"batch_size": batch_size, "num_workers": self.hp.num_workers, "collate_fn": collate_skipping,
+                  "persistent_workers": self.hp.num_workers > 0, "drop_last": False}
+        if sampler is None:
+            return DataLoader(dataset, shuffle=False, **common)
+        return ResumableDataLoader(dataset, sampler, **common)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.hp.batch_size,
+                            ResumableSampler(len(self.train_set), self.hp.seed, shuffle=True))
+
+    def _eval_batch(self) -> int:
+        return self.hp.eval_batch_size or self.hp.batch_size
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self._eval_batch(), ResumableSampler(len(self.val_set), 0, False))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self._eval_batch(), ResumableSampler(len(self.test_set), 0, False))
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

@@ -1,0 +1,144 @@
+"""Datasets yielding ``{"bw", "color", "name"}`` dicts (+ ``labels`` for SynthManga), and a collate function
+that skips, counts and reports unreadable samples instead of killing the run."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from dualflow.data.io import ImageReadError, list_images, read_image
+from dualflow.data.mangafy import mangafy
+from dualflow.data.synth import SynthManga
+
+log = logging.getLogger(__name__)
+
+
+def to_sample(bw: np.ndarray, color: np.ndarray, name: str, labels: np.ndarray | None = None) -> dict:
+    """Numpy page → tensors in the batch convention: bw (1,H,W), color (3,H,W), labels (1,H,W) int64."""
+    sample = {
+        "bw": torch.from_numpy(np.ascontiguousarray(bw, dtype=np.float32))[None],
+        "color": torch.from_numpy(np.ascontiguousarray(color, dtype=np.float32)).permute(2, 0, 1).contiguous(),
+        "name": name,
+    }
+    if labels is not None:
+        sample["labels"] = torch.from_numpy(labels.astype(np.int64))[None]
+    return sample
+
+
+class _Transformed(Dataset):
+    """Applies the paired geometry and the bw-only degradation to every sample of a subclass."""
+
+    def __init__(self, transform=None, degrade=None, strict: bool = False):
+        self.transform, self.degrade, self.strict = transform, degrade, strict
+
+    def _finish(self, bw, color, name, labels=None) -> dict:
+        if self.transform is not None:
+            from dualflow.data.transforms import apply_pair
+
+            bw, color, labels = apply_pair(self.transform, bw, color, labels)
+        if self.degrade is not None:
+            bw = self.degrade(image=bw)["image"]
+        return to_sample(np.clip(bw, 0, 1), np.clip(color, 0, 1), name, labels)
+
+    def _skip(self, err: ImageReadError):
+        """Unreadable sample: raise in strict mode, else warn by name and let the collate drop it."""
+        if self.strict:
+            raise err
+        warnings.warn(f"skipping unreadable sample: {err}", stacklevel=2)
+        return None
+
+
+class SynthMangaDataset(_Transformed):
+    """``n`` SynthManga pages drawn on the fly from (seed, offset + index): identical in every worker and run."""
+
+    def __init__(self, n: int, size: int | tuple[int, int] = 256, seed: int = 0, offset: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.n, self.size, self.offset = int(n), size, int(offset)
+        self.gen = SynthManga(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        page = self.gen(self.offset + i, self.size)
+        return self._finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels)
+
+
+def _require_folder(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    files = list_images(folder)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images (png/jpg/webp/bmp/tif) in this folder")
+    return files
+
+
+class PairedFolderDataset(_Transformed):
+    """``root/bw/*`` + ``root/color/*`` matched by file stem (any supported extension on either side)."""
+
+    def __init__(self, root: str | Path, stems: list[str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        root = Path(root)
+        bw = {p.stem: p for p in _require_folder(root / "bw")}
+        color = {p.stem: p for p in _require_folder(root / "color")}
+        for stem, p in bw.items():
+            if stem not in color:
+                raise FileNotFoundError(f"{p}: no colour partner named {stem}.* in {root / 'color'}")
+        for stem, p in color.items():
+            if stem not in bw:
+                raise FileNotFoundError(f"{p}: no B&W partner named {stem}.* in {root / 'bw'}")
+        self.stems = sorted(bw) if stems is None else list(stems)
+        self.bw_files, self.color_files = bw, color
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def __getitem__(self, i: int):
+        stem = self.stems[i]
+        try:
+            bw = read_image(self.bw_files[stem], channels=1)
+            color = read_image(self.color_files[stem], channels=3)
+        except ImageReadError as err:
+            return self._skip(err)
+        if bw.shape[:2] != color.shape[:2]:
+            raise ValueError(
+                f"size mismatch in pair {stem!r}: {self.bw_files[stem]} is {bw.shape[1]}x{bw.shape[0]}, "
+                f"{self.color_files[stem]} is {color.shape[1]}x{color.shape[0]}"
+            )
+        return self._finish(bw, color, stem)
+
+
+class ColorFolderDataset(_Transformed):
+    """A folder of colour images; the B&W side is rendered on the fly by :func:`mangafy`."""
+
+    def __init__(self, root: str | Path, files: list[Path] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.files = _require_folder(Path(root)) if files is None else list(files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        path = self.files[i]
+        try:
+            color = read_image(path, channels=3)
+        except ImageReadError as err:
+            return self._skip(err)
+        return self._finish(mangafy(color), color, path.stem)
+
+
+def collate_skipping(samples: list[dict | None]) -> dict:
+    """Stack samples, dropping the ``None`` of skipped files; ``batch["skipped"]`` counts them."""
+    kept = [s for s in samples if s is not None]
+    skipped = len(samples) - len(kept)
+    if kept:
+        batch = default_collate(kept)
+    else:
+        batch = {"bw": torch.zeros(0, 1, 1, 1), "color": torch.zeros(0, 3, 1, 1), "name": []}
+    batch["skipped"] = torch.tensor(skipped)
+    return batch
