@@ -1,0 +1,1 @@
+"""torchmetrics Metrics for colour precision, transitions, edges, perceptual quality and attention."""

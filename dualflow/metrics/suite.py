@@ -1,0 +1,76 @@
+"""MetricSuite: the right MetricCollection for each stage, with keys ``{split}/{group}/{name}``."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from dualflow.metrics.attention import AttentionAUROC, AttentionIoU, RankCorrelation
+from dualflow.metrics.color import DeltaColorfulness, DeltaE2000
+from dualflow.metrics.edges import ChromaOnInk, EdgeF1
+from dualflow.metrics.perceptual import FID, LPIPS, metric_name
+from dualflow.metrics.transition import SeamScore, TransitionDeltaE
+
+
+SEP = "__"
+
+
+def _color() -> dict[str, Metric]:
+    return {
+        "color/delta_e2000": DeltaE2000(),
+        "color/psnr": PeakSignalNoiseRatio(data_range=1.0),
+        "color/ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+        "color/delta_cf": DeltaColorfulness(),
+    }
+
+
+def _lpips(allow_random_backbone: bool) -> dict[str, Metric]:
+    m = LPIPS(allow_random_backbone)
+    return {f"global/{metric_name('lpips', m.pretrained)}": m}
+
+
+def build_suite(kind: str, split: str, lpips: bool = True, fid: bool = False,
+                allow_random_backbone: bool = False) -> MetricCollection:
+    """Metrics of one stage: ``attention`` | ``patch`` (stage 2) | ``page`` (stage 3, composite, baseline).
+
+    Every metric's ``update`` receives the keyword arguments it names (MetricCollection filters them):
+    preds/target (RGB), bw, transition, seams, detailed, importance."""
+    metrics: dict[str, Metric] = {}
+    if kind == "attention":
+        metrics = {"attention/auroc": AttentionAUROC(), "attention/iou": AttentionIoU(),
+                   "attention/rank_corr": RankCorrelation()}
+    else:
+        metrics.update(_color())
+        if lpips:
+            metrics.update(_lpips(allow_random_backbone))
+        if kind == "page":
+            metrics.update({
+                "color/delta_e2000_detailed": _Detailed(),
+                "transition/delta_e2000": TransitionDeltaE(),
+                "transition/seam": SeamScore(),
+                "edge/chroma_on_ink": ChromaOnInk(),
+                "edge/f1": EdgeF1(),
+            })
+            if fid:
+                f = FID(allow_random_backbone)
+                metrics[f"global/{metric_name('fid', f.pretrained)}"] = f
+    # Module names cannot hold '/' or '.', so groups are joined with '__' and turned back into '/' by log_key.
+    return MetricCollection({k.replace("/", SEP): v for k, v in metrics.items()}, prefix=f"{split}{SEP}")
+
+
+class _Detailed(DeltaE2000):
+    """ΔE2000 inside detailed regions only (where the dual flow claims its gain)."""
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, detailed: torch.Tensor) -> None:
+        super().update(preds, target, mask=detailed)
+
+
+def log_key(name: str) -> str:
+    """Collection key ``val__color__psnr`` → logged key ``val/color/psnr``."""
+    return name.replace(SEP, "/")
+
+
+def compute_logged(suite: MetricCollection) -> dict[str, torch.Tensor]:
+    """Compute every metric of ``suite`` (synchronised across ranks) under its logged key."""
+    return {log_key(k): v for k, v in suite.compute().items()}
