@@ -150,7 +150,8 @@ def plan_patches(importance: torch.Tensor, page_size: tuple[int, int], patch_siz
                      transition=transition_band(coverage, band), page_size=(h, w), patch_size=(ph, pw))
 
 
-def random_boxes(page_size: tuple[int, int], patch_size: int, n: int, generator: torch.Generator) -> torch.Tensor:
+def random_boxes(page_size: tuple[int, int], patch_size: int, n: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
     """(n,4) uniformly placed boxes of the plan's patch size, for the random share of stage-2 training."""
     h, w = page_size
     ph, pw = min(patch_size, h), min(patch_size, w)

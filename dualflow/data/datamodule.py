@@ -37,8 +37,8 @@ class ResumableSampler(Sampler[int]):
                  else np.arange(self.n))
         order = np.resize(order, len(self) * world)[rank::world]  # pad by wrapping so every rank has len(self)
         skip, self.skip = self.skip, 0
-        self.epoch += 1
-        yield from order[skip:].tolist()
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        yield from ((epoch, i) for i in order[skip:].tolist())
 
 
 class ResumableDataLoader(DataLoader):
@@ -109,7 +109,7 @@ class MangaDataModule(L.LightningDataModule):
         else:
             tf = None if hp.source == "synth" else geometry((hp.eval_size, hp.eval_size), hflip=False)
             degrade = None
-        return {"transform": tf, "degrade": degrade, "strict": hp.strict}
+        return {"transform": tf, "degrade": degrade, "strict": hp.strict, "aug_seed": hp.seed}
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hp
@@ -132,11 +132,12 @@ class MangaDataModule(L.LightningDataModule):
             self.val_set = ColorFolderDataset(hp.root, va, **self._kwargs(False))
             self.test_set = ColorFolderDataset(hp.root, te, **self._kwargs(False))
 
-    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: ResumableSampler) -> DataLoader:
+        # Own generator: creating an iterator then draws worker seeds from it, not from the global RNG
+        # (which training uses and checkpoints restore).
         common = {"batch_size": batch_size, "num_workers": self.hp.num_workers, "collate_fn": collate_skipping,
-                  "persistent_workers": self.hp.num_workers > 0, "drop_last": False}
-        if sampler is None:
-            return DataLoader(dataset, shuffle=False, **common)
+                  "persistent_workers": self.hp.num_workers > 0, "drop_last": False,
+                  "generator": torch.Generator().manual_seed(self.hp.seed)}
         return ResumableDataLoader(dataset, sampler, **common)
 
     def train_dataloader(self) -> DataLoader:

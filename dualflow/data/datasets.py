@@ -31,17 +31,32 @@ def to_sample(bw: np.ndarray, color: np.ndarray, name: str, labels: np.ndarray |
 
 
 class _Transformed(Dataset):
-    """Applies the paired geometry and the bw-only degradation to every sample of a subclass."""
+    """Applies the paired geometry and the bw-only degradation to every sample of a subclass.
 
-    def __init__(self, transform=None, degrade=None, strict: bool = False):
-        self.transform, self.degrade, self.strict = transform, degrade, strict
+    Items are addressed by an index or an ``(epoch, index)`` key (from ResumableSampler); the augmentation
+    is seeded from (seed, epoch, index), so a sample looks the same whichever worker draws it and whether or
+    not the run was resumed in between."""
 
-    def _finish(self, bw, color, name, labels=None) -> dict:
+    def __init__(self, transform=None, degrade=None, strict: bool = False, aug_seed: int = 0):
+        self.transform, self.degrade, self.strict, self.aug_seed = transform, degrade, strict, aug_seed
+        self._epoch = 0
+
+    def __getitem__(self, key):
+        self._epoch, index = key if isinstance(key, tuple) else (0, key)
+        return self.load(index)
+
+    def load(self, index: int):
+        raise NotImplementedError
+
+    def _finish(self, bw, color, name, labels=None, index: int = 0) -> dict:
+        seed = int(np.random.SeedSequence([self.aug_seed, self._epoch, index]).generate_state(1)[0])
         if self.transform is not None:
             from dualflow.data.transforms import apply_pair
 
+            self.transform.set_random_seed(seed)
             bw, color, labels = apply_pair(self.transform, bw, color, labels)
         if self.degrade is not None:
+            self.degrade.set_random_seed(seed + 1)
             bw = self.degrade(image=bw)["image"]
         return to_sample(np.clip(bw, 0, 1), np.clip(color, 0, 1), name, labels)
 
@@ -64,9 +79,9 @@ class SynthMangaDataset(_Transformed):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> dict:
+    def load(self, i: int) -> dict:
         page = self.gen(self.offset + i, self.size)
-        return self._finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels)
+        return self._finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels, i)
 
 
 def _require_folder(folder: Path) -> list[Path]:
@@ -98,7 +113,7 @@ class PairedFolderDataset(_Transformed):
     def __len__(self) -> int:
         return len(self.stems)
 
-    def __getitem__(self, i: int):
+    def load(self, i: int):
         stem = self.stems[i]
         try:
             bw = read_image(self.bw_files[stem], channels=1)
@@ -110,7 +125,7 @@ class PairedFolderDataset(_Transformed):
                 f"size mismatch in pair {stem!r}: {self.bw_files[stem]} is {bw.shape[1]}x{bw.shape[0]}, "
                 f"{self.color_files[stem]} is {color.shape[1]}x{color.shape[0]}"
             )
-        return self._finish(bw, color, stem)
+        return self._finish(bw, color, stem, index=i)
 
 
 class ColorFolderDataset(_Transformed):
@@ -123,13 +138,13 @@ class ColorFolderDataset(_Transformed):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int):
+    def load(self, i: int):
         path = self.files[i]
         try:
             color = read_image(path, channels=3)
         except ImageReadError as err:
             return self._skip(err)
-        return self._finish(mangafy(color), color, path.stem)
+        return self._finish(mangafy(color), color, path.stem, index=i)
 
 
 def collate_skipping(samples: list[dict | None]) -> dict:

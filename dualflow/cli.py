@@ -1,0 +1,130 @@
+"""Command line: ``python -m dualflow {fit,validate,test,predict}`` (LightningCLI) and the subcommands
+``train`` (orchestrated stages), ``colorize``, ``synth`` and ``bench``.
+
+Every hyperparameter is a ``--model.x`` / ``--data.x`` / ``--trainer.x`` flag (W&B sweeps pass exactly those).
+``experiments/base.yaml`` is read first when it exists in the working directory, so
+``--config experiments/stage2.yaml`` alone is a complete run; ``--experiment NAME`` selects
+``runs/NAME/`` (manifest, checkpoints, W&B files), where earlier stages are found.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+BASE_CONFIG = Path("experiments") / "base.yaml"
+SUBCOMMANDS = ("train", "colorize", "synth", "bench")
+CKPT_ARGS = {"attention_ckpt": "attention", "primary_ckpt": "primary", "secondary_ckpt": "secondary"}
+MONITOR = {"attention": ("val/loss", "min"), "primary": ("val/color/delta_e2000", "min"),
+           "secondary": ("val/color/delta_e2000", "min"), "baseline": ("val/color/delta_e2000", "min")}
+
+
+def _stage_of(class_path: str) -> str:
+    module, _, name = class_path.rpartition(".")
+    return getattr(getattr(importlib.import_module(module), name), "stage", "") or name.lower()
+
+
+def _make_cli_class():
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+
+    from dualflow import manifest, wandb_utils
+    from dualflow.callbacks import ImagePanels, ManifestWriter, RNGState, WandbSetup
+
+    class DualFlowCLI(LightningCLI):
+        """LightningCLI with experiment folders, earlier stages resolved from the manifest, and the
+        callbacks every dualflow run needs."""
+
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_argument("--experiment", default="default", help="runs/<experiment>/ holds this run")
+            parser.add_argument("--runs_dir", default="runs", help="folder of experiments")
+            parser.add_argument("--checkpoint_every_n_steps", type=int | None, default=None,
+                                help="also save last.ckpt every N steps (for resuming long runs)")
+
+        def before_instantiate_classes(self) -> None:
+            cfg = self.config[self.subcommand]
+            self.stage = _stage_of(cfg.model.class_path)
+            init = cfg.model.init_args
+            for arg, stage in CKPT_ARGS.items():
+                if arg in init:
+                    value = init[arg]
+                    if value is None:
+                        init[arg] = manifest.stage_checkpoint(cfg.experiment, stage, cfg.runs_dir)
+                    elif str(value).startswith("wandb:"):
+                        init[arg] = wandb_utils.fetch_artifact_checkpoint(value)
+            self.root = Path(cfg.runs_dir) / cfg.experiment / self.stage
+            if cfg.trainer.default_root_dir is None:
+                cfg.trainer.default_root_dir = str(self.root)
+            logger = cfg.trainer.logger
+            if getattr(logger, "class_path", "").endswith("WandbLogger"):
+                args = logger.init_args
+                args.save_dir = str(self.root) if args.save_dir in (None, ".") else args.save_dir
+                args.name = args.name or f"{cfg.experiment}-{self.stage}"
+                args.log_model = False if wandb_utils.is_offline() else args.log_model
+                os.environ.setdefault("WANDB_RUN_GROUP", cfg.experiment)
+                os.environ.setdefault("WANDB_JOB_TYPE", self.stage)
+                os.environ.setdefault("WANDB_TAGS", f"{self.stage},{self.subcommand}")
+                Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+            self.resolved = _plain(cfg.as_dict())
+
+        def instantiate_trainer(self, **kwargs: Any):
+            cfg = self.config[self.subcommand]
+            user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+            ours = [RNGState(), ImagePanels(), WandbSetup(self.resolved),
+                    ManifestWriter(cfg.experiment, self.stage, self.resolved, cfg.runs_dir)]
+            if self.stage in MONITOR:
+                monitor, mode = MONITOR[self.stage]
+                ours.append(ModelCheckpoint(dirpath=self.root / "checkpoints", filename="best", monitor=monitor,
+                                            mode=mode, save_top_k=1, save_last=True,
+                                            enable_version_counter=False))
+                if cfg.checkpoint_every_n_steps:
+                    ours.append(ModelCheckpoint(dirpath=self.root / "checkpoints", save_top_k=0, save_last=True,
+                                                every_n_train_steps=cfg.checkpoint_every_n_steps,
+                                                enable_version_counter=False))
+            return super().instantiate_trainer(callbacks=[*user, *ours], **kwargs)
+
+    return DualFlowCLI
+
+
+def _plain(value: Any) -> Any:
+    """Config → JSON-able plain types (paths and other objects as strings)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def lightning_main(args: list[str] | None = None, run: bool = True):
+    """The LightningCLI entry point (``fit``, ``validate``, ``test``, ``predict``)."""
+    from lightning.pytorch import LightningModule
+
+    from dualflow import wandb_utils
+    from dualflow.data.datamodule import MangaDataModule
+
+    wandb_utils.default_to_offline()
+    defaults = [str(BASE_CONFIG)] if BASE_CONFIG.is_file() else []
+    return _make_cli_class()(
+        LightningModule, MangaDataModule, subclass_mode_model=True, seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={sub: {"default_config_files": defaults} for sub in ("fit", "validate", "test", "predict")},
+        args=args, run=run,
+    )
+
+
+def main(args: list[str] | None = None) -> Any:
+    """``dualflow`` / ``python -m dualflow``. Returns the LightningCLI object or the subcommand's exit code."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in SUBCOMMANDS:
+        module = {"train": "dualflow.orchestrator", "colorize": "dualflow.inference",
+                  "synth": "dualflow.data.synth_cli", "bench": "dualflow.bench"}[argv[0]]
+        code = importlib.import_module(module).main(argv[1:])
+        if args is None:
+            sys.exit(code)
+        return code
+    return lightning_main(None if args is None else argv)

@@ -1,0 +1,97 @@
+"""``runs/<experiment>/manifest.json``: how the stages of an experiment link up.
+
+Format (JSON, one object)::
+
+    {"experiment": "default",
+     "stages": {
+       "attention": {"stage": 1, "best_ckpt": "runs/default/attention/checkpoints/best.ckpt",
+                     "monitor": "val/loss", "best_score": 0.31, "metrics": {"val/attention/auroc": 0.9, ...},
+                     "config": {...resolved config...}, "wandb": {"id": ..., "url": ..., "dir": ..., "mode": ...},
+                     "git_commit": "abc123", "started": "2026-...", "finished": "2026-...", "stale": false},
+       "primary": {...}, "secondary": {...}, "composite": {"metrics": {...}}, "baseline": {...}}}
+
+A stage reads its predecessors' ``best_ckpt`` from here; retraining a stage marks the later ones ``stale``.
+Writes are atomic (temp file + rename in the same folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+STAGES = ("attention", "primary", "secondary")
+STAGE_NUMBER = {"attention": 1, "primary": 2, "secondary": 3}
+MAKE_TARGET = {"attention": "make train-stage1", "primary": "make train-stage2", "secondary": "make train-stage3"}
+
+
+def manifest_path(experiment: str, runs_dir: str = "runs") -> Path:
+    return Path(runs_dir) / experiment / "manifest.json"
+
+
+def read_manifest(experiment: str, runs_dir: str = "runs") -> dict[str, Any]:
+    path = manifest_path(experiment, runs_dir)
+    if not path.is_file():
+        return {"experiment": experiment, "stages": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); fix or delete it") from e
+
+
+def write_manifest(manifest: dict[str, Any], experiment: str, runs_dir: str = "runs") -> Path:
+    path = manifest_path(experiment, runs_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def update_stage(experiment: str, stage: str, entry: dict[str, Any], runs_dir: str = "runs") -> Path:
+    """Merge ``entry`` into the stage's record."""
+    manifest = read_manifest(experiment, runs_dir)
+    manifest.setdefault("stages", {}).setdefault(stage, {}).update(entry)
+    return write_manifest(manifest, experiment, runs_dir)
+
+
+def mark_later_stale(experiment: str, stage: str, runs_dir: str = "runs") -> None:
+    """Retraining ``stage`` invalidates every stage built on it (and the composite's figures)."""
+    if stage not in STAGE_NUMBER:
+        return
+    manifest = read_manifest(experiment, runs_dir)
+    changed = False
+    for name, record in manifest.get("stages", {}).items():
+        if STAGE_NUMBER.get(name, 4 if name == "composite" else 0) > STAGE_NUMBER[stage]:
+            record["stale"] = True
+            changed = True
+    if changed:
+        write_manifest(manifest, experiment, runs_dir)
+
+
+def stage_checkpoint(experiment: str, stage: str, runs_dir: str = "runs") -> str:
+    """Best checkpoint of ``stage`` in this experiment, or a clear error naming the make target."""
+    record = read_manifest(experiment, runs_dir).get("stages", {}).get(stage)
+    if not record or not record.get("best_ckpt"):
+        raise FileNotFoundError(
+            f"experiment {experiment!r} has no trained {stage} stage in {manifest_path(experiment, runs_dir)}: "
+            f"run `{MAKE_TARGET[stage]} EXP={experiment}` first, or pass --model.{stage}_ckpt=PATH"
+        )
+    if not Path(record["best_ckpt"]).is_file():
+        raise FileNotFoundError(
+            f"{record['best_ckpt']} (the {stage} checkpoint recorded for {experiment!r}) is missing: "
+            f"run `{MAKE_TARGET[stage]} EXP={experiment}` again"
+        )
+    return record["best_ckpt"]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None

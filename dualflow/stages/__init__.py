@@ -1,0 +1,1 @@
+"""One LightningModule per stage; they wire models, losses, metrics and optimisers (no architecture here)."""

@@ -1,0 +1,125 @@
+"""Stage 1: AttentionModule learns, from the B&W page alone, where colour is hard.
+
+The target needs no annotation: it is the colour complexity of the paired colour page (chroma gradients,
+local chroma variance, hue diversity), pooled to the model's grid, smoothed and normalised per page.
+SynthManga's region labels are only used to evaluate (AUROC / IoU of detailed vs flat)."""
+
+from __future__ import annotations
+
+import kornia.filters
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dualflow.color import AB_SCALE, rgb_to_lab
+from dualflow.data.synth import DETAILED_IDS
+from dualflow.metrics.suite import build_suite
+from dualflow.models import AttentionNet
+from dualflow.models.blocks import pad_to_multiple
+from dualflow.patching import plan_patches
+from dualflow.stages.base import StageModule, draw_boxes, panel
+
+
+def detailed_mask(labels: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) SynthManga class labels → {0,1} mask of detailed classes."""
+    return torch.isin(labels, torch.as_tensor(DETAILED_IDS, device=labels.device)).float()
+
+
+def _normalise(x: torch.Tensor, q: float) -> torch.Tensor:
+    """Divide each page's map by its q-quantile, clamp to [0,1] (pages differ in overall colourfulness)."""
+    scale = torch.quantile(x.flatten(1), q, dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
+    return (x / scale).clamp(0, 1)
+
+
+def complexity_target(color: torch.Tensor, stride: int, quantile: float = 0.98, sigma: float = 1.0) -> torch.Tensor:
+    """(B,3,H,W) RGB colour page → (B,1,ceil(H/s),ceil(W/s)) colour complexity in [0,1]."""
+    color, _ = pad_to_multiple(color, stride)
+    lab = rgb_to_lab(color)
+    ab = lab[:, 1:] / AB_SCALE
+    chroma = ab.norm(dim=1, keepdim=True)
+    grad = kornia.filters.spatial_gradient(ab).abs().sum(dim=(1, 2))[:, None]  # chroma edges
+    mean = F.avg_pool2d(ab, stride, stride)
+    var = (F.avg_pool2d(ab * ab, stride, stride) - mean * mean).sum(1, keepdim=True).clamp_min(0)
+    hue = ab / chroma.clamp_min(1e-3)  # unit hue vectors, weighted by whether there is chroma at all
+    weight = (chroma > 0.05).float()
+    resultant = F.avg_pool2d(hue * weight, stride, stride).norm(dim=1, keepdim=True)
+    diversity = (F.avg_pool2d(weight, stride, stride) - resultant).clamp_min(0)  # 0 when one hue or grey
+    grad = F.avg_pool2d(grad, stride, stride)
+    parts = [_normalise(p, quantile) for p in (grad, var.sqrt(), diversity)]
+    target = sum(parts) / len(parts)
+    if sigma > 0:
+        k = 2 * int(round(2 * sigma)) + 1
+        target = kornia.filters.gaussian_blur2d(target, (k, k), (sigma, sigma), border_type="replicate")
+    return _normalise(target, quantile)
+
+
+class AttentionModule(StageModule):
+    """Stage 1. Args are the config (``--model.dim=96`` etc.); ``patch_*`` only shape the panel's patch view."""
+
+    stage = "attention"
+
+    def __init__(self, stride: int = 8, dim: int = 64, depth: int = 4, heads: int = 4, window: int = 8,
+                 stem_channels: int = 16, lr: float = 1e-3, weight_decay: float = 1e-4, warmup_steps: int = 50,
+                 target_quantile: float = 0.98, target_sigma: float = 1.0, patch_size: int = 64,
+                 patch_budget: int = 8, patch_threshold: float = 0.3):
+        super().__init__(lr, weight_decay, warmup_steps)
+        self.save_hyperparameters(logger=False)
+        self.net_config = dict(stride=stride, dim=dim, depth=depth, heads=heads, window=window,
+                               stem_channels=stem_channels)
+        self.net = AttentionNet(**self.net_config)
+        self.val_metrics = build_suite("attention", "val")
+        self.test_metrics = build_suite("attention", "test")
+
+    def forward(self, bw: torch.Tensor) -> torch.Tensor:
+        """(B,1,H,W) → importance (B,1,h,w) in [0,1]."""
+        return self.net.importance(bw)
+
+    def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.net(batch["bw"])
+        target = complexity_target(batch["color"], self.net.stride, self.hparams.target_quantile,
+                                   self.hparams.target_sigma)
+        return F.binary_cross_entropy_with_logits(logits, target), logits, target
+
+    def training_step(self, batch: dict, batch_idx: int):
+        if not self.count_skipped(batch):
+            return None
+        loss, _, _ = self._step(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
+        return loss
+
+    def _eval(self, batch: dict, suite, split: str) -> None:
+        if not self.count_skipped(batch):
+            return
+        loss, logits, target = self._step(batch)
+        self.log(f"{split}/loss", loss, sync_dist=True, batch_size=batch["bw"].shape[0])
+        kwargs = {"importance": torch.sigmoid(logits), "target": target}
+        if "labels" in batch:
+            kwargs["detailed"] = detailed_mask(batch["labels"])
+            suite.update(**kwargs)
+        else:
+            suite["attention__rank_corr"].update(**kwargs)  # no labels (folder data): ranking only
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_suite(self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_suite(self.test_metrics)
+
+    def log_images(self, batch: dict) -> dict[str, np.ndarray]:
+        bw, color = batch["bw"][:4], batch["color"][:4]
+        imp = self(bw)
+        target = complexity_target(color, self.net.stride)
+        size = bw.shape[-2:]
+        rows = []
+        for i in range(bw.shape[0]):
+            plan = plan_patches(imp[i], tuple(size), self.hparams.patch_size, budget=self.hparams.patch_budget,
+                                threshold=self.hparams.patch_threshold)
+            up = lambda m: F.interpolate(m[None], size=size, mode="nearest")[0]  # noqa: E731
+            rows.append(panel(bw[i], up(target[i]), up(imp[i]), draw_boxes(color[i], plan.boxes)))
+        return {"val/panels/attention": np.concatenate(rows, axis=0)}

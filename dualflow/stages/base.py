@@ -1,0 +1,113 @@
+"""What every stage shares: optimiser and schedule over trainable parameters only, skipped-sample counting,
+metric logging with ``{split}/{group}/{name}`` keys, and checkpoints that carry the network's config."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from dualflow.metrics.suite import compute_logged
+from dualflow.stages.frozen import FrozenStagesMixin
+
+
+class StageModule(FrozenStagesMixin, L.LightningModule):
+    """Base of the stage LightningModules. Subclasses set ``self.net`` (the trained network), ``stage`` (its
+    name) and ``net_config`` (the network's constructor kwargs), and may hold earlier stages in ``self.frozen``."""
+
+    stage: str = ""
+
+    def __init__(self, lr: float, weight_decay: float, warmup_steps: int, min_lr_ratio: float = 0.05):
+        super().__init__()
+        self.lr, self.weight_decay = lr, weight_decay
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
+        self.frozen = nn.ModuleDict()
+        self.net_config: dict[str, Any] = {}
+
+    # ---- optimisation -------------------------------------------------------------------------------
+    def trainable_parameters(self, module: nn.Module | None = None) -> list[nn.Parameter]:
+        return [p for p in (module or self.net).parameters() if p.requires_grad]
+
+    def lr_lambda(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to ``min_lr_ratio`` over the run's estimated steps."""
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        if step < self.warmup_steps:
+            return (step + 1) / max(1, self.warmup_steps)
+        t = min(1.0, (step - self.warmup_steps) / max(1, total - self.warmup_steps))
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def make_optimizer(self, params, lr: float | None = None):
+        opt = torch.optim.AdamW(params, lr=lr or self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.99))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self.lr_lambda)
+        return opt, sched
+
+    def configure_optimizers(self):
+        opt, sched = self.make_optimizer(self.trainable_parameters())
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- data bookkeeping ---------------------------------------------------------------------------
+    def count_skipped(self, batch: dict) -> bool:
+        """Log ``data/skipped`` (unreadable samples dropped by the collate); False when nothing is left."""
+        skipped = batch.get("skipped")
+        if skipped is not None:
+            self.log("data/skipped", skipped.float(), reduce_fx="sum", on_step=False, on_epoch=True,
+                     sync_dist=True, batch_size=1)
+        return batch["bw"].shape[0] > 0
+
+    def log_suite(self, suite) -> dict[str, torch.Tensor]:
+        """Compute (synchronised), log and reset a MetricCollection; returns the logged values."""
+        values = compute_logged(suite)
+        finite = {k: v for k, v in values.items() if torch.isfinite(v)}
+        self.log_dict(finite, sync_dist=True)
+        suite.reset()
+        return values
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["dualflow"] = {"stage": self.stage, "net": dict(self.net_config), **self.extra_meta()}
+        self.strip_not_saved(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.restore_not_saved(checkpoint)
+
+    def extra_meta(self) -> dict[str, Any]:
+        """Settings later stages need from this one (e.g. the patch plan); plain types only."""
+        return {}
+
+    # ---- image panels -------------------------------------------------------------------------------
+    def log_images(self, batch: dict) -> dict[str, np.ndarray]:
+        """Panels (name → uint8 H×W×3) for a fixed validation batch; the ImagePanels callback decides when."""
+        return {}
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(C,H,W) float [0,1] (C = 1 or 3) → H×W×3 uint8 (W&B does not rescale floats)."""
+    img = img.detach().float().cpu().clamp(0, 1)
+    if img.shape[0] == 1:
+        img = img.expand(3, -1, -1)
+    return (img.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def panel(*images: torch.Tensor) -> np.ndarray:
+    """Images of the same height side by side, with a 2-px grey divider."""
+    parts = []
+    for img in images:
+        parts.append(to_uint8(img))
+        parts.append(np.full((parts[-1].shape[0], 2, 3), 128, np.uint8))
+    return np.concatenate(parts[:-1], axis=1)
+
+
+def draw_boxes(img: torch.Tensor, boxes: torch.Tensor, color=(1.0, 0.1, 0.1)) -> torch.Tensor:
+    """Outline (y0,x0,y1,x1) boxes on a (1|3,H,W) image → (3,H,W)."""
+    out = img.expand(3, -1, -1).clone() if img.shape[0] == 1 else img.clone()
+    c = torch.tensor(color, dtype=out.dtype).view(3, 1)
+    for y0, x0, y1, x1 in boxes.tolist():
+        out[:, y0, x0:x1] = c
+        out[:, y1 - 1, x0:x1] = c
+        out[:, y0:y1, x0] = c
+        out[:, y0:y1, x1 - 1] = c
+    return out

@@ -1,0 +1,122 @@
+"""DualFlowColorizer: the full pipeline on pages of any size, from the three stages of an experiment.
+
+attention (tiled) → PatchPlan → primary on patches (batched within the budget) → secondary at its working
+resolution (guided upsampling) → fusion. ``predict_step`` colours pages; ``test_step`` scores them with the
+full metric suite. Nothing here trains: every stage is frozen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dualflow.color import nlab_to_rgb
+from dualflow.fusion import Fusion
+from dualflow.metrics.suite import build_suite
+from dualflow.patching import seam_mask
+from dualflow.pipeline import (PlanSettings, canvas_from_patches, importance_tiled, run_primary, run_secondary,
+                               upsample)
+from dualflow.stages.attention import detailed_mask
+from dualflow.stages.base import StageModule, draw_boxes, panel
+from dualflow.stages.frozen import load_stage_net
+from dualflow.stages.primary import require_ckpt
+
+
+class DualFlowColorizer(StageModule):
+    """Composite inference module. Checkpoints come from the experiment's manifest (filled by the CLI or
+    :meth:`from_experiment`) or explicit paths. ``patch_budget``/``patch_threshold`` override stage 2's plan."""
+
+    stage = "composite"
+
+    def __init__(self, attention_ckpt: str | None = None, primary_ckpt: str | None = None,
+                 secondary_ckpt: str | None = None, patch_budget: int | None = None,
+                 patch_threshold: float | None = None, blend: str = "feather", levels: int = 4,
+                 harmonize: bool = True, harmonize_strength: float = 0.5, coherence_threshold: float = 6.0,
+                 postprocess: bool = True, smooth_radius: int = 2, keep_ink: bool = True, keep_white: bool = True,
+                 patch_batch: int = 16, attention_tile: int = 1024, lpips: bool = True, fid: bool = False,
+                 allow_random_backbone: bool = False):
+        super().__init__(lr=0.0, weight_decay=0.0, warmup_steps=0)
+        self.save_hyperparameters(logger=False)
+        self.frozen["attention"], _ = load_stage_net(
+            require_ckpt(attention_ckpt, "attention", "make train-stage1"), "attention")
+        self.frozen["primary"], primary_meta = load_stage_net(
+            require_ckpt(primary_ckpt, "primary", "make train-stage2"), "primary")
+        self.frozen["secondary"], self.secondary_meta = load_stage_net(
+            require_ckpt(secondary_ckpt, "secondary", "make train-stage3"), "secondary")
+        plan = dict(primary_meta["plan"])
+        if patch_budget is not None:
+            plan["budget"] = patch_budget
+        if patch_threshold is not None:
+            plan["threshold"] = patch_threshold
+        self.plan_settings = PlanSettings(**plan)
+        self.fusion = Fusion(blend, levels, harmonize, harmonize_strength, coherence_threshold, postprocess,
+                             smooth_radius, keep_ink, keep_white)
+        self.net = nn.Identity()  # nothing trainable
+        self._lpips, self._fid, self._allow_random = lpips, fid, allow_random_backbone
+        self.test_metrics = None
+
+    @torch.inference_mode()
+    def colorize_page(self, bw: torch.Tensor) -> dict[str, Any]:
+        """One page (1,H,W) or (1,1,H,W) in [0,1] → ``rgb`` (3,H,W) and the intermediate products
+        (importance, plan, canvas, fill, fused Lab, coherence report)."""
+        bw = bw.reshape(1, 1, *bw.shape[-2:]).to(self.device, torch.float32)
+        size = tuple(bw.shape[-2:])
+        importance = importance_tiled(self.frozen["attention"], bw, self.hparams.attention_tile)
+        plan = self.plan_settings.plan(importance[0], size)
+        imp_full = upsample(importance, size)[0]
+        patches = run_primary(self.frozen["primary"], bw[0], imp_full, plan.boxes.to(bw.device),
+                              self.hparams.patch_batch)
+        del imp_full
+        canvas, coverage = canvas_from_patches(patches, plan.boxes, plan.weights, size)
+        m = self.secondary_meta
+        fill = run_secondary(self.frozen["secondary"], bw, canvas[None], coverage[None], importance,
+                             m["working_size"], m["guide_radius"], m["guide_eps"])[0]
+        fused = self.fusion(patches, plan, fill, bw[0])
+        return {"rgb": nlab_to_rgb(fused.lab[None])[0], "importance": importance[0], "plan": plan,
+                "canvas": fused.canvas, "fill": fill, "lab": fused.lab, "report": fused.report}
+
+    def forward(self, bw: torch.Tensor) -> torch.Tensor:
+        """(B,1,H,W) pages → (B,3,H,W) RGB pages."""
+        return torch.stack([self.colorize_page(bw[i])["rgb"] for i in range(bw.shape[0])])
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"name": batch.get("name"), "rgb": self(batch["bw"])}
+
+    def on_test_start(self) -> None:
+        self.test_metrics = build_suite("page", "test", lpips=self._lpips, fid=self._fid,
+                                        allow_random_backbone=self._allow_random).to(self.device)
+
+    on_validation_start = on_test_start
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        if not self.count_skipped(batch):
+            return
+        bw = batch["bw"]
+        outs = [self.colorize_page(bw[i]) for i in range(bw.shape[0])]
+        self.test_metrics.update(
+            preds=torch.stack([o["rgb"] for o in outs]), target=batch["color"], bw=bw,
+            transition=torch.stack([o["plan"].transition for o in outs]).to(bw),
+            seams=torch.stack([seam_mask(o["plan"].boxes, o["plan"].page_size) for o in outs]).to(bw),
+            detailed=detailed_mask(batch["labels"]) if "labels" in batch else torch.ones_like(bw),
+        )
+        for o in outs:
+            for k, v in o["report"].items():
+                self.log(f"test/coherence/{k}", v, batch_size=1)
+
+    validation_step = test_step
+
+    def on_test_epoch_end(self) -> None:
+        values = self.log_suite(self.test_metrics)
+        self.last_metrics = {k: float(v) for k, v in values.items()}
+
+    on_validation_epoch_end = on_test_epoch_end
+
+    def debug_panel(self, bw: torch.Tensor, out: dict) -> np.ndarray:
+        """bw | importance | patch boxes | primary canvas | secondary | fused, for ``colorize --debug``."""
+        size = tuple(bw.shape[-2:])
+        imp = upsample(out["importance"][None], size)[0]
+        bw3 = bw.reshape(1, *size).cpu()
+        return panel(bw3, imp.cpu(), draw_boxes(bw3, out["plan"].boxes), nlab_to_rgb(out["canvas"][None])[0].cpu(),
+                     nlab_to_rgb(out["fill"][None])[0].cpu(), out["rgb"].cpu())

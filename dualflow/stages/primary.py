@@ -1,0 +1,164 @@
+"""Stage 2: PrimaryModule, the high-capacity colorizer of priority patches, trained on the patches that the
+frozen stage-1 model and PatchPlan choose (plus a share of random patches), at native resolution."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dualflow.color import nlab_to_rgb, rgb_to_nlab
+from dualflow.metrics.perceptual import build_lpips
+from dualflow.metrics.suite import build_suite
+from dualflow.models import UNet
+from dualflow.models.discriminator import PatchDiscriminator
+from dualflow.patching import crop, random_boxes
+from dualflow.pipeline import PlanSettings, upsample
+from dualflow.stages.base import StageModule, panel
+from dualflow.stages.frozen import StageCheckpointError, load_stage_net
+
+
+def require_ckpt(path: str | None, stage: str, target: str) -> str:
+    """The path of an earlier stage, or a clear error saying how to get one."""
+    if not path:
+        raise StageCheckpointError(
+            f"no {stage} checkpoint: run `{target}` for this experiment first, or pass "
+            f"--model.{stage}_ckpt=PATH"
+        )
+    return path
+
+
+class PrimaryModule(StageModule):
+    """Stage 2. ``attention_ckpt`` is filled from ``runs/<experiment>/manifest.json`` by the CLI when omitted."""
+
+    stage = "primary"
+
+    def __init__(self, attention_ckpt: str | None = None, base: int = 32, depth: int = 3, attn_heads: int = 4,
+                 attn_depth: int = 1, window: int = 8, norm: str = "batch", patch_size: int = 64,
+                 patch_budget: int = 8, patch_threshold: float = 0.3, patch_overlap: float = 0.25,
+                 band_width: int = 8, random_share: float = 0.25, l1_weight: float = 1.0,
+                 lpips_weight: float = 0.0, gan_weight: float = 0.0, disc_lr: float = 2e-4, lr: float = 5e-4,
+                 weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
+                 val_lpips: bool = True):
+        super().__init__(lr, weight_decay, warmup_steps)
+        self.save_hyperparameters(logger=False)
+        attention, _ = load_stage_net(require_ckpt(attention_ckpt, "attention", "make train-stage1"), "attention")
+        self.frozen["attention"] = attention
+        self.plan_settings = PlanSettings(patch_size, patch_budget, patch_threshold, patch_overlap, band_width)
+        self.net_config = dict(in_channels=2, base=base, depth=depth, attn_heads=attn_heads,
+                               attn_depth=attn_depth, window=window, norm=norm)
+        self.net = UNet(**self.net_config)
+        self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
+        self.disc = PatchDiscriminator(in_channels=4) if gan_weight > 0 else None
+        self.automatic_optimization = gan_weight == 0
+        self.val_metrics = build_suite("patch", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
+        self.test_metrics = build_suite("patch", "test", lpips=val_lpips,
+                                        allow_random_backbone=allow_random_backbone)
+
+    def extra_meta(self) -> dict:
+        return {"plan": asdict(self.plan_settings)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(K,2,ph,pw) bw + importance patches → (K,3,ph,pw) normalised Lab."""
+        return self.net(x)
+
+    @torch.no_grad()
+    def patches(self, batch: dict, random_extra: bool, generator: torch.Generator | None = None):
+        """Patches of every page: planned boxes (+ random ones) → inputs (K,2,p,p) and RGB targets (K,3,p,p)."""
+        bw, color = batch["bw"], batch["color"]
+        size = tuple(bw.shape[-2:])
+        importance = upsample(self.frozen["attention"].importance(bw), size)
+        budget = self.plan_settings.budget
+        n_random = math.ceil(budget * self.hparams.random_share) if random_extra else 0
+        inputs, targets = [], []
+        for i in range(bw.shape[0]):
+            boxes = self.plan_settings.plan(importance[i], size).boxes
+            extra = budget + n_random - boxes.shape[0] if random_extra else max(0, 1 - boxes.shape[0])
+            if extra > 0:
+                rand = random_boxes(size, self.plan_settings.patch_size, extra, generator).to(boxes)
+                boxes = torch.cat([boxes, rand])
+            boxes = boxes.to(bw.device)
+            inputs.append(crop(torch.cat([bw[i], importance[i]]), boxes))
+            targets.append(crop(color[i], boxes))
+        return torch.cat(inputs), torch.cat(targets)
+
+    def _losses(self, pred: torch.Tensor, target_rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = {"l1": F.l1_loss(pred, rgb_to_nlab(target_rgb))}
+        if self.lpips_loss is not None:
+            losses["lpips"] = self.lpips_loss(nlab_to_rgb(pred) * 2 - 1, target_rgb * 2 - 1).mean()
+        return losses
+
+    def training_step(self, batch: dict, batch_idx: int):
+        if not self.count_skipped(batch):
+            return None
+        x, y = self.patches(batch, random_extra=True)
+        pred = self.net(x)
+        losses = self._losses(pred, y)
+        loss = self.hparams.l1_weight * losses["l1"] + self.hparams.lpips_weight * losses.get("lpips", 0.0)
+        n = x.shape[0]
+        if self.disc is not None:
+            loss = self._gan_step(x, y, pred, loss)
+        for k, v in losses.items():
+            self.log(f"train/{k}", v, batch_size=n)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/patches", float(n), batch_size=1, reduce_fx="sum")
+        return loss if self.automatic_optimization else None
+
+    def _gan_step(self, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """Hinge GAN with manual optimisation: one discriminator step, then the generator step."""
+        opt_g, opt_d = self.optimizers()
+        sched_g, sched_d = self.lr_schedulers()
+        real = torch.cat([x[:, :1], rgb_to_nlab(y)], 1)
+        fake = torch.cat([x[:, :1], pred], 1)
+        d_loss = F.relu(1 - self.disc(real)).mean() + F.relu(1 + self.disc(fake.detach())).mean()
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+        g_adv = -self.disc(fake).mean()
+        total = loss + self.hparams.gan_weight * g_adv
+        opt_g.zero_grad()
+        self.manual_backward(total)
+        opt_g.step()
+        sched_g.step()
+        sched_d.step()
+        self.log_dict({"train/d_loss": d_loss, "train/g_adv": g_adv}, batch_size=x.shape[0])
+        return total.detach()
+
+    def configure_optimizers(self):
+        opt, sched = self.make_optimizer(self.trainable_parameters())
+        if self.disc is None:
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        opt_d, sched_d = self.make_optimizer(self.trainable_parameters(self.disc), self.hparams.disc_lr)
+        return [opt, opt_d], [sched, sched_d]
+
+    def _eval(self, batch: dict, suite, split: str) -> None:
+        if not self.count_skipped(batch):
+            return
+        gen = torch.Generator().manual_seed(0)  # the same random fallback patches every validation
+        x, y = self.patches(batch, random_extra=False, generator=gen)
+        pred = self.net(x)
+        losses = self._losses(pred, y)
+        self.log(f"{split}/loss", losses["l1"], sync_dist=True, batch_size=x.shape[0])
+        suite.update(preds=nlab_to_rgb(pred), target=y)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_suite(self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_suite(self.test_metrics)
+
+    def log_images(self, batch: dict) -> dict[str, np.ndarray]:
+        pages = {"bw": batch["bw"][:2], "color": batch["color"][:2]}
+        x, y = self.patches(pages, random_extra=False, generator=torch.Generator().manual_seed(0))
+        pred = nlab_to_rgb(self.net(x[:8]))
+        rows = [panel(x[i, :1], pred[i], y[i]) for i in range(pred.shape[0])]
+        return {"val/panels/primary": np.concatenate(rows, axis=0)}
