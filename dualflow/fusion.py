@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.color import AB_SCALE, L_SCALE
+from dualflow.lineart import ink_lines
 from dualflow.patching import PatchPlan, crop, paste
 
 
@@ -99,7 +100,7 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
         guide = F.avg_pool2d(bw[None], 3, stride=1, padding=1, count_include_pad=False)  # tone → grey level
         out[1:] = kornia.filters.guided_blur(guide, out[None, 1:], k, smooth_eps)[0]
     if keep_ink:
-        ink = kornia.filters.gaussian_blur2d(bw[None], (5, 5), (1.0, 1.0))[0] < 0.25
+        ink = ink_lines(bw[None])[0] > 0
         out[:1] = torch.where(ink, out[:1].clamp(max=0.35), out[:1])
     if keep_white:
         k = 2 * white_radius + 1

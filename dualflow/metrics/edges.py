@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import kornia.filters
 import torch
-import torch.nn.functional as F
 from torchmetrics import Metric
 
 from dualflow.color import luminance, rgb_to_lab
-
-
-def ink_lines(bw: torch.Tensor, threshold: float = 0.35) -> torch.Tensor:
-    """(B,1,H,W) B&W page → {0,1} line-art mask. A light blur first makes isolated screentone dots grey, so
-    what stays dark is line art and solid black."""
-    return (kornia.filters.gaussian_blur2d(bw, (5, 5), (1.0, 1.0)) < threshold).float()
-
-
-def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    return F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius) if radius > 0 else mask
+from dualflow.lineart import dilate, ink_lines
 
 
 class ChromaOnInk(Metric):
-    """Share of chroma-gradient energy (|∇a|² + |∇b|²) that lies on or within ``radius`` px of ink lines.
-    Colour bleeding across lines moves energy into regions and lowers it. Higher is better."""
+    """Share of chroma-gradient energy (|∇ab|, the magnitude, so a change spread over many pixels weighs
+    what a sharp one does) that lies on or within ``radius`` px of ink lines. Colour bleeding across lines
+    moves energy into regions and lowers it. Higher is better."""
 
     higher_is_better = True
     full_state_update = False
@@ -35,7 +26,7 @@ class ChromaOnInk(Metric):
 
     def update(self, preds: torch.Tensor, bw: torch.Tensor) -> None:
         ab = rgb_to_lab(preds.float())[:, 1:]
-        energy = kornia.filters.spatial_gradient(ab).pow(2).sum(dim=(1, 2))[:, None]
+        energy = kornia.filters.spatial_gradient(ab).pow(2).sum(dim=(1, 2)).sqrt()[:, None]
         near = dilate(ink_lines(bw), self.radius)
         self.on_ink += (energy * near).sum().double()
         self.total += energy.sum().double()

@@ -107,7 +107,9 @@ class RandomInception(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.nn.functional.interpolate(x.float(), size=(299, 299), mode="bilinear", align_corners=False)
-        return self.net(x * 2 - 1)
+        # Untrained BatchNorm statistics let activations grow without bound through the network; unit-length
+        # features keep the Fréchet distance finite and comparable between runs.
+        return torch.nn.functional.normalize(self.net(x * 2 - 1).double(), dim=1).float()
 
 
 class FID(FrechetInceptionDistance):

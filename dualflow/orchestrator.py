@@ -1,0 +1,124 @@
+"""``python -m dualflow train --stage 1|2|3|all|baseline --experiment NAME [--preset P] [--resume] [overrides]``
+
+Runs each stage as its own ``python -m dualflow fit`` process: Lightning's DDP launcher re-runs the command
+line on every rank, so orchestrating several stages in one process would run them once per rank. Stage N
+refuses to start without stage N−1 of the same experiment (unless its checkpoint is passed explicitly).
+After stage 3 the composite is tested (metrics into the manifest) and sample pages are written to
+``runs/<NAME>/samples/``."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dualflow import manifest
+
+STAGE_FILES = {"1": "stage1", "2": "stage2", "3": "stage3", "baseline": "baseline"}
+STAGE_NAMES = {"1": "attention", "2": "primary", "3": "secondary", "baseline": "baseline"}
+PREVIOUS = {"2": "attention", "3": "primary"}
+EXPERIMENTS = Path("experiments")
+
+
+def pick_preset(preset: str, gpus: int | None) -> str:
+    """``auto``: ``ddp`` for several GPUs, ``gpu`` when CUDA is visible, else ``cpu`` (sized for 2 cores)."""
+    if preset != "auto":
+        return preset
+    if gpus and gpus > 1:
+        return "ddp"
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def configs(name: str, preset: str) -> list[str]:
+    """``--config`` arguments: the stage file, then the preset's file for it when the preset has one."""
+    args = ["--config", str(EXPERIMENTS / f"{name}.yaml")]
+    preset_file = EXPERIMENTS / "presets" / preset / f"{name}.yaml"
+    if preset != "none":
+        if not (EXPERIMENTS / "presets" / preset).is_dir():
+            raise FileNotFoundError(f"unknown preset {preset!r}: no folder {EXPERIMENTS / 'presets' / preset}")
+        if preset_file.is_file():
+            args += ["--config", str(preset_file)]
+    return args
+
+
+def stage_command(stage: str, experiment: str, preset: str, runs_dir: str, resume: bool, gpus: int | None,
+                  overrides: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "dualflow", "fit", *configs(STAGE_FILES[stage], preset),
+           "--experiment", experiment, "--runs_dir", runs_dir]
+    if gpus:
+        cmd.append(f"--trainer.devices={gpus}")
+    cmd += overrides
+    if resume:
+        cmd += ["--ckpt_path", "last"]
+    return cmd
+
+
+def check_previous(stage: str, experiment: str, runs_dir: str, overrides: list[str]) -> None:
+    prev = PREVIOUS.get(stage)
+    if prev and not any(o.startswith(f"--model.{prev}_ckpt") for o in overrides):
+        manifest.stage_checkpoint(experiment, prev, runs_dir)  # raises with the make target to run
+
+
+def run_stage(stage: str, args, overrides: list[str]) -> int:
+    name = STAGE_NAMES[stage]
+    check_previous(stage, args.experiment, args.runs_dir, overrides)
+    ckpt_dir = Path(args.runs_dir) / args.experiment / name / "checkpoints"
+    resume = args.resume and (ckpt_dir / "last.ckpt").is_file()
+    if args.resume and not resume:
+        print(f"[dualflow] no {ckpt_dir / 'last.ckpt'} to resume from: training {name} from scratch")
+    if not resume and ckpt_dir.is_dir():
+        shutil.rmtree(ckpt_dir)  # a fresh run: old checkpoints must not pass for this run's
+    cmd = stage_command(stage, args.experiment, args.preset, args.runs_dir, resume, args.gpus, overrides)
+    print(f"[dualflow] stage {stage} ({name}): {' '.join(cmd[1:])}", flush=True)
+    return subprocess.run(cmd).returncode
+
+
+def finish(args) -> int:
+    """Composite test metrics into the manifest and sample pages under runs/<NAME>/samples/."""
+    exp_dir = Path(args.runs_dir) / args.experiment
+    cmd = [sys.executable, "-m", "dualflow", "test", *configs("composite", args.preset),
+           "--experiment", args.experiment, "--runs_dir", args.runs_dir]
+    print(f"[dualflow] composite test: {' '.join(cmd[1:])}", flush=True)
+    code = subprocess.run(cmd).returncode
+    if code:
+        return code
+    inputs = exp_dir / "samples" / "input"
+    from dualflow.data.synth_cli import main as synth_main
+
+    synth_main([str(inputs), "--n", str(args.samples), "--seed", "424242", "--size", str(args.sample_size)])
+    from dualflow.inference import main as colorize_main
+
+    return colorize_main([str(inputs / "bw"), "--out", str(exp_dir / "samples"), "--experiment", args.experiment,
+                          "--runs_dir", args.runs_dir, "--debug"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dualflow train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=["1", "2", "3", "all", "baseline"], default="all")
+    parser.add_argument("--experiment", default="default")
+    parser.add_argument("--preset", default="auto", help="auto | cpu | gpu | ddp | none (experiments/presets/)")
+    parser.add_argument("--gpus", type=int, default=None, help="devices per node (several → ddp preset)")
+    parser.add_argument("--resume", action="store_true", help="continue from the stage's last.ckpt, exactly")
+    parser.add_argument("--runs_dir", default="runs")
+    parser.add_argument("--samples", type=int, default=6, help="sample pages written after stage 3")
+    parser.add_argument("--sample_size", default="384x543", help="sample page size, N or WxH")
+    args, overrides = parser.parse_known_args(argv)
+    args.preset = pick_preset(args.preset, args.gpus)
+    stages = ["1", "2", "3"] if args.stage == "all" else [args.stage]
+    try:
+        for stage in stages:
+            code = run_stage(stage, args, overrides)
+            if code:
+                print(f"[dualflow] stage {stage} failed (exit {code})", file=sys.stderr)
+                return code
+        if stages[-1] == "3":
+            return finish(args)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

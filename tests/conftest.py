@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny experiment trained once per session through the real CLI (stages 1→3)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+torch.set_num_threads(2)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "tests" / "conf"
+
+
+def fit_args(stage: str, runs: Path, experiment: str = "tiny", *extra: str) -> list[str]:
+    """Arguments of ``python -m dualflow fit`` for a tiny run of ``stage`` (stage1|stage2|stage3|baseline)."""
+    return ["fit", "--config", str(REPO / "experiments" / f"{stage}.yaml"), "--config", str(CONF / "tiny_common.yaml"),
+            "--config", str(CONF / f"tiny_{stage}.yaml"), "--experiment", experiment, "--runs_dir", str(runs), *extra]
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    """Run every test from the repository root (where experiments/base.yaml is found), seeded."""
+    monkeypatch.chdir(REPO)
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory) -> Path:
+    """runs dir with experiment 'tiny': stages 1, 2 and 3 trained for a few steps via dualflow.cli.main."""
+    from dualflow.cli import main
+
+    runs = tmp_path_factory.mktemp("runs")
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        for stage in ("stage1", "stage2", "stage3"):
+            main(fit_args(stage, runs))
+    finally:
+        os.chdir(cwd)
+    return runs

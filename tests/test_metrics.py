@@ -1,0 +1,232 @@
+"""Metrics: ΔE2000 against a reference, known answers for every metric, the backbone-weights policy, and
+DDP synchronisation (2 gloo processes give the same figures as one process over all the data)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from dualflow.color import lab_to_rgb
+from dualflow.metrics.attention import AttentionAUROC, AttentionIoU, RankCorrelation
+from dualflow.metrics.color import DeltaColorfulness, DeltaE2000, delta_e2000
+from dualflow.metrics.edges import ChromaOnInk, EdgeF1
+from dualflow.metrics.perceptual import LPIPS, BackboneWeightsMissing, hub_checkpoint
+from dualflow.metrics.suite import build_suite, compute_logged
+from dualflow.metrics.transition import SeamScore, TransitionDeltaE
+
+# Sharma, Wu & Dalal (2005), Table 1: (Lab1, Lab2, ΔE00).
+SHARMA = [
+    ((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+    ((50.0, 3.1571, -77.2803), (50.0, 0.0, -82.7485), 2.8615),
+    ((50.0, 2.8361, -74.0200), (50.0, 0.0, -82.7485), 3.4412),
+    ((50.0, 0.0, 0.0), (50.0, -1.0, 2.0), 2.3669),
+    ((50.0, 2.5, 0.0), (73.0, 25.0, -18.0), 27.1492),
+    ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
+    ((2.0776, 0.0795, -1.1350), (0.9033, -0.0636, -0.5514), 0.9082),
+]
+
+
+def test_delta_e2000_matches_published_pairs_and_skimage():
+    from skimage.color import deltaE_ciede2000
+
+    a = torch.tensor([p[0] for p in SHARMA], dtype=torch.float64)
+    b = torch.tensor([p[1] for p in SHARMA], dtype=torch.float64)
+    expected = torch.tensor([p[2] for p in SHARMA], dtype=torch.float64)
+    assert torch.allclose(delta_e2000(a, b, dim=-1), expected, atol=1e-4)
+    g = torch.Generator().manual_seed(0)
+    lab1 = torch.stack([torch.rand(2000, generator=g, dtype=torch.float64) * 100,
+                        *(torch.rand(2, 2000, generator=g, dtype=torch.float64) * 256 - 128)], dim=1)
+    lab2 = lab1 + torch.randn(2000, 3, generator=g, dtype=torch.float64) * 8
+    ref = deltaE_ciede2000(lab1.numpy(), lab2.numpy())
+    assert np.allclose(delta_e2000(lab1, lab2, dim=-1).numpy(), ref, atol=1e-4)
+    assert torch.allclose(delta_e2000(lab2, lab1, dim=-1), delta_e2000(lab1, lab2, dim=-1), atol=1e-8)
+
+
+def _img(seed=0, b=2, h=32, w=32):
+    return torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_identical_images_give_perfect_scores():
+    x = _img()
+    suite = build_suite("patch", "val", lpips=True, allow_random_backbone=True)
+    suite.update(preds=x, target=x)
+    v = compute_logged(suite)
+    assert v["val/color/delta_e2000"] == pytest.approx(0, abs=1e-3)
+    assert v["val/color/ssim"] == pytest.approx(1, abs=1e-4)
+    assert v["val/color/delta_cf"] == pytest.approx(0, abs=1e-4)
+    assert v["val/global/lpips_randinit"] == pytest.approx(0, abs=1e-6)
+
+
+def test_known_uniform_shift():
+    from skimage.color import deltaE_ciede2000
+
+    lab1, lab2 = torch.tensor([60.0, 20.0, -10.0]), torch.tensor([55.0, 25.0, 0.0])
+    rgb1 = lab_to_rgb(lab1.view(1, 3, 1, 1).expand(1, 3, 8, 8))
+    rgb2 = lab_to_rgb(lab2.view(1, 3, 1, 1).expand(1, 3, 8, 8))
+    m = DeltaE2000()
+    m.update(rgb1, rgb2)
+    assert float(m.compute()) == pytest.approx(float(deltaE_ciede2000(lab1.numpy(), lab2.numpy())), abs=0.05)
+    masked = DeltaE2000()
+    mask = torch.zeros(1, 1, 8, 8)
+    masked.update(rgb1, rgb1.clone(), mask=mask)
+    assert torch.isnan(masked.compute())  # nothing selected: NaN, not a fake zero
+
+
+def test_colourfulness_difference_signs():
+    target = _img(1)
+    grey = target.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    m = DeltaColorfulness()
+    m.update(grey, target)
+    assert float(m.compute()) < -10
+    m.reset()
+    boosted = ((target - 0.5) * 1.5 + 0.5).clamp(0, 1)
+    m.update(boosted, target)
+    assert float(m.compute()) > 5
+
+
+def test_planted_seam_is_detected():
+    h, w = 32, 48
+    target = torch.zeros(1, 3, h, w)
+    target[:, 0] = torch.linspace(0.2, 0.8, w)  # a smooth gradient, no edge at x=24
+    target[:, 1] = 0.4
+    seams = torch.zeros(1, 1, h, w)
+    seams[..., 23:25] = 1
+    m = SeamScore()
+    m.update(target, target, seams)
+    assert float(m.compute()) == pytest.approx(0, abs=1e-6)
+    stepped = target.clone()
+    stepped[:, :, :, 24:] = (stepped[:, :, :, 24:] + torch.tensor([0.0, 0.15, 0.0]).view(1, 3, 1, 1)).clamp(0, 1)
+    m.reset()
+    m.update(stepped, target, seams)
+    assert float(m.compute()) > 5
+    band = torch.zeros(1, 1, h, w)
+    band[..., 20:28] = 1
+    t = TransitionDeltaE()
+    t.update(stepped, target, band)
+    assert float(t.compute()) > 2  # half of the band is off
+
+
+def _two_regions(bleed: bool):
+    h, w = 32, 64
+    bw = torch.ones(1, 1, h, w)
+    bw[..., 31:33] = 0  # ink line between two regions
+    color = torch.zeros(1, 3, h, w)
+    color[:, :, :, :32] = torch.tensor([0.9, 0.2, 0.2]).view(3, 1, 1)
+    color[:, :, :, 32:] = torch.tensor([0.2, 0.3, 0.9]).view(3, 1, 1)
+    if bleed:  # colour changes gradually, across the regions instead of at the line
+        t = torch.linspace(0, 1, w).view(1, 1, 1, w)
+        color = (1 - t) * torch.tensor([0.9, 0.2, 0.2]).view(1, 3, 1, 1) + t * torch.tensor([0.2, 0.3, 0.9]).view(
+            1, 3, 1, 1)
+        return color.expand(1, 3, h, w).clone(), bw  # and the line itself is not respected
+    color[..., 31:33] = 0.05
+    return color, bw
+
+
+def test_bleeding_across_lines_lowers_chroma_on_ink_and_edge_f1():
+    sharp, bw = _two_regions(False)
+    bled, _ = _two_regions(True)
+    good, bad = ChromaOnInk(), ChromaOnInk()
+    good.update(sharp, bw)
+    bad.update(bled, bw)
+    assert float(good.compute()) > 0.95 and float(bad.compute()) < 0.5
+    f1_good, f1_flat = EdgeF1(), EdgeF1()
+    f1_good.update(sharp, bw)
+    f1_flat.update(torch.full_like(sharp, 0.5), bw)
+    assert float(f1_good.compute()) > 0.8 and float(f1_flat.compute()) == 0
+
+
+def test_attention_metrics_known_answers():
+    detailed = torch.zeros(2, 1, 64, 64)
+    detailed[:, :, :32] = 1
+    perfect = torch.zeros(2, 1, 8, 8)
+    perfect[:, :, :4] = 1
+    auroc, iou, rank = AttentionAUROC(), AttentionIoU(), RankCorrelation()
+    auroc.update(perfect, detailed)
+    iou.update(perfect, detailed)
+    ramp = torch.arange(64.0).view(1, 1, 8, 8).expand(2, 1, 8, 8)
+    rank.update(ramp, ramp * 2 + 1)
+    assert float(auroc.compute()) == pytest.approx(1.0, abs=1e-3)
+    assert float(iou.compute()) == pytest.approx(1.0)
+    assert float(rank.compute()) == pytest.approx(1.0)
+    inverted = AttentionAUROC()
+    inverted.update(1 - perfect, detailed)
+    assert float(inverted.compute()) < 0.01
+
+
+def test_backbone_policy_missing_weights_raise_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_home"))
+    with pytest.raises(BackboneWeightsMissing, match="alexnet-owt-7be5be79.pth.*allow_random_backbone"):
+        LPIPS()
+    from dualflow.metrics.perceptual import FID
+
+    with pytest.raises(BackboneWeightsMissing, match="weights-inception-2015-12-05-6726825d.pth"):
+        FID()
+    assert not LPIPS(allow_random_backbone=True).pretrained
+
+
+def test_backbone_policy_loads_cached_weights(tmp_path, monkeypatch):
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+    from torchvision.models import alexnet
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    ckpt = hub_checkpoint("lpips")
+    ckpt.parent.mkdir(parents=True)
+    saved = alexnet(weights=None).state_dict()
+    torch.save(saved, ckpt)
+    m = LPIPS()
+    assert m.pretrained
+    loaded = m.net.net.slice1[0].weight
+    assert torch.equal(loaded, saved["features.0.weight"])  # the cached file, not random or downloaded
+    # FID: a randomly initialised torch-fidelity Inception saved under the real file name.
+    with monkeypatch.context() as patch:
+        patch.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        patch.setattr(fe, "load_state_dict_from_url", lambda *a, **k: {})
+        state = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    torch.save(state, hub_checkpoint("fid"))
+    from dualflow.metrics.perceptual import FID
+
+    fid = FID()
+    assert fid.pretrained
+    suite = build_suite("page", "test", lpips=True, fid=True)
+    assert {"global__lpips", "global__fid"} <= set(suite.keys(keep_base=True))  # no _randinit suffix
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    torch.save(_all_metrics(rank, world), f"{out}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def _all_metrics(rank: int = 0, world: int = 1) -> dict[str, float]:
+    g = torch.Generator().manual_seed(0)
+    preds, target = torch.rand(4, 3, 24, 24, generator=g), torch.rand(4, 3, 24, 24, generator=g)
+    bw = (torch.rand(4, 1, 24, 24, generator=g) > 0.3).float()
+    masks = (torch.rand(4, 1, 24, 24, generator=g) > 0.5).float()
+    imp, detailed = torch.rand(4, 1, 6, 6, generator=g), (torch.rand(4, 1, 24, 24, generator=g) > 0.5).float()
+    page = build_suite("page", "val", lpips=True, allow_random_backbone=True)
+    att = build_suite("attention", "val")
+    for i in range(rank, 4, world):
+        sl = slice(i, i + 1)
+        page.update(preds=preds[sl], target=target[sl], bw=bw[sl], transition=masks[sl], seams=masks[sl],
+                    detailed=detailed[sl])
+        att.update(importance=imp[sl], detailed=detailed[sl], target=imp[sl] ** 2)
+    return {k: float(v) for k, v in {**compute_logged(page), **compute_logged(att)}.items()}
+
+
+def test_metrics_synchronise_across_two_processes(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    single = _all_metrics()
+    for rank in range(2):
+        synced = torch.load(tmp_path / f"rank{rank}.pt")
+        assert synced.keys() == single.keys() and len(single) >= 14
+        for k, v in single.items():
+            assert synced[k] == pytest.approx(v, rel=1e-4, abs=1e-5), k

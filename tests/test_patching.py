@@ -1,0 +1,76 @@
+"""PatchPlan invariants and edge cases."""
+
+import torch
+
+from dualflow.patching import paste, plan_patches, seam_mask
+
+
+def _importance():
+    g = torch.Generator().manual_seed(0)
+    imp = torch.rand(40, 50, generator=g) * 0.3
+    imp[5:15, 5:20] = 0.9
+    imp[25:38, 30:48] = 0.8
+    imp[20:24, 0:10] = 0.7
+    return imp
+
+
+def _overlap(a, b):
+    h = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    w = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return h * w
+
+
+def test_invariants():
+    page = (320, 400)
+    plan = plan_patches(_importance(), page, patch_size=64, budget=6, threshold=0.4, max_overlap=0.25, band=8)
+    boxes = plan.boxes.tolist()
+    assert 1 <= len(boxes) <= 6
+    for y0, x0, y1, x1 in boxes:
+        assert 0 <= y0 < y1 <= page[0] and 0 <= x0 < x1 <= page[1] and (y1 - y0, x1 - x0) == (64, 64)
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert _overlap(boxes[i], boxes[j]) <= 0.25 * 64 * 64 + 1e-6
+    assert (plan.scores >= 0.4).all() and torch.all(plan.scores[:-1] >= plan.scores[1:])
+    assert torch.allclose(plan.coverage + plan.fill, torch.ones(1, *page))
+    assert plan.coverage.min() >= 0 and plan.coverage.max() <= 1
+    assert set(plan.transition.unique().tolist()) <= {0.0, 1.0} and plan.transition.sum() > 0
+    # The band straddles the priority/fill border: it holds pixels on both sides.
+    band = plan.transition[0] > 0
+    assert (plan.coverage[0][band] >= 0.5).any() and (plan.coverage[0][band] < 0.5).any()
+
+
+def test_weights_are_smooth_and_normalise_on_overlaps():
+    page = (200, 200)
+    plan = plan_patches(torch.ones(25, 25), page, patch_size=96, stride=32, budget=9, threshold=0.0,
+                        max_overlap=0.6)
+    w = plan.weights
+    assert w.min() >= 0 and w.max() <= 1
+    assert (w[..., 1:, :] - w[..., :-1, :]).abs().max() < 0.1 and (w[..., 1:] - w[..., :-1]).abs().max() < 0.1
+    # Normalised weights sum to 1 wherever any patch has weight: constant patches paste to that constant.
+    acc, wsum = paste(torch.full((len(plan), 3, 96, 96), 0.7), plan.boxes, w, page)
+    covered = wsum[0] > 0
+    assert torch.allclose((acc / wsum.clamp_min(1e-6))[:, covered], torch.tensor(0.7))
+    assert ((wsum[0] > 1.0) & covered).any()  # there were real overlaps
+
+
+def test_deterministic():
+    a = plan_patches(_importance(), (320, 400), 64, budget=5)
+    b = plan_patches(_importance(), (320, 400), 64, budget=5)
+    assert torch.equal(a.boxes, b.boxes) and torch.equal(a.coverage, b.coverage)
+
+
+def test_page_smaller_than_patch_flat_map_and_zero_budget():
+    small = plan_patches(torch.ones(3, 4), (30, 45), patch_size=64, budget=3, threshold=0.5)
+    assert small.boxes.tolist() == [[0, 0, 30, 45]] and torch.all(small.coverage == 1)  # no feather at page edges
+    flat = plan_patches(torch.full((10, 10), 0.2), (80, 80), patch_size=32, threshold=0.3)
+    assert len(flat) == 0 and torch.all(flat.fill == 1) and flat.transition.sum() == 0
+    zero = plan_patches(torch.ones(10, 10), (80, 80), patch_size=32, budget=0)
+    assert len(zero) == 0 and torch.all(zero.coverage == 0)
+    high_flat = plan_patches(torch.full((10, 10), 0.9), (80, 80), patch_size=32, budget=3, threshold=0.3)
+    assert len(high_flat) == 3
+
+
+def test_seam_mask_marks_inner_borders_only():
+    m = seam_mask(torch.tensor([[0, 0, 10, 10], [5, 20, 15, 30]]), (20, 40))
+    assert m[0, 0, :9].sum() == 0  # the top page border is not a seam (column 9 is the right border)
+    assert m[0, 9, :10].sum() == 10 and m[0, 5, 20:30].sum() == 10 and m[0, 5:15, 20].sum() == 10

@@ -1,0 +1,72 @@
+"""SynthManga: deterministic, manga-like B&W, sensible labels; the synth command writes identical files."""
+
+import hashlib
+
+import numpy as np
+
+from dualflow.data.synth import CLASS_ID, CLASSES, SynthManga, render_bw
+from dualflow.data.synth_cli import main as synth_main
+
+
+def test_same_seed_and_index_give_identical_pages_and_other_indices_differ():
+    a, b = SynthManga(3)(7, 128), SynthManga(3)(7, 128)
+    assert np.array_equal(a.bw, b.bw) and np.array_equal(a.color, b.color) and np.array_equal(a.labels, b.labels)
+    c = SynthManga(3)(8, 128)
+    assert not np.array_equal(a.color, c.color)
+    assert not np.array_equal(a.color, SynthManga(4)(7, 128).color)
+
+
+def test_bw_is_manga_not_grey_photo():
+    pages = [SynthManga(0)(i, 256) for i in range(8)]
+    for p in pages:
+        mid = ((p.bw > 0.2) & (p.bw < 0.8)).mean()
+        assert mid < 0.02, f"{mid:.3f} of pixels are mid-grey"
+        assert 0.05 < (p.bw < 0.5).mean() < 0.7  # ink present, paper dominant
+    sky = np.concatenate([p.bw[p.labels == CLASS_ID["sky"]] for p in pages])
+    assert sky.size > 1000 and 0.02 < (sky < 0.5).mean() < 0.6  # sky is a dot screentone, not flat white or black
+
+
+def test_screentone_density_follows_lightness():
+    h = w = 96
+    labels = np.full((h, w), CLASS_ID["skin"], np.uint8)
+    ink = np.zeros((h, w), bool)
+    fractions = []
+    for level in (0.9, 0.7, 0.5, 0.3):
+        color = np.full((h, w, 3), level, np.float32)
+        bw = render_bw(color, labels, ink)
+        fractions.append((bw < 0.5).mean())
+        assert set(np.unique(bw)) <= {0.0, 1.0}
+    assert fractions == sorted(fractions) and fractions[-1] - fractions[0] > 0.3
+    # A mid tone is a dot pattern: both ink and paper in every 8×8 tile.
+    bw = render_bw(np.full((h, w, 3), 0.5, np.float32), labels, ink)
+    tiles = bw[:64, :64].reshape(8, 8, 8, 8).mean(axis=(1, 3))
+    assert ((tiles > 0.1) & (tiles < 0.9)).all()
+
+
+def test_label_coverage_detailed_and_flat():
+    pages = [SynthManga(1)(i, 256) for i in range(24)]
+    seen = set(np.unique(np.concatenate([p.labels.ravel() for p in pages])))
+    assert seen == set(range(len(CLASSES)))
+    detailed = np.mean([p.detailed.mean() for p in pages])
+    assert 0.1 < detailed < 0.7
+
+
+def test_non_square_pages():
+    p = SynthManga(0)(0, (181, 97))
+    assert p.bw.shape == (181, 97) and p.color.shape == (181, 97, 3) and p.labels.shape == (181, 97)
+
+
+def _digest(folder):
+    return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*.png"))}
+
+
+def test_synth_command_writes_identical_files_for_same_seed(tmp_path):
+    assert synth_main([str(tmp_path / "a"), "--n", "3", "--size", "96x64", "--seed", "5"]) == 0
+    assert synth_main([str(tmp_path / "b"), "--n", "3", "--size", "96x64", "--seed", "5"]) == 0
+    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert a == b and {"bw/page_00000.png", "color/page_00002.png", "labels/page_00001.png", "preview.png"} <= set(a)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "a" / "bw" / "page_00000.png").mode == "L"
+    assert Image.open(tmp_path / "a" / "color" / "page_00000.png").size == (96, 64)
