@@ -77,7 +77,7 @@ def metric_directions(pl_module) -> dict[str, str]:
         for name, metric in suite.items(keep_base=False, copy_state=False):
             hib = getattr(metric, "higher_is_better", None)
             if hib is not None:
-                directions[log_key(suite.prefix + name)] = "max" if hib else "min"
+                directions[log_key(name)] = "max" if hib else "min"
     return directions
 
 

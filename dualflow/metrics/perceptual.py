@@ -57,8 +57,10 @@ def build_lpips(allow_random_backbone: bool) -> tuple[nn.Module, bool]:
     import lpips
 
     pretrained = backbone_is_pretrained("lpips", allow_random_backbone)
-    with warnings.catch_warnings():  # lpips still uses torchvision's deprecated `pretrained=` argument
-        warnings.simplefilter("ignore", UserWarning)
+    # A random backbone must be the same one on every rank and in every run, or figures are not comparable.
+    with warnings.catch_warnings(), torch.random.fork_rng():
+        warnings.simplefilter("ignore", UserWarning)  # lpips uses torchvision's deprecated `pretrained=`
+        torch.manual_seed(0)
         net = lpips.LPIPS(net="alex", pnet_rand=not pretrained, verbose=False).eval()
     net.requires_grad_(False)
     return net, pretrained

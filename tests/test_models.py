@@ -1,0 +1,59 @@
+"""Networks: importance in [0,1] at any page size, bounded Lab output, the attention model learns."""
+
+import torch
+
+from dualflow.models import AttentionNet, UNet
+from dualflow.models.blocks import WindowAttentionBlock, positional_encoding_2d
+from dualflow.stages.attention import complexity_target
+
+
+def test_importance_in_range_at_any_page_size():
+    net = AttentionNet(stride=8, dim=16, depth=2, heads=2, window=4).eval()
+    for h, w in [(8, 8), (37, 91), (130, 64)]:
+        imp = net.importance(torch.rand(1, 1, h, w))
+        assert imp.shape == (1, 1, -(-h // 8), -(-w // 8))
+        assert imp.min() >= 0 and imp.max() <= 1
+
+
+def test_window_attention_handles_padding_and_is_local():
+    block = WindowAttentionBlock(8, 2, window=4).eval()
+    x = torch.randn(1, 8, 9, 10)
+    y = block(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    x2 = x.clone()
+    x2[..., 8:, 8:] += 5  # change the bottom-right window only
+    y2 = block(x2)
+    assert torch.allclose(y[..., :4, :4], y2[..., :4, :4], atol=1e-5)
+
+
+def test_positional_encoding_defined_for_any_grid():
+    pe = positional_encoding_2d(5, 7, 16)
+    assert pe.shape == (1, 16, 5, 7)
+    assert torch.allclose(positional_encoding_2d(9, 9, 16)[..., :5, :7], pe)
+
+
+def test_unet_output_is_bounded_normalised_lab_for_odd_sizes():
+    net = UNet(in_channels=2, base=8, depth=3, attn_heads=2, window=4)
+    y = net(torch.randn(2, 2, 37, 29) * 10)
+    assert y.shape == (2, 3, 37, 29)
+    assert y[:, 0].min() >= 0 and y[:, 0].max() <= 1 and y[:, 1:].abs().max() <= 1
+
+
+def test_attention_model_learns_the_complexity_target_on_a_fixed_batch():
+    from dualflow.data.synth import SynthManga
+
+    torch.manual_seed(0)
+    pages = [SynthManga(0)(i, 64) for i in range(4)]
+    bw = torch.stack([torch.from_numpy(p.bw)[None] for p in pages])
+    color = torch.stack([torch.from_numpy(p.color).permute(2, 0, 1) for p in pages])
+    target = complexity_target(color, 8)
+    net = AttentionNet(stride=8, dim=16, depth=2, heads=2, window=4)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(bw), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
