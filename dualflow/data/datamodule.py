@@ -13,14 +13,14 @@ from dualflow.data.datasets import ColorFolderDataset, PairedFolderDataset, Synt
 
 
 class ResumableSampler(Sampler[int]):
-    """Shuffled (or ordered) indices from (seed, epoch), sharded over DDP ranks, able to start mid-epoch.
-
-    Lightning saves a data loader's ``state_dict`` in checkpoints; with this sampler the loader can resume at
-    the exact sample where a run stopped, so a resumed run sees the same batches as an uninterrupted one."""
+    """Shuffled (or ordered) ``(epoch, index)`` keys from (seed, epoch), sharded over DDP ranks, able to start
+    mid-epoch: with :meth:`MangaDataModule.state_dict` a resumed run sees the same batches as an
+    uninterrupted one."""
 
     def __init__(self, n: int, seed: int, shuffle: bool):
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.epoch, self.skip = 0, 0
+        self.current_epoch = 0  # epoch of the iteration in progress
 
     def _rank_world(self) -> tuple[int, int]:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -37,30 +37,8 @@ class ResumableSampler(Sampler[int]):
                  else np.arange(self.n))
         order = np.resize(order, len(self) * world)[rank::world]  # pad by wrapping so every rank has len(self)
         skip, self.skip = self.skip, 0
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        yield from ((epoch, i) for i in order[skip:].tolist())
-
-
-class ResumableDataLoader(DataLoader):
-    """A DataLoader whose position (epoch, batches served) is saved and restored by Lightning."""
-
-    def __init__(self, dataset: Dataset, sampler: ResumableSampler, **kwargs):
-        super().__init__(dataset, sampler=sampler, **kwargs)
-        self._served = 0
-
-    def __iter__(self):
-        self._served = 0
-        self._epoch = self.sampler.epoch
-        for batch in super().__iter__():
-            self._served += 1
-            yield batch
-
-    def state_dict(self) -> dict:
-        return {"epoch": getattr(self, "_epoch", self.sampler.epoch), "batches": self._served}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.epoch = int(state["epoch"])
-        self.sampler.skip = int(state["batches"]) * int(self.batch_size)
+        self.current_epoch, self.epoch = self.epoch, self.epoch + 1
+        yield from ((self.current_epoch, i) for i in order[skip:].tolist())
 
 
 def _split(items: list, seed: int, val: int, test: int) -> tuple[list, list, list]:
@@ -97,6 +75,7 @@ class MangaDataModule(L.LightningDataModule):
             raise ValueError(f"data.source={source} needs data.root (a folder)")
         self.save_hyperparameters()
         self.hp = self.hparams
+        self._resume_state: dict | None = None
 
     def _kwargs(self, train: bool) -> dict:
         from dualflow.data.transforms import bw_degradation, geometry
@@ -138,11 +117,27 @@ class MangaDataModule(L.LightningDataModule):
         common = {"batch_size": batch_size, "num_workers": self.hp.num_workers, "collate_fn": collate_skipping,
                   "persistent_workers": self.hp.num_workers > 0, "drop_last": False,
                   "generator": torch.Generator().manual_seed(self.hp.seed)}
-        return ResumableDataLoader(dataset, sampler, **common)
+        return DataLoader(dataset, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hp.batch_size,
-                            ResumableSampler(len(self.train_set), self.hp.seed, shuffle=True))
+        self.train_sampler = ResumableSampler(len(self.train_set), self.hp.seed, shuffle=True)
+        if self._resume_state:
+            self.train_sampler.epoch = int(self._resume_state["epoch"])
+            self.train_sampler.skip = int(self._resume_state["batches"]) * self.hp.batch_size
+            self._resume_state = None
+        return self._loader(self.train_set, self.hp.batch_size, self.train_sampler)
+
+    def state_dict(self) -> dict:
+        """Position in the training data, saved in checkpoints: the epoch in progress and how many of its
+        batches were trained on. (The loader itself runs one batch ahead, so it cannot count them.)"""
+        sampler = getattr(self, "train_sampler", None)
+        if sampler is None or self.trainer is None:
+            return {}
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": sampler.current_epoch, "batches": int(done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_state = state or None
 
     def _eval_batch(self) -> int:
         return self.hp.eval_batch_size or self.hp.batch_size
