@@ -94,6 +94,13 @@ class WandbSetup(L.Callback):
                 logger.experiment.config.update(self.config, allow_val_change=True)
                 wandb_utils.define_summaries(logger.experiment, metric_directions(pl_module))
 
+    @rank_zero_only
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        # Close the run, so that another stage started in this process gets a run of its own.
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                logger.experiment.finish()
+
 
 def _floats(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
     out = {}

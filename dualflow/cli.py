@@ -64,9 +64,12 @@ def _make_cli_class():
                 args.save_dir = str(self.root) if args.save_dir in (None, ".") else args.save_dir
                 args.name = args.name or f"{cfg.experiment}-{self.stage}"
                 args.log_model = False if wandb_utils.is_offline() else args.log_model
-                os.environ.setdefault("WANDB_RUN_GROUP", cfg.experiment)
-                os.environ.setdefault("WANDB_JOB_TYPE", self.stage)
-                os.environ.setdefault("WANDB_TAGS", f"{self.stage},{self.subcommand}")
+                # Passed on to wandb.init (WandbLogger's **kwargs).
+                extra = dict(logger.get("dict_kwargs") or {})
+                extra.setdefault("group", cfg.experiment)
+                extra.setdefault("job_type", self.stage)
+                extra.setdefault("tags", [self.stage, self.subcommand])
+                logger["dict_kwargs"] = extra
                 Path(args.save_dir).mkdir(parents=True, exist_ok=True)
             self.resolved = _plain(cfg.as_dict())
 

@@ -1,0 +1,88 @@
+"""The command line: every experiment config runs (tiny, CPU), overrides reach the model, the sweep command
+runs as `wandb agent` would build it, the orchestrator refuses to skip stages."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from dualflow.cli import main
+from dualflow.orchestrator import main as train_main
+from tests.conftest import CONF, REPO, fit_args
+
+
+def _stage_ckpts(runs, exp="tiny"):
+    stages = json.loads((runs / exp / "manifest.json").read_text())["stages"]
+    return {name: stages[name]["best_ckpt"] for name in ("attention", "primary", "secondary")}
+
+
+def test_overrides_reach_model_hyperparameters(tmp_path):
+    cli = main(fit_args("stage1", tmp_path, "ov", "--model.lr=0.0042", "--model.depth=1", "--data.batch_size=2",
+                        "--trainer.max_steps=1"))
+    assert cli.model.hparams.lr == pytest.approx(0.0042) and len(cli.model.net.blocks) == 1
+    assert cli.datamodule.hparams.batch_size == 2
+
+
+def test_baseline_config_runs_and_records(tmp_path):
+    main(fit_args("baseline", tmp_path, "bl"))
+    entry = json.loads((tmp_path / "bl" / "manifest.json").read_text())["stages"]["baseline"]
+    assert "val/color/delta_e2000_detailed" in entry["metrics"] and entry["best_ckpt"]
+
+
+def test_composite_config_tests_the_full_pipeline(tiny_experiment):
+    cli = main(["test", "--config", str(REPO / "experiments" / "composite.yaml"), "--config",
+                str(CONF / "tiny_common.yaml"), "--config", str(CONF / "tiny_composite.yaml"),
+                "--experiment", "tiny", "--runs_dir", str(tiny_experiment)])
+    metrics = cli.model.last_metrics
+    for key in ("test/color/delta_e2000", "test/transition/seam", "test/edge/f1", "test/global/fid_randinit",
+                "test/global/lpips_randinit", "test/color/delta_e2000_detailed"):
+        assert key in metrics
+    entry = json.loads((tiny_experiment / "tiny" / "manifest.json").read_text())["stages"]["composite"]
+    assert entry["metrics"]["test/color/delta_e2000"] == pytest.approx(metrics["test/color/delta_e2000"])
+
+
+def test_sweep_command_runs_as_the_agent_builds_it(tmp_path):
+    sweep = yaml.safe_load((REPO / "experiments" / "sweeps" / "stage1.yaml").read_text())
+    params = sweep["parameters"]
+    args = [f"--{k}={v['min'] if 'min' in v else v['values'][0]}" for k, v in params.items()]
+    # What the agent appends for us: the sampled parameters; we add tiny CPU settings the same way.
+    tiny = ["--config", str(CONF / "tiny_common.yaml"), "--model.heads=2", "--model.window=4",
+            "--trainer.max_steps=2", f"--runs_dir={tmp_path}", "--experiment=sweep"]
+    cmd = []
+    for part in sweep["command"]:
+        if part == "${env}":
+            cmd.append("/usr/bin/env")
+        elif part == "${interpreter}":
+            cmd.append(sys.executable)
+        elif part == "${args}":
+            cmd += args + tiny
+        else:
+            cmd.append(part)
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "sweep" / "attention" / "checkpoints" / "last.ckpt", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["lr"] == pytest.approx(params["model.lr"]["min"]) and hp["dim"] == params["model.dim"]["values"][0]
+    for name in ("stage2", "stage3"):
+        s = yaml.safe_load((REPO / "experiments" / "sweeps" / f"{name}.yaml").read_text())
+        assert f"experiments/{name}.yaml" in s["command"] and "${args}" in s["command"]
+        assert s["metric"]["name"] == "val/color/delta_e2000"
+
+
+def test_orchestrator_refuses_stage_without_its_predecessor(tmp_path, capsys):
+    assert train_main(["--stage", "2", "--experiment", "none", "--runs_dir", str(tmp_path)]) == 2
+    assert "make train-stage1 EXP=none" in capsys.readouterr().err
+
+
+def test_orchestrator_runs_a_stage_as_its_own_process(tiny_experiment, tmp_path):
+    ckpt = _stage_ckpts(tiny_experiment)["attention"]
+    code = train_main(["--stage", "2", "--experiment", "orch", "--runs_dir", str(tmp_path), "--preset", "none",
+                       "--config", str(CONF / "tiny_common.yaml"), "--config", str(CONF / "tiny_stage2.yaml"),
+                       f"--model.attention_ckpt={ckpt}", "--trainer.max_steps=2"])
+    assert code == 0
+    assert json.loads((tmp_path / "orch" / "manifest.json").read_text())["stages"]["primary"]["best_ckpt"]
