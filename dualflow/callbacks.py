@@ -155,6 +155,14 @@ class ManifestWriter(L.Callback):
                      monitor=ckpt.monitor if ckpt else None)
         if self.best is not None:
             entry.update(best_score=self.best[0], metrics=self.best[1])
+        untrained = getattr(pl_module, "untrained_metrics", None)
+        if untrained:
+            entry["untrained_metrics"] = untrained
+            key = "val/color/delta_e2000"
+            if key in untrained and key in entry.get("metrics", {}):
+                entry["delta_e2000_reduction"] = 1.0 - entry["metrics"][key] / untrained[key]
+                print(f"[dualflow] {key}: untrained {untrained[key]:.2f} → {entry['metrics'][key]:.2f} "
+                      f"({100 * entry['delta_e2000_reduction']:.0f}% lower)")
         path = manifest.update_stage(self.experiment, self.stage, entry, self.runs_dir)
         print(f"[dualflow] {self.stage}: best checkpoint {entry['best_ckpt']} "
               f"({entry.get('monitor')}={entry.get('best_score')}); recorded in {path}")

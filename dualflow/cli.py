@@ -10,7 +10,6 @@ Every hyperparameter is a ``--model.x`` / ``--data.x`` / ``--trainer.x`` flag (W
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any

@@ -27,7 +27,7 @@ def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: l
     if ckpts:
         if len(ckpts) != 3:
             raise ValueError(f"--ckpt takes 3 paths (attention, primary, secondary), got {len(ckpts)}")
-        paths = dict(zip(("attention_ckpt", "primary_ckpt", "secondary_ckpt"), ckpts))
+        paths = dict(zip(("attention_ckpt", "primary_ckpt", "secondary_ckpt"), ckpts, strict=True))
     else:
         paths = {f"{s}_ckpt": stage_checkpoint(experiment, s, runs_dir) for s in ("attention", "primary", "secondary")}
     model = DualFlowColorizer(**paths, **overrides).eval()

@@ -57,3 +57,29 @@ def test_attention_model_learns_the_complexity_target_on_a_fixed_batch():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_baseline_configs_match_dual_flow_parameter_count_within_10_percent():
+    import yaml
+
+    from tests.conftest import REPO
+
+    def init_args(*files):
+        args = {}
+        for f in files:
+            path = REPO / "experiments" / f
+            if path.is_file():
+                args.update((yaml.safe_load(path.read_text()).get("model") or {}).get("init_args") or {})
+        return args
+
+    def unet(args, in_channels, norm):
+        keys = ("base", "depth", "attn_heads", "attn_depth", "window")
+        kwargs = {k: args[k] for k in keys if k in args}
+        return sum(p.numel() for p in UNet(in_channels, norm=args.get("norm", norm), **kwargs).parameters())
+
+    for preset in ("", "presets/cpu/"):
+        primary = init_args("stage2.yaml", f"{preset}stage2.yaml")
+        secondary = init_args("stage3.yaml", f"{preset}stage3.yaml")
+        baseline = init_args("baseline.yaml", f"{preset}baseline.yaml")
+        dual = unet(primary, 2, "batch") + unet(secondary, 6, "group")
+        assert abs(unet(baseline, 1, "group") / dual - 1) <= 0.10, preset

@@ -25,6 +25,11 @@ def test_manifest_records_every_stage(tiny_experiment):
     assert "val/attention/auroc" in stages["attention"]["metrics"]
     assert "val/color/delta_e2000" in stages["primary"]["metrics"]
     assert "val/transition/seam" in stages["secondary"]["metrics"]
+    # Stage 2's acceptance figure is relative to the untrained model, which is measured before training.
+    primary = stages["primary"]
+    assert primary["untrained_metrics"]["val/color/delta_e2000"] > 0
+    assert primary["delta_e2000_reduction"] == 1 - primary["metrics"]["val/color/delta_e2000"] / primary[
+        "untrained_metrics"]["val/color/delta_e2000"]
 
 
 def test_checkpoints_hold_only_the_trained_stage(tiny_experiment):
@@ -88,7 +93,8 @@ def test_missing_and_incompatible_stage_checkpoints_fail_clearly(tiny_experiment
     del ckpt["state_dict"]["net.out.weight"]
     bad = tmp_path / "bad.ckpt"
     torch.save(ckpt, bad)
-    with pytest.raises(StageCheckpointError, match=r"missing keys \['out.weight'\].*unexpected keys \['extra.weight'\]"):
+    expected = r"missing keys \['out.weight'\].*unexpected keys \['extra.weight'\]"
+    with pytest.raises(StageCheckpointError, match=expected):
         load_stage_net(bad, "primary")
 
 
@@ -109,3 +115,15 @@ def test_retraining_a_stage_marks_later_stages_stale(tiny_experiment, tmp_path):
     main(fit_args("stage1", runs, "tiny", "--trainer.max_steps=1", "--trainer.val_check_interval=1"))
     stages = _manifest(runs)["stages"]
     assert not stages["attention"]["stale"] and stages["primary"]["stale"] and stages["secondary"]["stale"]
+
+
+def test_adversarial_option_trains_generator_and_discriminator(tiny_experiment, tmp_path):
+    attention_ckpt = _manifest(tiny_experiment)["stages"]["attention"]["best_ckpt"]
+    cli = main(fit_args("stage2", tmp_path, "gan", f"--model.attention_ckpt={attention_ckpt}",
+                        "--model.gan_weight=0.1", "--trainer.max_steps=2", "--trainer.val_check_interval=1"))
+    module = cli.model
+    assert not module.automatic_optimization and module.disc is not None
+    assert len(cli.trainer.optimizers) == 2 and cli.trainer.global_step >= 2
+    assert "train/d_loss" in cli.trainer.callback_metrics and "train/g_adv" in cli.trainer.callback_metrics
+    ckpt = torch.load(tmp_path / "gan" / "primary" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert any(k.startswith("disc.") for k in ckpt["state_dict"])  # trained by this stage: kept

@@ -136,7 +136,7 @@ def _ellipse(yy, xx, cy, cx, ry, rx, clip: tuple[slice, slice] | None = None) ->
     sl = _box(cy - ry, cx - rx, cy + ry + 1, cx + rx + 1, *yy.shape)
     if clip is not None:
         sl = tuple(slice(max(a.start, b.start), max(max(a.start, b.start), min(a.stop, b.stop)))
-                   for a, b in zip(sl, clip))
+                   for a, b in zip(sl, clip, strict=True))
     dy, dx = (yy[sl] - cy) / ry, (xx[sl] - cx) / rx
     return _Shape(sl, dy * dy + dx * dx <= 1.0)
 

@@ -48,7 +48,7 @@ class RankCorrelation(MeanMetric):
     higher_is_better = True
 
     def update(self, importance: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
-        for p, t in zip(importance.flatten(1), target.flatten(1)):
+        for p, t in zip(importance.flatten(1), target.flatten(1), strict=True):
             super().update(spearman(p.float(), t.float()))
 
 

@@ -12,7 +12,6 @@ from dualflow.metrics.edges import ChromaOnInk, EdgeF1
 from dualflow.metrics.perceptual import FID, LPIPS, metric_name
 from dualflow.metrics.transition import SeamScore, TransitionDeltaE
 
-
 SEP = "__"
 
 

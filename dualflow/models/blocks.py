@@ -14,7 +14,7 @@ def norm2d(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
+        return nn.GroupNorm(math.gcd(8, channels), channels)  # up to 8 groups that divide the channels
     raise ValueError(f"norm must be 'batch' or 'group', got {kind!r}")
 
 

@@ -91,25 +91,13 @@ class AttentionModule(StageModule):
         if not self.count_skipped(batch):
             return
         loss, logits, target = self._step(batch)
-        self.log(f"{split}/loss", loss, sync_dist=True, batch_size=batch["bw"].shape[0])
+        self.log_loss(split, loss, batch["bw"].shape[0])
         kwargs = {"importance": torch.sigmoid(logits), "target": target}
         if "labels" in batch:
             kwargs["detailed"] = detailed_mask(batch["labels"])
             suite.update(**kwargs)
         else:
             suite["attention__rank_corr"].update(**kwargs)  # no labels (folder data): ranking only
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, self.val_metrics, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_suite(self.val_metrics)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, self.test_metrics, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_suite(self.test_metrics)
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:4], batch["color"][:4]

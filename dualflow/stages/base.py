@@ -9,8 +9,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.metrics.suite import compute_logged
 from dualflow.stages.frozen import FrozenStagesMixin
 
@@ -57,6 +59,55 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
             self.log("data/skipped", skipped.float(), reduce_fx="sum", on_step=False, on_epoch=True,
                      sync_dist=True, batch_size=1)
         return batch["bw"].shape[0] > 0
+
+    def log_loss(self, split: str, loss: torch.Tensor, batch_size: int) -> None:
+        """``{split}/loss``; not logged for the reference pass of the untrained model."""
+        if split != "untrained":
+            self.log(f"{split}/loss", loss, sync_dist=True, batch_size=batch_size)
+
+    # Stages whose manifest entry should hold the untrained model's validation metrics, as the baseline
+    # that training has to beat (stage 2's acceptance criterion is relative to it).
+    reference_untrained: bool = False
+
+    def on_train_start(self) -> None:
+        if not self.reference_untrained or self.global_step > 0 or self.trainer.datamodule is None:
+            return
+        was_training = self.net.training
+        self.net.eval()
+        with torch.no_grad():
+            for batch in self.trainer.datamodule.val_dataloader():
+                batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                self._eval(batch, self.val_metrics, "untrained")
+        self.net.train(was_training)
+        self.untrained_metrics = {k: float(v) for k, v in compute_logged(self.val_metrics).items()}
+        self.val_metrics.reset()
+
+    def _eval(self, batch: dict, suite, split: str) -> None:
+        """Score one batch into ``suite`` (and log ``{split}/loss``); each stage defines it."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_suite(self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_suite(self.test_metrics)
+
+    def colour_losses(self, pred: torch.Tensor, target_rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L1 in normalised Lab, plus LPIPS on RGB when the stage has an ``lpips_loss`` network; ``total`` is
+        their sum weighted by the ``l1_weight`` / ``lpips_weight`` hyperparameters."""
+        losses = {"l1": F.l1_loss(pred, rgb_to_nlab(target_rgb))}
+        total = self.hparams.l1_weight * losses["l1"]
+        if getattr(self, "lpips_loss", None) is not None:
+            losses["lpips"] = self.lpips_loss(nlab_to_rgb(pred) * 2 - 1, target_rgb * 2 - 1).mean()
+            total = total + self.hparams.lpips_weight * losses["lpips"]
+        losses["total"] = total
+        return losses
 
     def log_suite(self, suite) -> dict[str, torch.Tensor]:
         """Compute (synchronised), log and reset a MetricCollection; returns the logged values."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from dualflow.color import nlab_to_rgb, rgb_to_nlab
+from dualflow.color import nlab_to_rgb
 from dualflow.metrics.perceptual import build_lpips
 from dualflow.metrics.suite import build_suite
 from dualflow.models import UNet
@@ -19,6 +18,7 @@ class BaselineModule(StageModule):
     parameter count (``experiments/baseline.yaml``) for a fair comparison."""
 
     stage = "baseline"
+    reference_untrained = True
 
     def __init__(self, base: int = 40, depth: int = 3, attn_heads: int = 4, attn_depth: int = 1, window: int = 8,
                  norm: str = "group", l1_weight: float = 1.0, lpips_weight: float = 0.0, lr: float = 5e-4,
@@ -38,16 +38,10 @@ class BaselineModule(StageModule):
         """(B,1,H,W) → (B,3,H,W) normalised Lab."""
         return self.net(bw)
 
-    def _loss(self, pred: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
-        loss = self.hparams.l1_weight * F.l1_loss(pred, rgb_to_nlab(color))
-        if self.lpips_loss is not None:
-            loss = loss + self.hparams.lpips_weight * self.lpips_loss(nlab_to_rgb(pred) * 2 - 1, color * 2 - 1).mean()
-        return loss
-
     def training_step(self, batch: dict, batch_idx: int):
         if not self.count_skipped(batch):
             return None
-        loss = self._loss(self(batch["bw"]), batch["color"])
+        loss = self.colour_losses(self(batch["bw"]), batch["color"])["total"]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
         return loss
 
@@ -56,22 +50,10 @@ class BaselineModule(StageModule):
             return
         bw, color = batch["bw"], batch["color"]
         pred = self(bw)
-        self.log(f"{split}/loss", self._loss(pred, color), sync_dist=True, batch_size=bw.shape[0])
+        self.log_loss(split, self.colour_losses(pred, color)["total"], bw.shape[0])
         none = torch.zeros_like(bw)  # a single flow has no patches: transition metrics do not apply
         suite.update(preds=nlab_to_rgb(pred), target=color, bw=bw, transition=none, seams=none,
                      detailed=detailed_mask(batch["labels"]) if "labels" in batch else torch.ones_like(bw))
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, self.val_metrics, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_suite(self.val_metrics)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, self.test_metrics, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_suite(self.test_metrics)
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]

@@ -16,8 +16,7 @@ from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion
 from dualflow.metrics.suite import build_suite
 from dualflow.patching import seam_mask
-from dualflow.pipeline import (PlanSettings, canvas_from_patches, importance_tiled, run_primary, run_secondary,
-                               upsample)
+from dualflow.pipeline import PlanSettings, canvas_from_patches, importance_tiled, run_primary, run_secondary, upsample
 from dualflow.stages.attention import detailed_mask
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net

@@ -35,6 +35,7 @@ class PrimaryModule(StageModule):
     """Stage 2. ``attention_ckpt`` is filled from ``runs/<experiment>/manifest.json`` by the CLI when omitted."""
 
     stage = "primary"
+    reference_untrained = True
 
     def __init__(self, attention_ckpt: str | None = None, base: int = 32, depth: int = 3, attn_heads: int = 4,
                  attn_depth: int = 1, window: int = 8, norm: str = "batch", patch_size: int = 64,
@@ -85,19 +86,13 @@ class PrimaryModule(StageModule):
             targets.append(crop(color[i], boxes))
         return torch.cat(inputs), torch.cat(targets)
 
-    def _losses(self, pred: torch.Tensor, target_rgb: torch.Tensor) -> dict[str, torch.Tensor]:
-        losses = {"l1": F.l1_loss(pred, rgb_to_nlab(target_rgb))}
-        if self.lpips_loss is not None:
-            losses["lpips"] = self.lpips_loss(nlab_to_rgb(pred) * 2 - 1, target_rgb * 2 - 1).mean()
-        return losses
-
     def training_step(self, batch: dict, batch_idx: int):
         if not self.count_skipped(batch):
             return None
         x, y = self.patches(batch, random_extra=True)
         pred = self.net(x)
-        losses = self._losses(pred, y)
-        loss = self.hparams.l1_weight * losses["l1"] + self.hparams.lpips_weight * losses.get("lpips", 0.0)
+        losses = self.colour_losses(pred, y)
+        loss = losses.pop("total")
         n = x.shape[0]
         if self.disc is not None:
             loss = self._gan_step(x, y, pred, loss)
@@ -140,21 +135,8 @@ class PrimaryModule(StageModule):
         gen = torch.Generator().manual_seed(0)  # the same random fallback patches every validation
         x, y = self.patches(batch, random_extra=False, generator=gen)
         pred = self.net(x)
-        losses = self._losses(pred, y)
-        self.log(f"{split}/loss", losses["l1"], sync_dist=True, batch_size=x.shape[0])
+        self.log_loss(split, self.colour_losses(pred, y)["l1"], x.shape[0])
         suite.update(preds=nlab_to_rgb(pred), target=y)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, self.val_metrics, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_suite(self.val_metrics)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, self.test_metrics, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_suite(self.test_metrics)
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         pages = {"bw": batch["bw"][:2], "color": batch["color"][:2]}

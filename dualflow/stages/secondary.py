@@ -19,7 +19,8 @@ from dualflow.stages.frozen import load_stage_net
 from dualflow.stages.primary import require_ckpt
 
 
-def corrupt_patches(patches: torch.Tensor, shift: float, drop_p: float, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+def corrupt_patches(patches: torch.Tensor, shift: float, drop_p: float,
+                    generator=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-time damage to the primary output, so the secondary learns to repair, not to copy: a random
     chroma shift per patch (up to ``shift`` in normalised ab) and patches dropped with probability ``drop_p``.
     Returns (patches, keep mask (K,))."""
@@ -35,6 +36,7 @@ class SecondaryModule(StageModule):
     """Stage 3. Earlier stages come from the manifest (filled by the CLI) or ``--model.*_ckpt``."""
 
     stage = "secondary"
+    reference_untrained = True
 
     def __init__(self, attention_ckpt: str | None = None, primary_ckpt: str | None = None, base: int = 24,
                  depth: int = 3, attn_heads: int = 4, attn_depth: int = 1, window: int = 8, norm: str = "group",
@@ -119,7 +121,7 @@ class SecondaryModule(StageModule):
         bw, color = batch["bw"], batch["color"]
         flow = self.primary_flow(bw, corrupt=False)
         fill = self(bw, flow)
-        self.log(f"{split}/loss", self._loss(fill, color, flow), sync_dist=True, batch_size=bw.shape[0])
+        self.log_loss(split, self._loss(fill, color, flow), bw.shape[0])
         kwargs = {
             "preds": self.fuse(bw, flow, fill), "target": color, "bw": bw,
             "transition": torch.stack([p.transition for p in flow["plans"]]).to(bw),
@@ -127,18 +129,6 @@ class SecondaryModule(StageModule):
             "detailed": detailed_mask(batch["labels"]) if "labels" in batch else torch.ones_like(bw),
         }
         suite.update(**kwargs)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, self.val_metrics, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_suite(self.val_metrics)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval(batch, self.test_metrics, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_suite(self.test_metrics)
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]

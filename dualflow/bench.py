@@ -1,0 +1,380 @@
+"""``python -m dualflow bench --experiment NAME``: quality, speed and memory of the dual flow against the
+single-flow baseline (and the primary model run alone on whole pages), on the same machine and pages.
+
+Writes ``bench/results.json`` and ``bench/results.md`` (the Markdown table, also printed). Each timing is the
+median of repeated runs after a warm-up; ratios are taken within one run. Peak memory is measured in a fresh
+process per (model, page size): process RSS on CPU, ``max_memory_allocated`` on GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SIZES = ((1024, 1448), (2048, 2896), (4096, 5792))  # (W, H) of manga pages, A-series aspect
+TINY_SIZES = ((128, 181), (256, 362))
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d"), "gpu": None}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+# ---- data -----------------------------------------------------------------------------------------------
+def bench_data(repeats: int, n: int) -> dict[str, float]:
+    from dualflow.data.synth import SynthManga
+
+    gen = SynthManga(0)
+    out = {}
+    for name, size in (("256x256", 256), ("512x724", (724, 512))):
+        seconds = timed(lambda size=size: [gen(i, size) for i in range(n)], repeats)
+        out[f"synth_pages_per_s_{name}"] = n / seconds
+    return out
+
+
+# ---- inference speed and memory (one fresh process per measurement) -------------------------------------
+def _load(kind: str, experiment: str, runs_dir: str):
+    from dualflow.inference import load_colorizer
+    from dualflow.manifest import stage_checkpoint
+    from dualflow.stages.frozen import load_stage_net
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "dualflow":
+        model = load_colorizer(experiment, runs_dir, device=device)
+        return lambda bw: model.colorize_page(bw)["rgb"]
+    if kind == "attention":
+        from dualflow.pipeline import importance_tiled
+
+        net, _ = load_stage_net(stage_checkpoint(experiment, "attention", runs_dir), "attention")
+        net = net.to(device)
+        return lambda bw: importance_tiled(net, bw.reshape(1, 1, *bw.shape[-2:]).to(device))
+    if kind == "baseline":
+        net, _ = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")
+        net = net.to(device)
+        return lambda bw: net(bw.reshape(1, 1, *bw.shape[-2:]).to(device))
+    # The primary model alone on the whole page (importance set to 1): what the dual flow avoids.
+    net, _ = load_stage_net(stage_checkpoint(experiment, "primary", runs_dir), "primary")
+    net = net.to(device)
+    return lambda bw: net(torch.cat([bw, torch.ones_like(bw)]).reshape(1, 2, *bw.shape[-2:]).to(device))
+
+
+def _inference_worker(kind, experiment, runs_dir, size, repeats, threads, queue) -> None:
+    try:
+        torch.set_num_threads(threads)
+        run = _load(kind, experiment, runs_dir)
+        w, h = size
+        from dualflow.data.synth import SynthManga
+
+        bw = torch.from_numpy(SynthManga(7)(0, (min(h, 724), min(w, 512))).bw)
+        bw = bw.repeat(-(-h // bw.shape[0]), -(-w // bw.shape[1]))[:h, :w][None].contiguous()
+        with torch.inference_mode():
+            run(bw[..., :512, :512])  # warm-up (threads, allocator) on a small page
+            base_rss = _rss_mib()
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            seconds = timed(lambda: run(bw), repeats, warmup=0)
+        result = {"seconds": seconds, "peak_rss_mib": _rss_mib(), "rss_before_mib": base_rss}
+        if torch.cuda.is_available():
+            result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        queue.put(result)
+    except Exception as e:  # noqa: BLE001 - reported in the results, the bench goes on
+        queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def measure(kind: str, experiment: str, runs_dir: str, size, repeats: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_inference_worker,
+                       args=(kind, experiment, runs_dir, size, repeats, torch.get_num_threads(), queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0 and queue.empty():
+        return {"error": f"worker died with exit code {proc.exitcode} (out of memory?)"}
+    return queue.get()
+
+
+def _available_mib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("inf")
+
+
+def bench_inference(experiment: str, runs_dir: str, sizes, repeats: int, kinds: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    last: dict[str, dict] = {}
+    for w, h in sizes:
+        key = f"{w}x{h}"
+        out[key] = {}
+        for kind in kinds:
+            prev = last.get(kind)
+            if prev and "peak_rss_mib" in prev and not torch.cuda.is_available():
+                # Memory grows ~linearly with pixels for whole-page models: skip what would not fit.
+                estimate = prev["peak_rss_mib"] * (w * h) / prev["pixels"]
+                if estimate > 0.7 * _available_mib():
+                    out[key][kind] = {"skipped": f"estimated peak {estimate / 1024:.1f} GiB exceeds 70% of "
+                                                 f"available memory"}
+                    continue
+            result = measure(kind, experiment, runs_dir, (w, h), repeats)
+            result["pixels"] = w * h
+            out[key][kind] = last[kind] = result
+            print(f"[bench] {kind:9s} {key}: {result}", flush=True)
+        ref = out[key].get("dualflow", {})
+        for other in kinds[1:]:
+            o = out[key].get(other, {})
+            if "seconds" in ref and "seconds" in o:
+                out[key][f"time_ratio_vs_{other}"] = ref["seconds"] / o["seconds"]
+                out[key][f"memory_ratio_vs_{other}"] = ref["peak_rss_mib"] / o["peak_rss_mib"]
+    return out
+
+
+# ---- quality --------------------------------------------------------------------------------------------
+def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_baseline: bool) -> dict[str, Any]:
+    from dualflow.color import nlab_to_rgb
+    from dualflow.data.datasets import SynthMangaDataset
+    from dualflow.inference import load_colorizer
+    from dualflow.manifest import stage_checkpoint
+    from dualflow.metrics.suite import build_suite, compute_logged
+    from dualflow.patching import seam_mask
+    from dualflow.stages.attention import detailed_mask
+    from dualflow.stages.frozen import load_stage_net
+
+    model = load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True)
+    baseline = None
+    if has_baseline:
+        baseline = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")[0]
+    data = SynthMangaDataset(pages, size, seed=31337)
+    suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True)
+              for name in (["dualflow", "baseline"] if baseline is not None else ["dualflow"])}
+    metric_seconds = []
+    with torch.inference_mode():
+        for i in range(pages):
+            s = data[i]
+            bw, color = s["bw"], s["color"][None]
+            out = model.colorize_page(bw)
+            plan = out["plan"]
+            common = {"target": color, "bw": bw[None], "transition": plan.transition[None],
+                      "seams": seam_mask(plan.boxes, plan.page_size)[None],
+                      "detailed": detailed_mask(s["labels"][None])}
+            start = time.perf_counter()
+            suites["dualflow"].update(preds=out["rgb"][None], **common)
+            metric_seconds.append(time.perf_counter() - start)
+            if baseline is not None:
+                suites["baseline"].update(preds=nlab_to_rgb(baseline(bw[None])), **common)
+    result = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
+              for name, suite in suites.items()}
+    result["pages"], result["page_size"] = pages, size
+    result["metric_suite_seconds_per_page"] = statistics.median(metric_seconds)
+    return result
+
+
+# ---- stage costs ----------------------------------------------------------------------------------------
+def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int = 4) -> dict[str, Any]:
+    """Stage-1 inference (tiled) per page size, stage-2 inference per patch batch, and training throughput
+    of each stage (optimizer steps on SynthManga batches at the trained configuration)."""
+    from dualflow.data.datasets import SynthMangaDataset, collate_skipping
+    from dualflow.manifest import read_manifest
+    from dualflow.pipeline import importance_tiled
+    from dualflow.stages.frozen import load_stage_net
+
+    stages = read_manifest(experiment, runs_dir)["stages"]
+    out: dict[str, Any] = {}
+    attention, _ = load_stage_net(stages["attention"]["best_ckpt"], "attention")
+    with torch.inference_mode():
+        for w, h in sizes[:2]:
+            bw = torch.rand(1, 1, h, w).round()
+            out[f"stage1_inference_seconds_{w}x{h}"] = timed(lambda bw=bw: importance_tiled(attention, bw), repeats)
+        primary, meta = load_stage_net(stages["primary"]["best_ckpt"], "primary")
+        p = meta["plan"]["patch_size"]
+        x = torch.rand(16, 2, p, p)
+        out["stage2_inference_seconds_per_16_patches"] = timed(lambda: primary(x), repeats)
+        out["metric_suite_seconds_per_page_512"] = _metric_cost(repeats)
+    data = SynthMangaDataset(batch * 3, 256, seed=5, transform=None)
+    batches = [collate_skipping([data[i] for i in range(j * batch, (j + 1) * batch)]) for j in range(3)]
+    for name in ("attention", "primary", "secondary", "baseline"):
+        if name not in stages or not stages[name].get("best_ckpt"):
+            continue
+        out[f"train_{name}"] = _train_throughput(stages[name], batches, repeats)
+    return out
+
+
+def _metric_cost(repeats: int) -> float:
+    """Seconds for the full page metric suite (LPIPS included, FID excluded) on one 512² page."""
+    from dualflow.metrics.suite import build_suite
+
+    suite = build_suite("page", "bench", lpips=True, allow_random_backbone=True)
+    g = torch.Generator().manual_seed(0)
+    preds, target = torch.rand(1, 3, 512, 512, generator=g), torch.rand(1, 3, 512, 512, generator=g)
+    masks = (torch.rand(1, 1, 512, 512, generator=g) > 0.5).float()
+    return timed(lambda: suite.update(preds=preds, target=target, bw=masks, transition=masks, seams=masks,
+                                      detailed=masks), repeats)
+
+
+def _train_throughput(entry: dict, batches: list[dict], repeats: int) -> dict[str, float]:
+    import importlib
+
+    cfg = entry["config"]["model"]
+    module_name, _, cls = cfg["class_path"].rpartition(".")
+    module = getattr(importlib.import_module(module_name), cls)(**cfg["init_args"])
+    module.train()
+    opt = torch.optim.AdamW([p for p in module.net.parameters() if p.requires_grad], lr=1e-4)
+
+    def step():
+        for i, b in enumerate(batches):
+            loss = module.training_step(b, i)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer
+        seconds = timed(step, repeats)
+    pages = sum(b["bw"].shape[0] for b in batches) / seconds
+    plan = getattr(module, "plan_settings", None)
+    if entry["config"]["model"]["class_path"].endswith("PrimaryModule"):
+        per_page = plan.budget + math.ceil(plan.budget * module.hparams.random_share)
+        return {"pages_per_s": pages, "patches_per_s": pages * per_page}
+    return {"pages_per_s": pages}
+
+
+# ---- report ---------------------------------------------------------------------------------------------
+def markdown(results: dict[str, Any], command: str) -> str:
+    m = results["machine"]
+    lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}), "
+             f"torch {m['torch']}, with `{command}`.", ""]
+    q = results.get("quality")
+    if q:
+        names = [n for n in ("dualflow", "baseline") if n in q]
+        lines += [f"**Quality** on {q['pages']} held-out SynthManga pages ({q['page_size']}²):", "",
+                  "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "global/lpips",
+                    "color/delta_cf", "transition/seam", "transition/delta_e2000", "edge/chroma_on_ink", "edge/f1",
+                    "color/psnr", "color/ssim"):
+            if key in q["dualflow"]:
+                lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
+        lines.append("")
+    inf = results.get("inference")
+    if inf:
+        kinds = [k for k in ("dualflow", "baseline", "primary_whole_page") if any(k in v for v in inf.values())]
+        lines += ["**Inference** per page (median after warm-up; peak process RSS):", "",
+                  "| page | " + " | ".join(f"{k} s | {k} peak MiB" for k in kinds) + " |",
+                  "|---" * (2 * len(kinds) + 1) + "|"]
+        for size, row in inf.items():
+            cells = []
+            for k in kinds:
+                r = row.get(k, {})
+                if "seconds" in r:
+                    cells += [f"{r['seconds']:.2f}", f"{r['peak_rss_mib']:.0f}"]
+                else:
+                    cells += ["—", r.get("skipped") or r.get("error", "—")]
+            lines.append(f"| {size} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for size, row in results.get("stage1_inference", {}).items():
+        r = row.get("attention", {})
+        if "seconds" in r:
+            lines.append(f"Stage 1 alone at {size}: {r['seconds']:.2f} s, peak RSS {r['peak_rss_mib']:.0f} MiB.")
+    lines.append("")
+    other = {**results.get("data", {}), **results.get("stages", {})}
+    if other:
+        lines += ["**Throughput and stage costs:**", "", "| figure | value |", "|---|---|"]
+        for k, v in other.items():
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    lines.append(f"| {k} {kk} | {vv:.1f} |")
+            else:
+                lines.append(f"| {k} | {v:.3f} |")
+        if results.get("quality"):
+            lines.append(f"| metric suite seconds per page ({results['quality']['page_size']}²) | "
+                         f"{results['quality']['metric_suite_seconds_per_page']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dualflow bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="default")
+    parser.add_argument("--runs_dir", default="runs")
+    parser.add_argument("--out", default="bench", help="folder for results.json and results.md")
+    parser.add_argument("--pages", type=int, default=64, help="held-out pages for the quality comparison")
+    parser.add_argument("--page_size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="small pages and counts (for tests)")
+    args = parser.parse_args(argv)
+    from dualflow.manifest import read_manifest
+
+    stages = read_manifest(args.experiment, args.runs_dir).get("stages", {})
+    missing = [s for s in ("attention", "primary", "secondary") if s not in stages]
+    if missing:
+        print(f"error: experiment {args.experiment!r} lacks stages {missing}: run `make train EXP={args.experiment}`")
+        return 2
+    has_baseline = "baseline" in stages
+    if not has_baseline:
+        print(f"[bench] no baseline in {args.experiment!r}: run `make train-baseline EXP={args.experiment}` for the "
+              "ablation; reporting the dual flow and the primary-on-whole-page reference only")
+    sizes = TINY_SIZES if args.tiny else SIZES
+    kinds = ["dualflow", "baseline", "primary_whole_page"] if has_baseline else ["dualflow", "primary_whole_page"]
+    results: dict[str, Any] = {"machine": machine(), "experiment": args.experiment}
+    results["data"] = bench_data(args.repeats, 4 if args.tiny else 32)
+    results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
+    results["quality"] = bench_quality(args.experiment, args.runs_dir, args.pages, args.page_size, has_baseline)
+    results["inference"] = bench_inference(args.experiment, args.runs_dir, sizes, args.repeats, kinds)
+    results["stage1_inference"] = bench_inference(args.experiment, args.runs_dir, sizes[:2], args.repeats,
+                                                  ["attention"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    command = "python -m dualflow bench " + " ".join(argv if argv is not None else [])
+    table = markdown(results, command.strip())
+    (out / "results.md").write_text(table)
+    print(table)
+    return 0
+
+

@@ -1,0 +1,42 @@
+"""`dualflow bench` on a tiny configuration: it runs and writes valid JSON with every field."""
+
+import json
+
+from dualflow.bench import main
+from dualflow.cli import main as cli_main
+from tests.conftest import fit_args
+
+
+def test_bench_writes_every_field(tiny_experiment, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_experiment / "tiny", runs / "tiny")
+    cli_main(fit_args("baseline", runs, "tiny", "--trainer.max_steps=2"))
+    out = tmp_path / "bench"
+    assert main(["--experiment", "tiny", "--runs_dir", str(runs), "--out", str(out), "--tiny", "--pages", "2",
+                 "--page_size", "64", "--repeats", "1"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {"cpu", "cores", "torch", "date", "gpu"} <= set(results["machine"])
+    assert results["data"]["synth_pages_per_s_256x256"] > 0 and results["data"]["synth_pages_per_s_512x724"] > 0
+    for key in ("stage1_inference_seconds_128x181", "stage1_inference_seconds_256x362",
+                "stage2_inference_seconds_per_16_patches"):
+        assert results["stages"][key] > 0
+    for stage in ("attention", "secondary", "baseline"):
+        assert results["stages"][f"train_{stage}"]["pages_per_s"] > 0
+    assert results["stages"]["train_primary"]["patches_per_s"] > 0
+    quality = results["quality"]
+    for name in ("dualflow", "baseline"):
+        for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "color/delta_cf",
+                    "transition/seam", "edge/chroma_on_ink", "edge/f1"):
+            assert key in quality[name], (name, key)
+    assert quality["metric_suite_seconds_per_page"] > 0
+    assert results["stages"]["metric_suite_seconds_per_page_512"] > 0
+    assert results["stage1_inference"]["256x362"]["attention"]["peak_rss_mib"] > 0
+    for size in ("128x181", "256x362"):
+        row = results["inference"][size]
+        for kind in ("dualflow", "baseline", "primary_whole_page"):
+            assert row[kind]["seconds"] > 0 and row[kind]["peak_rss_mib"] > 0, (size, kind, row[kind])
+        assert row["time_ratio_vs_baseline"] > 0 and row["memory_ratio_vs_primary_whole_page"] > 0
+    table = (out / "results.md").read_text()
+    assert "| color/delta_e2000 |" in table and "256x362" in table
