@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# Hermetic metric backbones: an empty torch hub cache, whatever this machine has cached (tests that need cached
+# weights make their own TORCH_HOME).
+os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="dualflow-torch-home-")
 torch.set_num_threads(2)
 
 REPO = Path(__file__).resolve().parents[1]

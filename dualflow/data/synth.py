@@ -24,16 +24,18 @@ CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 DETAILED_CLASSES = ("pattern_bg", "hair", "eyes", "cloth_pattern", "speed_lines")
 DETAILED_IDS = np.array([CLASS_ID[c] for c in DETAILED_CLASSES])
 
-# Colour conventions (RGB in [0,1]); jittered per page.
+# Colour conventions (RGB in [0,1]); jittered slightly per page. Within each palette the colours have clearly
+# different lightness, so each one gets its own screentone density: as a reader infers a character's hair or a
+# uniform's colour from its tone, a model can infer the colour from the B&W page (partly: the tone gives the
+# palette entry, not the exact shade; flat classes carry their own conventions: blue sky, peach skin).
 SKIN = np.array([[0.98, 0.84, 0.72], [0.93, 0.74, 0.60], [0.80, 0.60, 0.45]])
-HAIR = np.array([
-    [0.16, 0.12, 0.12], [0.45, 0.27, 0.14], [0.95, 0.80, 0.38], [0.75, 0.20, 0.14], [0.25, 0.35, 0.78],
-    [0.95, 0.55, 0.72],
+HAIR = np.array([  # luma ≈ 0.12, 0.29, 0.45, 0.69, 0.87
+    [0.14, 0.11, 0.12], [0.42, 0.25, 0.12], [0.30, 0.45, 0.85], [0.95, 0.55, 0.72], [0.98, 0.88, 0.50],
 ])
-IRIS = np.array([[0.20, 0.45, 0.85], [0.20, 0.60, 0.30], [0.45, 0.28, 0.15], [0.55, 0.30, 0.75]])
-CLOTH = np.array([
-    [0.85, 0.15, 0.20], [0.15, 0.30, 0.70], [0.20, 0.55, 0.30], [0.95, 0.75, 0.20], [0.55, 0.25, 0.65],
-    [0.95, 0.50, 0.20], [0.10, 0.60, 0.65], [0.30, 0.30, 0.35],
+IRIS = np.array([[0.45, 0.28, 0.15], [0.25, 0.50, 0.95], [0.45, 0.85, 0.40]])  # luma ≈ 0.32, 0.48, 0.68
+CLOTH = np.array([  # luma ≈ 0.15, 0.31, 0.43, 0.60, 0.72, 0.88
+    [0.10, 0.12, 0.42], [0.80, 0.10, 0.12], [0.10, 0.62, 0.30], [0.98, 0.50, 0.15], [0.40, 0.85, 0.90],
+    [0.98, 0.92, 0.40],
 ])
 WALL = np.array([[0.93, 0.88, 0.76], [0.80, 0.86, 0.78], [0.86, 0.82, 0.90], [0.75, 0.72, 0.70]])
 SKY_TOP, SKY_BOTTOM = np.array([0.30, 0.55, 0.95]), np.array([0.72, 0.86, 1.00])
@@ -123,11 +125,11 @@ class _Canvas:
             self.thick[sl][m] = True
 
 
-def _jitter(rng: np.random.Generator, rgb: np.ndarray, amount: float = 0.04) -> np.ndarray:
+def _jitter(rng: np.random.Generator, rgb: np.ndarray, amount: float = 0.02) -> np.ndarray:
     return np.clip(rgb + rng.uniform(-amount, amount, 3), 0, 1).astype(np.float32)
 
 
-def _pick(rng: np.random.Generator, palette: np.ndarray, amount: float = 0.04) -> np.ndarray:
+def _pick(rng: np.random.Generator, palette: np.ndarray, amount: float = 0.02) -> np.ndarray:
     return _jitter(rng, palette[rng.integers(len(palette))], amount)
 
 
@@ -237,7 +239,7 @@ def _character(cv: _Canvas, rng, yy, xx, box, scale) -> None:
     face = ((hy - cy - 0.25 * r) / (0.8 * r)) ** 2 + ((hx - cx) / (0.78 * r)) ** 2 <= 1.0
     hair = _Shape(hair.sl, hair.m & ~face & (hy < cy + 0.3 * r))
     base = _pick(rng, HAIR)
-    shade = np.clip(base * rng.uniform(0.5, 0.7) + rng.uniform(-0.15, 0.15, 3), 0, 1)
+    shade = base * 0.6  # strands in two shades of one colour: the darker one gets the denser tone
     phase = _stripes(hy, hx, rng.uniform(3, 5) * scale, rng.uniform(60, 120), warp=0.8, warp_freq=0.15 / scale)
     img = np.empty((cv.h, cv.w, 3), dtype=np.float32)
     img[hair.sl] = np.where((phase < 0.45)[..., None], base, shade)
