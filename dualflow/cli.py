@@ -10,7 +10,9 @@ Every hyperparameter is a ``--model.x`` / ``--data.x`` / ``--trainer.x`` flag (W
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,13 @@ def _make_cli_class():
                     elif str(value).startswith("wandb:"):
                         init[arg] = wandb_utils.fetch_artifact_checkpoint(value)
             self.root = Path(cfg.runs_dir) / cfg.experiment / self.stage
+            self.record_as = self.stage
+            sweep = os.environ.get("WANDB_SWEEP_ID")
+            if sweep and self.subcommand == "fit":
+                # A sweep run must not replace the experiment's stage: own folder, own manifest record.
+                run = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+                self.root = self.root / "sweeps" / sweep / run
+                self.record_as = f"{self.stage}/sweep-{sweep}/{run}"
             if cfg.trainer.default_root_dir is None:
                 cfg.trainer.default_root_dir = str(self.root)
             logger = cfg.trainer.logger
@@ -76,7 +85,7 @@ def _make_cli_class():
             cfg = self.config[self.subcommand]
             user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             ours = [RNGState(), ImagePanels(), WandbSetup(self.resolved),
-                    ManifestWriter(cfg.experiment, self.stage, self.resolved, cfg.runs_dir)]
+                    ManifestWriter(cfg.experiment, self.record_as, self.resolved, cfg.runs_dir)]
             if self.stage in MONITOR:
                 monitor, mode = MONITOR[self.stage]
                 ours.append(ModelCheckpoint(dirpath=self.root / "checkpoints", filename="best", monitor=monitor,

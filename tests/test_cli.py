@@ -63,9 +63,14 @@ def test_sweep_command_runs_as_the_agent_builds_it(tmp_path):
         else:
             cmd.append(part)
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "WANDB_MODE": "offline"})
+                            env={**os.environ, "WANDB_MODE": "offline", "WANDB_SWEEP_ID": "abc123"})
     assert result.returncode == 0, result.stderr[-3000:]
-    ckpt = torch.load(tmp_path / "sweep" / "attention" / "checkpoints" / "last.ckpt", weights_only=True)
+    # A sweep run gets its own folder and manifest record; the experiment's stage entry is left alone.
+    records = json.loads((tmp_path / "sweep" / "manifest.json").read_text())["stages"]
+    assert "attention" not in records and len(records) == 1
+    (name, entry), = records.items()
+    assert name.startswith("attention/sweep-abc123/") and "/sweeps/abc123/" in entry["best_ckpt"]
+    ckpt = torch.load(entry["last_ckpt"], weights_only=True)
     hp = ckpt["hyper_parameters"]
     assert hp["lr"] == pytest.approx(params["model.lr"]["min"]) and hp["dim"] == params["model.dim"]["values"][0]
     for name in ("stage2", "stage3"):
