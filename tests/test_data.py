@@ -155,3 +155,16 @@ def test_resumable_sampler_restarts_mid_epoch_and_shards():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(s) == 10
+
+
+def test_folder_validation_crops_are_centred_and_stable(tmp_path):
+    root = _pair_folder(tmp_path / "d", n=8, size=(40, 48))
+    dm = MangaDataModule(source="paired", root=str(root), eval_size=16, n_val=2, n_test=2, num_workers=0,
+                         batch_size=2)
+    dm.setup()
+    first = next(iter(dm.val_dataloader()))
+    second = next(iter(dm.val_dataloader()))
+    assert first["bw"].shape == (2, 1, 16, 16) and torch.equal(first["bw"], second["bw"])
+    stem = first["name"][0]
+    full = read_image(root / "bw" / f"{stem}.png", 1)
+    assert torch.allclose(first["bw"][0, 0], torch.from_numpy(full[12:28, 16:32]))

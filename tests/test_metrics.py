@@ -230,3 +230,9 @@ def test_metrics_synchronise_across_two_processes(tmp_path):
         assert synced.keys() == single.keys() and len(single) == 13
         for k, v in single.items():
             assert synced[k] == pytest.approx(v, rel=1e-4, abs=1e-5), k
+
+
+def test_metrics_without_data_are_left_out():
+    suite = build_suite("attention", "val")
+    suite["attention__rank_corr"].update(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4))
+    assert set(compute_logged(suite)) == {"val/attention/rank_corr"}  # no labels: no AUROC / IoU

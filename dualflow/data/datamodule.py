@@ -86,7 +86,7 @@ class MangaDataModule(L.LightningDataModule):
             tf = geometry(crop, hp.hflip, (hp.min_scale, 1.0))
             degrade = bw_degradation(hp.degrade_p) if hp.degrade_p > 0 else None
         else:
-            tf = None if hp.source == "synth" else geometry((hp.eval_size, hp.eval_size), hflip=False)
+            tf = None if hp.source == "synth" else geometry((hp.eval_size, hp.eval_size), hflip=False, center=True)
             degrade = None
         return {"transform": tf, "degrade": degrade, "strict": hp.strict, "aug_seed": hp.seed}
 

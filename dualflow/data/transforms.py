@@ -16,8 +16,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def geometry(crop: tuple[int, int] | None, hflip: bool, scale_range: tuple[float, float] = (1.0, 1.0)) -> A.Compose:
-    """Random down-scale (area), pad-and-crop to ``crop`` (H,W), horizontal flip; same params on every target."""
+def geometry(crop: tuple[int, int] | None, hflip: bool, scale_range: tuple[float, float] = (1.0, 1.0),
+             center: bool = False) -> A.Compose:
+    """Random down-scale (area), pad-and-crop to ``crop`` (H,W) (random, or centred for evaluation),
+    horizontal flip; the same parameters on every target."""
     ops: list = []
     lo, hi = scale_range
     if (lo, hi) != (1.0, 1.0):
@@ -28,7 +30,7 @@ def geometry(crop: tuple[int, int] | None, hflip: bool, scale_range: tuple[float
     if crop is not None:
         ops += [A.PadIfNeeded(min_height=crop[0], min_width=crop[1], border_mode=cv2.BORDER_CONSTANT, fill=1.0,
                               fill_mask=0, p=1.0),
-                A.RandomCrop(height=crop[0], width=crop[1], p=1.0)]
+                (A.CenterCrop if center else A.RandomCrop)(height=crop[0], width=crop[1], p=1.0)]
     if hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     return A.Compose(ops, additional_targets={"color": "image"})

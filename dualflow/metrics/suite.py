@@ -71,5 +71,6 @@ def log_key(name: str) -> str:
 
 
 def compute_logged(suite: MetricCollection) -> dict[str, torch.Tensor]:
-    """Compute every metric of ``suite`` (synchronised across ranks) under its logged key."""
-    return {log_key(k): v for k, v in suite.compute().items()}
+    """Compute (synchronised across ranks) every metric of ``suite`` that received data, under its logged
+    key; metrics without data (e.g. label-based ones on folders without labels) are left out."""
+    return {log_key(k): m.compute() for k, m in suite.items(keep_base=False, copy_state=False) if m.update_count}
