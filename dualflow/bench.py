@@ -60,7 +60,15 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """Peak resident memory of this process image (VmHWM). Unlike ``ru_maxrss``, which survives ``exec`` and
+    so would report the parent's peak in a spawned worker, VmHWM belongs to this address space only."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ---- data -----------------------------------------------------------------------------------------------
