@@ -59,16 +59,22 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def _rss_mib() -> float:
-    """Peak resident memory of this process image (VmHWM). Unlike ``ru_maxrss``, which survives ``exec`` and
-    so would report the parent's peak in a spawned worker, VmHWM belongs to this address space only."""
+def _proc_mib(path: str, key: str) -> float | None:
+    """A ``key:  N kB`` line of a /proc file, in MiB (None where /proc is not there)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return None
+
+
+def _rss_mib() -> float:
+    """Peak resident memory of this process image (VmHWM). Unlike ``ru_maxrss``, which survives ``exec`` and
+    so would report the parent's peak in a spawned worker, VmHWM belongs to this address space only."""
+    peak = _proc_mib("/proc/self/status", "VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ---- data -----------------------------------------------------------------------------------------------
@@ -145,13 +151,8 @@ def measure(kind: str, experiment: str, runs_dir: str, size, repeats: int) -> di
 
 
 def _available_mib() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("inf")
+    available = _proc_mib("/proc/meminfo", "MemAvailable")
+    return available if available is not None else float("inf")
 
 
 def bench_inference(experiment: str, runs_dir: str, sizes, repeats: int, kinds: list[str]) -> dict[str, Any]:
