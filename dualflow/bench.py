@@ -189,9 +189,7 @@ def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_bas
     from dualflow.data.datasets import SynthMangaDataset
     from dualflow.inference import load_colorizer
     from dualflow.manifest import stage_checkpoint
-    from dualflow.metrics.suite import build_suite, compute_logged
-    from dualflow.patching import seam_mask
-    from dualflow.stages.attention import detailed_mask
+    from dualflow.metrics.suite import build_suite, compute_logged, page_inputs
     from dualflow.stages.frozen import load_stage_net
 
     model = load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True)
@@ -205,17 +203,14 @@ def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_bas
     with torch.inference_mode():
         for i in range(pages):
             s = data[i]
-            bw, color = s["bw"], s["color"][None]
-            out = model.colorize_page(bw)
-            plan = out["plan"]
-            common = {"target": color, "bw": bw[None], "transition": plan.transition[None],
-                      "seams": seam_mask(plan.boxes, plan.page_size)[None],
-                      "detailed": detailed_mask(s["labels"][None])}
+            batch = {"bw": s["bw"][None], "color": s["color"][None], "labels": s["labels"][None]}
+            out = model.colorize_page(s["bw"])
+            common = page_inputs(batch, [out["plan"]])
             start = time.perf_counter()
             suites["dualflow"].update(preds=out["rgb"][None], **common)
             metric_seconds.append(time.perf_counter() - start)
             if baseline is not None:
-                suites["baseline"].update(preds=nlab_to_rgb(baseline(bw[None])), **common)
+                suites["baseline"].update(preds=nlab_to_rgb(baseline(batch["bw"])), **common)
     result = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
               for name, suite in suites.items()}
     result["pages"], result["page_size"] = pages, size

@@ -12,17 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from dualflow.color import AB_SCALE, rgb_to_lab
-from dualflow.data.synth import DETAILED_IDS
-from dualflow.metrics.suite import build_suite
+from dualflow.metrics.suite import build_suite, detailed_mask
 from dualflow.models import AttentionNet
 from dualflow.models.blocks import pad_to_multiple
 from dualflow.patching import plan_patches
 from dualflow.stages.base import StageModule, draw_boxes, panel
-
-
-def detailed_mask(labels: torch.Tensor) -> torch.Tensor:
-    """(B,1,H,W) SynthManga class labels → {0,1} mask of detailed classes."""
-    return torch.isin(labels, torch.as_tensor(DETAILED_IDS, device=labels.device)).float()
 
 
 def _normalise(x: torch.Tensor, q: float) -> torch.Tensor:

@@ -7,9 +7,8 @@ import torch
 
 from dualflow.color import nlab_to_rgb
 from dualflow.metrics.perceptual import build_lpips
-from dualflow.metrics.suite import build_suite
+from dualflow.metrics.suite import build_suite, page_inputs
 from dualflow.models import UNet
-from dualflow.stages.attention import detailed_mask
 from dualflow.stages.base import StageModule, panel
 
 
@@ -51,9 +50,7 @@ class BaselineModule(StageModule):
         bw, color = batch["bw"], batch["color"]
         pred = self(bw)
         self.log_loss(split, self.colour_losses(pred, color)["total"], bw.shape[0])
-        none = torch.zeros_like(bw)  # a single flow has no patches: transition metrics do not apply
-        suite.update(preds=nlab_to_rgb(pred), target=color, bw=bw, transition=none, seams=none,
-                     detailed=detailed_mask(batch["labels"]) if "labels" in batch else torch.ones_like(bw))
+        suite.update(preds=nlab_to_rgb(pred), **page_inputs(batch, plans=None))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]

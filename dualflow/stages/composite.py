@@ -14,10 +14,8 @@ from torch import nn
 
 from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion
-from dualflow.metrics.suite import build_suite
-from dualflow.patching import seam_mask
+from dualflow.metrics.suite import build_suite, page_inputs
 from dualflow.pipeline import PlanSettings, canvas_from_patches, importance_tiled, run_primary, run_secondary, upsample
-from dualflow.stages.attention import detailed_mask
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
 from dualflow.stages.primary import require_ckpt
@@ -54,7 +52,7 @@ class DualFlowColorizer(StageModule):
                              smooth_radius, keep_ink, keep_white)
         self.net = nn.Identity()  # nothing trainable
         self._lpips, self._fid, self._allow_random = lpips, fid, allow_random_backbone
-        self.test_metrics = None
+        self.val_metrics = self.test_metrics = None  # built at the start of validation / test (on device)
 
     @torch.inference_mode()
     def colorize_page(self, bw: torch.Tensor) -> dict[str, Any]:
@@ -83,34 +81,28 @@ class DualFlowColorizer(StageModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"name": batch.get("name"), "rgb": self(batch["bw"])}
 
+    def _suite(self, split: str):
+        return build_suite("page", split, lpips=self._lpips, fid=self._fid,
+                           allow_random_backbone=self._allow_random).to(self.device)
+
+    def on_validation_start(self) -> None:
+        self.val_metrics = self._suite("val")
+
     def on_test_start(self) -> None:
-        self.test_metrics = build_suite("page", "test", lpips=self._lpips, fid=self._fid,
-                                        allow_random_backbone=self._allow_random).to(self.device)
+        self.test_metrics = self._suite("test")
 
-    on_validation_start = on_test_start
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):
             return
         bw = batch["bw"]
         outs = [self.colorize_page(bw[i]) for i in range(bw.shape[0])]
-        self.test_metrics.update(
-            preds=torch.stack([o["rgb"] for o in outs]), target=batch["color"], bw=bw,
-            transition=torch.stack([o["plan"].transition for o in outs]).to(bw),
-            seams=torch.stack([seam_mask(o["plan"].boxes, o["plan"].page_size) for o in outs]).to(bw),
-            detailed=detailed_mask(batch["labels"]) if "labels" in batch else torch.ones_like(bw),
-        )
+        suite.update(preds=torch.stack([o["rgb"] for o in outs]), **page_inputs(batch, [o["plan"] for o in outs]))
         for o in outs:
             for k, v in o["report"].items():
-                self.log(f"test/coherence/{k}", v, batch_size=1)
-
-    validation_step = test_step
+                self.log(f"{split}/coherence/{k}", v, batch_size=1)
 
     def on_test_epoch_end(self) -> None:
-        values = self.log_suite(self.test_metrics)
-        self.last_metrics = {k: float(v) for k, v in values.items()}
-
-    on_validation_epoch_end = on_test_epoch_end
+        self.last_metrics = {k: float(v) for k, v in self.log_suite(self.test_metrics).items()}
 
     def debug_panel(self, bw: torch.Tensor, out: dict) -> np.ndarray:
         """bw | importance | patch boxes | primary canvas | secondary | fused, for ``colorize --debug``."""

@@ -9,11 +9,9 @@ import torch
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
-from dualflow.metrics.suite import build_suite
+from dualflow.metrics.suite import build_suite, page_inputs
 from dualflow.models import UNet
-from dualflow.patching import seam_mask
 from dualflow.pipeline import PlanSettings, canvas_from_patches, run_primary, run_secondary, upsample
-from dualflow.stages.attention import detailed_mask
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
 from dualflow.stages.primary import require_ckpt
@@ -122,13 +120,7 @@ class SecondaryModule(StageModule):
         flow = self.primary_flow(bw, corrupt=False)
         fill = self(bw, flow)
         self.log_loss(split, self._loss(fill, color, flow), bw.shape[0])
-        kwargs = {
-            "preds": self.fuse(bw, flow, fill), "target": color, "bw": bw,
-            "transition": torch.stack([p.transition for p in flow["plans"]]).to(bw),
-            "seams": torch.stack([seam_mask(p.boxes, p.page_size) for p in flow["plans"]]).to(bw),
-            "detailed": detailed_mask(batch["labels"]) if "labels" in batch else torch.ones_like(bw),
-        }
-        suite.update(**kwargs)
+        suite.update(preds=self.fuse(bw, flow, fill), **page_inputs(batch, flow["plans"]))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]
