@@ -110,6 +110,21 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
     return out
 
 
+def in_stripes(fn, *pages: torch.Tensor, stripe: int = 512, halo: int = 16) -> torch.Tensor:
+    """Apply a local filter ``fn(*pages)`` ((C,H,W) tensors) in horizontal stripes with a ``halo`` of context
+    rows, so its temporaries are stripe-sized instead of page-sized. Exact for filters whose reach is at most
+    ``halo`` rows."""
+    h = pages[0].shape[-2]
+    if h <= stripe + 2 * halo:
+        return fn(*pages)
+    parts = []
+    for y in range(0, h, stripe):
+        y0, y1 = max(0, y - halo), min(h, y + stripe + halo)
+        out = fn(*(p[..., y0:y1, :] for p in pages))
+        parts.append(out[..., y - y0:y - y0 + min(stripe, h - y), :])
+    return torch.cat(parts, dim=-2)
+
+
 @dataclass
 class FusionResult:
     lab: torch.Tensor  # (3,H,W) fused normalised Lab
@@ -151,7 +166,8 @@ class Fusion(nn.Module):
             fused = multiband_blend(canvas, fill, coverage, self.levels)
         else:
             fused = feather_blend(canvas, fill, coverage)
-        if self.post:
-            fused = postprocess(fused, bw, self.smooth_radius, keep_ink=self.keep_ink, keep_white=self.keep_white)
+        if self.post:  # local filters (reach < 16 rows): in stripes, to bound full-resolution temporaries
+            fused = in_stripes(lambda lab, page: postprocess(lab, page, self.smooth_radius, keep_ink=self.keep_ink,
+                                                             keep_white=self.keep_white), fused, bw)
         fused = torch.cat([fused[:1].clamp(0, 1), fused[1:].clamp(-1, 1)])
         return FusionResult(lab=fused, canvas=canvas, report=report)

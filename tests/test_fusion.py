@@ -66,3 +66,15 @@ def test_postprocess_keeps_ink_dark_and_white_areas_white():
     out = Fusion(harmonize=False)(patches, plan, fill, bw)
     assert out.lab[0, :, 61:63].max() <= 0.35
     assert out.lab[0, :, :40].min() >= 0.95 and out.lab[1:, :, :40].abs().max() < 0.1
+
+
+def test_striped_postprocess_equals_whole_page():
+    from dualflow.data.synth import SynthManga
+    from dualflow.fusion import in_stripes, postprocess
+
+    page = SynthManga(2)(0, (300, 90))
+    bw = torch.from_numpy(page.bw)[None]
+    lab = torch.rand(3, 300, 90, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    whole = postprocess(lab, bw)
+    striped = in_stripes(lambda a, b: postprocess(a, b), lab, bw, stripe=64, halo=16)
+    assert torch.allclose(whole, striped, atol=1e-5)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dualflow.color import nlab_to_rgb
-from dualflow.fusion import Fusion
+from dualflow.fusion import Fusion, in_stripes
 from dualflow.metrics.suite import build_suite, page_inputs
 from dualflow.pipeline import PlanSettings, canvas_from_patches, importance_tiled, run_primary, run_secondary, upsample
 from dualflow.stages.base import StageModule, draw_boxes, panel
@@ -71,7 +71,8 @@ class DualFlowColorizer(StageModule):
         fill = run_secondary(self.frozen["secondary"], bw, canvas[None], coverage[None], importance,
                              m["working_size"], m["guide_radius"], m["guide_eps"])[0]
         fused = self.fusion(patches, plan, fill, bw[0])
-        return {"rgb": nlab_to_rgb(fused.lab[None])[0], "importance": importance[0], "plan": plan,
+        rgb = in_stripes(lambda lab: nlab_to_rgb(lab[None])[0], fused.lab)  # pointwise: stripes bound memory
+        return {"rgb": rgb, "importance": importance[0], "plan": plan,
                 "canvas": fused.canvas, "fill": fill, "lab": fused.lab, "report": fused.report}
 
     def forward(self, bw: torch.Tensor) -> torch.Tensor:
