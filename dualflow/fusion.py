@@ -14,6 +14,7 @@ from torch import nn
 from dualflow.color import AB_SCALE, L_SCALE
 from dualflow.lineart import ink_lines
 from dualflow.patching import PatchPlan, crop, paste
+from dualflow.pipeline import canvas_from_patches
 
 
 def feather_blend(canvas: torch.Tensor, fill: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
@@ -146,8 +147,8 @@ class Fusion(nn.Module):
         self.smooth_radius, self.keep_ink, self.keep_white = smooth_radius, keep_ink, keep_white
 
     def _canvas(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor) -> torch.Tensor:
-        acc, wsum = paste(patches, plan.boxes, plan.weights.to(patches), plan.page_size)
-        return torch.where(wsum > 0, acc / wsum.clamp_min(1e-6), fill)
+        canvas, coverage = canvas_from_patches(patches, plan.boxes, plan.weights, plan.page_size)
+        return torch.where(coverage > 0, canvas, fill)
 
     def forward(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor, bw: torch.Tensor) -> FusionResult:
         """patches (K,3,ph,pw), fill (3,H,W), bw (1,H,W) → fused page."""
