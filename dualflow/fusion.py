@@ -1,20 +1,23 @@
-"""Fusion of the two flows: paste priority patches, blend them with the fill (feathered or multi-band),
-harmonise chroma across seams, check global coherence, post-process. All tensors are normalised Lab
-(DESIGN.md) for one page: (3,H,W), with (1,H,W) masks; each step can be switched off for ablations."""
+"""Fusion of the two flows: blend the priority patches with the fill (feathered or multi-band), harmonise
+chroma across seams, check global coherence, post-process. Tensors are normalised Lab (DESIGN.md) for one
+page: patches (K,3,ph,pw), masks (1,H,W). The fill is a (3,H,W) tensor or a fill field rendered window by
+window (``pipeline.GuidedFill``): seams and coherence are measured on the patch boxes only and the page is
+assembled in stripes, so memory beyond the page tensors is bounded by the budget and the stripe, not the
+page size. Each step can be switched off for ablations."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import kornia.filters
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualflow.color import AB_SCALE, L_SCALE
+from dualflow.color import AB_SCALE, L_SCALE, nlab_to_rgb
+from dualflow.filters import box, erode, guided_filter
 from dualflow.lineart import ink_lines
-from dualflow.patching import PatchPlan, crop, paste
-from dualflow.pipeline import canvas_from_patches
+from dualflow.patching import PatchPlan, crop, intersect, paste
+from dualflow.pipeline import GuidedFill, StoredFill, canvas_from_patches
 
 
 def feather_blend(canvas: torch.Tensor, fill: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
@@ -48,13 +51,13 @@ def multiband_blend(canvas: torch.Tensor, fill: torch.Tensor, coverage: torch.Te
     return out[0]
 
 
-def harmonize(patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor, strength: float) -> torch.Tensor:
-    """Shift each patch's chroma (ab) towards the fill's mean chroma in the patch's part of the transition
-    band, so that the two flows agree where they meet. (K,3,ph,pw) → (K,3,ph,pw)."""
+def harmonize(patches: torch.Tensor, plan: PatchPlan, fill_patches: torch.Tensor, strength: float) -> torch.Tensor:
+    """Shift each patch's chroma (ab) towards the fill's mean chroma (``fill_patches``: the fill on the patch
+    boxes) in the patch's part of the transition band, so that the two flows agree where they meet.
+    (K,3,ph,pw) → (K,3,ph,pw)."""
     if len(plan) == 0 or strength <= 0:
         return patches
     band = crop(plan.transition.to(patches), plan.boxes)  # (K,1,ph,pw)
-    fill_patches = crop(fill, plan.boxes)
     n = band.sum(dim=(2, 3)).clamp_min(1.0)
     diff = ((fill_patches[:, 1:] - patches[:, 1:]) * band).sum(dim=(2, 3)) / n  # (K,2)
     diff = diff * (band.sum(dim=(2, 3)) > 0)
@@ -69,106 +72,142 @@ def lab_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - b) * scale).pow(2).sum(dim=-3).sqrt()
 
 
-def coherence(patches: torch.Tensor, plan: PatchPlan, canvas: torch.Tensor, fill: torch.Tensor) -> dict[str, float]:
+def coherence(patches: torch.Tensor, plan: PatchPlan, fill_patches: torch.Tensor) -> dict[str, float]:
     """Global coherence check: colour disagreement (ΔE76) between overlapping patches and across the seams
-    between the priority canvas and the fill, averaged over the pixels where each applies."""
+    between the priority canvas and the fill, averaged over the pixels where each applies. Both live inside
+    the patch boxes (outside them the canvas is the fill), so they are summed box by box, each pixel counted
+    once, by the first box that holds it."""
     if len(plan) == 0:
         return {"overlap_disagreement": 0.0, "seam_disagreement": 0.0}
     w = plan.weights.to(patches)
-    s1, wsum = paste(patches, plan.boxes, w, plan.page_size)
-    s2, _ = paste(patches.pow(2), plan.boxes, w, plan.page_size)
-    count, _ = paste(torch.ones_like(w), plan.boxes, (w > 0).to(w), plan.page_size)
-    mean = s1 / wsum.clamp_min(1e-6)
-    var = (s2 / wsum.clamp_min(1e-6) - mean.pow(2)).clamp_min(0)
-    scale = patches.new_tensor([L_SCALE, AB_SCALE, AB_SCALE]).view(3, 1, 1)
-    spread = (var * scale.pow(2)).sum(0, keepdim=True).sqrt()
-    overlap = count >= 2
-    band = plan.transition.to(canvas) > 0
-    seam = lab_distance(canvas, fill)[None]
-    return {
-        "overlap_disagreement": float(spread[overlap].mean()) if overlap.any() else 0.0,
-        "seam_disagreement": float(seam[band].mean()) if band.any() else 0.0,
-    }
+    stats = torch.cat([patches, patches.pow(2)], dim=1)  # weighted mean and second moment in one paste
+    scale2 = patches.new_tensor([L_SCALE, AB_SCALE, AB_SCALE]).pow(2).view(3, 1, 1)
+    band = crop(plan.transition.to(patches), plan.boxes) > 0
+    boxes = plan.boxes.tolist()
+    spread_sum = seam_sum = 0.0
+    overlap_n = 0
+    for k, bx in enumerate(boxes):
+        s, wsum = paste(stats, plan.boxes, w, plan.page_size, bx)
+        count, _ = paste(torch.ones_like(w), plan.boxes, (w > 0).to(w), plan.page_size, bx)
+        owned = torch.ones_like(wsum, dtype=torch.bool)
+        for earlier in boxes[:k]:
+            part = intersect(earlier, bx)
+            if part is not None:
+                owned[:, part[0] - bx[0]:part[2] - bx[0], part[1] - bx[1]:part[3] - bx[1]] = False
+        mean = s[:3] / wsum.clamp_min(1e-6)
+        var = (s[3:] / wsum.clamp_min(1e-6) - mean.pow(2)).clamp_min(0)
+        spread = (var * scale2).sum(0, keepdim=True).sqrt()
+        overlap = (count >= 2) & owned
+        spread_sum += float(spread[overlap].sum())
+        overlap_n += int(overlap.sum())
+        seam_sum += float(lab_distance(mean, fill_patches[k])[None][band[k] & owned].sum())
+    band_n = int((plan.transition > 0).sum())
+    return {"overlap_disagreement": spread_sum / overlap_n if overlap_n else 0.0,
+            "seam_disagreement": seam_sum / band_n if band_n else 0.0}
+
+
+WHITE_RADIUS = 3  # white areas narrower than 2·3+1 px (text strokes' counters, tone gaps) are not "white"
 
 
 def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smooth_eps: float = 1e-3,
-                keep_ink: bool = True, keep_white: bool = True, white_radius: int = 3) -> torch.Tensor:
+                keep_ink: bool = True, keep_white: bool = True, white_radius: int = WHITE_RADIUS) -> torch.Tensor:
     """Edge-aware chroma smoothing guided by the B&W page (a guided filter keeps chroma edges on ink lines);
-    ink lines stay dark; large white areas (balloons, paper) stay white."""
-    out = lab.clone()
+    ink lines stay dark; large white areas (balloons, paper) stay white. Local: see :func:`postprocess_reach`."""
+    lightness, ab = lab[:1], lab[1:]
     if smooth_radius > 0:
-        k = 2 * smooth_radius + 1
-        guide = F.avg_pool2d(bw[None], 3, stride=1, padding=1, count_include_pad=False)  # tone → grey level
-        out[1:] = kornia.filters.guided_blur(guide, out[None, 1:], k, smooth_eps)[0]
+        ab = guided_filter(ab[None], box(bw[None], 1), smooth_radius, smooth_eps)[0]  # guide: tone → grey
     if keep_ink:
-        ink = ink_lines(bw[None])[0] > 0
-        out[:1] = torch.where(ink, out[:1].clamp(max=0.35), out[:1])
+        lightness = torch.where(ink_lines(bw[None])[0] > 0, lightness.clamp(max=0.35), lightness)
     if keep_white:
-        k = 2 * white_radius + 1
-        white = -F.max_pool2d(-(bw[None] > 0.9).float(), k, stride=1, padding=white_radius)[0] > 0.5
-        out[:1] = torch.where(white, out[:1].clamp(min=0.95), out[:1])
-        out[1:] = torch.where(white, out[1:] * 0.2, out[1:])
-    return out
+        white = erode((bw > 0.9).float(), white_radius) > 0.5
+        lightness = torch.where(white, lightness.clamp(min=0.95), lightness)
+        ab = torch.where(white, ab * 0.2, ab)
+    return torch.cat([lightness, ab])
 
 
-def in_stripes(fn, *pages: torch.Tensor, stripe: int = 512, halo: int = 16) -> torch.Tensor:
-    """Apply a local filter ``fn(*pages)`` ((C,H,W) tensors) in horizontal stripes with a ``halo`` of context
-    rows, so its temporaries are stripe-sized instead of page-sized. Exact for filters whose reach is at most
-    ``halo`` rows."""
-    h = pages[0].shape[-2]
-    if h <= stripe + 2 * halo:
-        return fn(*pages)
-    parts = []
-    for y in range(0, h, stripe):
-        y0, y1 = max(0, y - halo), min(h, y + stripe + halo)
-        out = fn(*(p[..., y0:y1, :] for p in pages))
-        parts.append(out[..., y - y0:y - y0 + min(stripe, h - y), :])
-    return torch.cat(parts, dim=-2)
+def postprocess_reach(smooth_radius: int, white_radius: int) -> int:
+    """Rows of context :func:`postprocess` reads on each side (guided filter 2r + tone blur 1, ink-line
+    opening 4, white erosion): the halo that makes striped post-processing exact."""
+    return max(2 * smooth_radius + 1, 4, white_radius)
+
+
+def priority_canvas(patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor,
+                    window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """The primary flow's canvas (3,h,w), with the fill where no patch lies, on the page or its ``window``."""
+    canvas, coverage = canvas_from_patches(patches, plan.boxes, plan.weights, plan.page_size, window)
+    return torch.where(coverage > 0, canvas, fill)
+
+
+def fill_crops(fill: GuidedFill | StoredFill, boxes: torch.Tensor) -> torch.Tensor:
+    """The fill of one page on each patch box, (K,3,ph,pw)."""
+    if boxes.shape[0] == 0:
+        return torch.zeros(0, 3, 1, 1)
+    return torch.cat([fill.window(tuple(b)) for b in boxes.tolist()])
 
 
 @dataclass
 class FusionResult:
-    lab: torch.Tensor  # (3,H,W) fused normalised Lab
-    canvas: torch.Tensor  # (3,H,W) priority canvas (fill where no patch)
+    page: torch.Tensor  # (3,H,W) the fused page: normalised Lab, or RGB when asked for
+    patches: torch.Tensor  # (K,3,ph,pw) primary patches after harmonisation
     report: dict[str, float]
 
 
 class Fusion(nn.Module):
-    """The fusion step with every stage switchable (``blend``: feather | multiband)."""
+    """The fusion step with every stage switchable (``blend``: feather | multiband). The page is assembled
+    ``stripe`` rows at a time (exact: each stripe carries the post-processing reach as a halo); multi-band
+    blending is not local, so it blends the whole page at once (page-sized memory)."""
 
     def __init__(self, blend: str = "feather", levels: int = 4, harmonize: bool = True, strength: float = 0.5,
                  coherence_threshold: float = 6.0, postprocess: bool = True, smooth_radius: int = 2,
-                 keep_ink: bool = True, keep_white: bool = True):
+                 keep_ink: bool = True, keep_white: bool = True, stripe: int = 256):
         super().__init__()
         if blend not in ("feather", "multiband"):
             raise ValueError(f"fusion blend must be 'feather' or 'multiband', got {blend!r}")
         self.blend, self.levels, self.harmonize, self.strength = blend, levels, harmonize, strength
         self.coherence_threshold, self.post = coherence_threshold, postprocess
-        self.smooth_radius, self.keep_ink, self.keep_white = smooth_radius, keep_ink, keep_white
+        self.smooth_radius, self.keep_ink, self.keep_white, self.stripe = smooth_radius, keep_ink, keep_white, stripe
 
-    def _canvas(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor) -> torch.Tensor:
-        canvas, coverage = canvas_from_patches(patches, plan.boxes, plan.weights, plan.page_size)
-        return torch.where(coverage > 0, canvas, fill)
-
-    def forward(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor, bw: torch.Tensor) -> FusionResult:
-        """patches (K,3,ph,pw), fill (3,H,W), bw (1,H,W) → fused page."""
+    def forward(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor | GuidedFill | StoredFill,
+                bw: torch.Tensor, rgb: bool = False) -> FusionResult:
+        """patches (K,3,ph,pw), fill (3,H,W) or the fill field of one page, bw (1,H,W) → fused page."""
+        fill = StoredFill(fill[None]) if isinstance(fill, torch.Tensor) else fill
+        fill_patches = fill_crops(fill, plan.boxes).to(patches)
         if self.harmonize:
-            patches = harmonize(patches, plan, fill, self.strength)
-        canvas = self._canvas(patches, plan, fill)
-        report = coherence(patches, plan, canvas, fill)
+            patches = harmonize(patches, plan, fill_patches, self.strength)
+        report = coherence(patches, plan, fill_patches)
         report["reharmonized"] = 0.0
         if self.harmonize and report["seam_disagreement"] > self.coherence_threshold:
             # Too much disagreement left: pull the patches fully onto the fill's chroma in the band.
-            patches = harmonize(patches, plan, fill, 1.0)
-            canvas = self._canvas(patches, plan, fill)
-            report.update(coherence(patches, plan, canvas, fill), reharmonized=1.0)
-        coverage = plan.coverage.to(fill)
+            patches = harmonize(patches, plan, fill_patches, 1.0)
+            report.update(coherence(patches, plan, fill_patches), reharmonized=1.0)
+        return FusionResult(page=self.render(patches, plan, fill, bw, rgb), patches=patches, report=report)
+
+    def render(self, patches: torch.Tensor, plan: PatchPlan, fill: GuidedFill | StoredFill, bw: torch.Tensor,
+               rgb: bool = False) -> torch.Tensor:
+        """Blend, post-process and clamp the page stripe by stripe into one (3,H,W) tensor (Lab or RGB)."""
+        h, w = plan.page_size
+        whole = None
         if self.blend == "multiband":
-            fused = multiband_blend(canvas, fill, coverage, self.levels)
-        else:
-            fused = feather_blend(canvas, fill, coverage)
-        if self.post:  # local filters (reach < 16 rows): in stripes, to bound full-resolution temporaries
-            fused = in_stripes(lambda lab, page: postprocess(lab, page, self.smooth_radius, keep_ink=self.keep_ink,
-                                                             keep_white=self.keep_white), fused, bw)
-        fused = torch.cat([fused[:1].clamp(0, 1), fused[1:].clamp(-1, 1)])
-        return FusionResult(lab=fused, canvas=canvas, report=report)
+            f = fill.full()[0]
+            whole = multiband_blend(priority_canvas(patches, plan, f), f, plan.coverage.to(f), self.levels)
+        halo = postprocess_reach(self.smooth_radius, WHITE_RADIUS) if self.post else 0
+        out = bw.new_empty(3, h, w)
+        for y in range(0, h, self.stripe):
+            y0, y1 = max(0, y - halo), min(h, y + self.stripe + halo)
+            fused = whole[:, y0:y1] if whole is not None else self._feathered((y0, 0, y1, w), patches, plan, fill)
+            if self.post:
+                fused = postprocess(fused, bw[:, y0:y1], self.smooth_radius, keep_ink=self.keep_ink,
+                                    keep_white=self.keep_white)
+            part = fused[:, y - y0:y - y0 + min(self.stripe, h - y)]
+            part = torch.cat([part[:1].clamp(0, 1), part[1:].clamp(-1, 1)])
+            out[:, y:y + part.shape[1]] = nlab_to_rgb(part[None])[0] if rgb else part
+        return out
+
+    @staticmethod
+    def _feathered(window: tuple[int, int, int, int], patches: torch.Tensor, plan: PatchPlan,
+                   fill: GuidedFill | StoredFill) -> torch.Tensor:
+        f = fill.window(window)[0]
+        if not any(intersect(b, window) for b in plan.boxes.tolist()):
+            return f
+        y0, x0, y1, x1 = window
+        return feather_blend(priority_canvas(patches, plan, f, window), f, plan.coverage[:, y0:y1, x0:x1].to(f))

@@ -76,7 +76,7 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
             try:
                 bw = torch.from_numpy(read_page(path))
                 start = time.perf_counter()
-                result = model.colorize_page(bw)
+                result = model.colorize_page(bw, debug=debug)
                 target = out / f"{path.stem}.png"
                 save_image(target, result["rgb"].permute(1, 2, 0).cpu().numpy())
                 written.append(target)

@@ -31,8 +31,3 @@ def ink_lines(bw: torch.Tensor, length: int = 5, threshold: float = 0.5) -> torc
     eroded = (F.conv2d(dark, k, padding=pad) >= length - 0.5).to(torch.float32)  # (B,4,H,W)
     opened = F.conv2d(eroded, k, padding=pad, groups=4)  # dilate each direction with its own segment
     return (opened > 0).any(dim=1, keepdim=True).to(bw.dtype)
-
-
-def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Square dilation of a (B,1,H,W) {0,1} mask (max-pool: much faster than a morphology op)."""
-    return F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius) if radius > 0 else mask

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
+from dualflow.filters import dilate, erode
+
 
 @dataclass
 class PatchPlan:
@@ -24,7 +26,7 @@ class PatchPlan:
     weights: (K,1,ph,pw) feathered blend window of each patch (1 inside, smooth ramp to ~0 at inner borders;
         no ramp on sides that touch the page border, where nothing else can take over).
     coverage: (1,H,W) priority coverage in [0,1]: clamp(Σ pasted weights, 0, 1).
-    fill: (1,H,W) = 1 - coverage: the share the secondary flow owns. coverage + fill = 1 everywhere.
+    fill: (1,H,W) = 1 - coverage (computed on access): the share the secondary flow owns.
     transition: (1,H,W) {0,1} band of ``band`` pixels around the priority/fill border.
     """
 
@@ -32,13 +34,16 @@ class PatchPlan:
     scores: torch.Tensor
     weights: torch.Tensor
     coverage: torch.Tensor
-    fill: torch.Tensor
     transition: torch.Tensor
     page_size: tuple[int, int]
     patch_size: tuple[int, int]
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+    @property
+    def fill(self) -> torch.Tensor:
+        return 1.0 - self.coverage
 
 
 def candidate_boxes(page_size: tuple[int, int], patch: tuple[int, int], stride: int) -> torch.Tensor:
@@ -90,16 +95,29 @@ def blend_windows(boxes: torch.Tensor, page_size: tuple[int, int], patch: tuple[
     return (ry[:, :, None] * rx[:, None, :])[:, None]
 
 
-def paste(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor,
-          page_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted paste of (K,C,ph,pw) patches → (C,H,W) Σ w·patch and (1,H,W) Σ w (normalise outside)."""
-    c = patches.shape[1]
-    acc = patches.new_zeros(c, *page_size)
-    wsum = patches.new_zeros(1, *page_size)
-    for k in range(boxes.shape[0]):  # a loop over at most `budget` patches, not over pixels
-        y0, x0, y1, x1 = boxes[k].tolist()
-        acc[:, y0:y1, x0:x1] += weights[k] * patches[k]
-        wsum[:, y0:y1, x0:x1] += weights[k]
+def intersect(box: list[int], window: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """Intersection (y0, x0, y1, x1) of two boxes, or None when they do not overlap."""
+    y0, x0 = max(box[0], window[0]), max(box[1], window[1])
+    y1, x1 = min(box[2], window[2]), min(box[3], window[3])
+    return (y0, x0, y1, x1) if y0 < y1 and x0 < x1 else None
+
+
+def paste(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor, page_size: tuple[int, int],
+          window: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted paste of (K,C,ph,pw) patches → (C,h,w) Σ w·patch and (1,h,w) Σ w (normalise outside), over
+    the whole page or only over ``window`` (y0, x0, y1, x1) of it (what stripes and patch boxes need)."""
+    wy0, wx0, wy1, wx1 = window or (0, 0, *page_size)
+    acc = patches.new_zeros(patches.shape[1], wy1 - wy0, wx1 - wx0)
+    wsum = patches.new_zeros(1, wy1 - wy0, wx1 - wx0)
+    for k, box in enumerate(boxes.tolist()):  # a loop over at most `budget` patches, not over pixels
+        part = intersect(box, (wy0, wx0, wy1, wx1))
+        if part is None:
+            continue
+        y0, x0, y1, x1 = part
+        src = (slice(y0 - box[0], y1 - box[0]), slice(x0 - box[1], x1 - box[1]))
+        w = weights[k][:, src[0], src[1]]
+        acc[:, y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] += w * patches[k][:, src[0], src[1]]
+        wsum[:, y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] += w
     return acc, wsum
 
 
@@ -110,15 +128,24 @@ def crop(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[:, y0:y1, x0:x1] for y0, x0, y1, x1 in boxes.tolist()])
 
 
-def transition_band(coverage: torch.Tensor, band: int) -> torch.Tensor:
-    """{0,1} band of about ``band`` pixels straddling the border between coverage ≥ 0.5 and the rest."""
-    core = (coverage >= 0.5).float()[None]
-    if band <= 0 or core.sum() == 0 or core.min() == 1:
-        return torch.zeros_like(coverage)
+def transition_band(coverage: torch.Tensor, boxes: torch.Tensor, band: int) -> torch.Tensor:
+    """{0,1} band of about ``band`` pixels straddling the border between coverage ≥ 0.5 and the rest.
+
+    The band can only lie within ``r`` pixels of a patch box, so it is computed box by box on the box grown
+    by 2r (the reach of dilation and erosion): cost bounded by the budget, not the page; exact."""
+    out = torch.zeros_like(coverage)
+    if band <= 0 or boxes.shape[0] == 0:
+        return out
     r = max(1, band // 2)
-    grown = F.max_pool2d(core, 2 * r + 1, stride=1, padding=r)
-    shrunk = -F.max_pool2d(-core, 2 * r + 1, stride=1, padding=r)
-    return (grown - shrunk)[0]
+    h, w = coverage.shape[-2:]
+    for y0, x0, y1, x1 in boxes.tolist():
+        gy0, gx0, gy1, gx1 = max(0, y0 - 2 * r), max(0, x0 - 2 * r), min(h, y1 + 2 * r), min(w, x1 + 2 * r)
+        core = (coverage[:, gy0:gy1, gx0:gx1] >= 0.5).float()
+        ring = dilate(core, r) - erode(core, r)
+        iy0, ix0, iy1, ix1 = max(0, y0 - r), max(0, x0 - r), min(h, y1 + r), min(w, x1 + r)
+        inner = ring[:, iy0 - gy0:iy1 - gy0, ix0 - gx0:ix1 - gx0]
+        out[:, iy0:iy1, ix0:ix1] = torch.maximum(out[:, iy0:iy1, ix0:ix1], inner)
+    return out
 
 
 def plan_patches(importance: torch.Tensor, page_size: tuple[int, int], patch_size: int = 128,
@@ -146,8 +173,8 @@ def plan_patches(importance: torch.Tensor, page_size: tuple[int, int], patch_siz
     weights = blend_windows(boxes, (h, w), (ph, pw), feather)
     _, wsum = paste(torch.ones_like(weights), boxes, weights, (h, w))
     coverage = wsum.clamp(0, 1)
-    return PatchPlan(boxes=boxes, scores=scores, weights=weights, coverage=coverage, fill=1.0 - coverage,
-                     transition=transition_band(coverage, band), page_size=(h, w), patch_size=(ph, pw))
+    return PatchPlan(boxes=boxes, scores=scores, weights=weights, coverage=coverage,
+                     transition=transition_band(coverage, boxes, band), page_size=(h, w), patch_size=(ph, pw))
 
 
 def random_boxes(page_size: tuple[int, int], patch_size: int, n: int,

@@ -1,6 +1,7 @@
 """The dual-flow pipeline as functions over networks, shared by stage-3 training and the composite:
 importance (tiled on large pages) → PatchPlan → primary on patches (batched) → canvas + coverage →
-secondary at a working resolution, brought back to full resolution by a guided filter on the B&W page."""
+secondary at a working resolution, brought back to page resolution by a guided filter on the B&W page (on
+demand, window by window)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dualflow.filters import bilinear_window, box, guided_coefficients
 from dualflow.patching import PatchPlan, crop, paste, plan_patches
 
 
@@ -62,15 +64,16 @@ def run_primary(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, boxe
     computed ``batch`` patches at a time so memory is bounded by the batch, not the page."""
     if boxes.shape[0] == 0:
         return bw.new_zeros(0, 3, 1, 1)
-    x = crop(torch.cat([bw, importance]), boxes)
+    x = torch.cat([crop(bw, boxes), crop(importance, boxes)], dim=1)
     return torch.cat([net(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
 
 
 def canvas_from_patches(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor,
-                        page_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+                        page_size: tuple[int, int], window: tuple[int, int, int, int] | None = None,
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Feather-weighted average of the primary patches → canvas (3,H,W) (zeros where no patch) and the
-    priority coverage clamp(Σw, 0, 1) (1,H,W)."""
-    acc, wsum = paste(patches, boxes.to(patches.device), weights.to(patches), page_size)
+    priority coverage clamp(Σw, 0, 1) (1,H,W), of the page or of its ``window`` (y0, x0, y1, x1)."""
+    acc, wsum = paste(patches, boxes.to(patches.device), weights.to(patches), page_size, window)
     return acc / wsum.clamp_min(1e-6), wsum.clamp(0, 1)
 
 
@@ -81,41 +84,71 @@ def working_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+@dataclass
+class GuidedFill:
+    """The secondary flow's colours at page resolution, kept as guided-filter coefficients fitted at working
+    resolution (fill = up(a) · tone guide + up(b)) and rendered on demand for any window: the composite
+    renders stripes and patch boxes, so a page-sized fill never has to exist. Batched: a, b (B,3,h,w),
+    bw (B,1,H,W); ``tone_radius`` is the box blur that turns the page's screentone into a grey guide."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    bw: torch.Tensor
+    tone_radius: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.bw.shape[-2:])
+
+    def window(self, window: tuple[int, int, int, int]) -> torch.Tensor:
+        """Normalised Lab (B,3,y1-y0,x1-x0) of the fill on ``window`` (y0, x0, y1, x1)."""
+        (h, w), r = self.size, self.tone_radius
+        y0, x0, y1, x1 = window
+        gy0, gx0, gy1, gx1 = max(0, y0 - r), max(0, x0 - r), min(h, y1 + r), min(w, x1 + r)
+        guide = box(self.bw[..., gy0:gy1, gx0:gx1], r)[..., y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0]
+        out = bilinear_window(self.a, self.size, window) * guide + bilinear_window(self.b, self.size, window)
+        return torch.cat([out[:, :1].clamp(0, 1), out[:, 1:].clamp(-1, 1)], dim=1)
+
+    def page(self, i: int) -> GuidedFill:
+        return GuidedFill(self.a[i:i + 1], self.b[i:i + 1], self.bw[i:i + 1], self.tone_radius)
+
+    def full(self) -> torch.Tensor:
+        return self.window((0, 0, *self.size))
 
 
-def guided_upsample(low: torch.Tensor, guide_low: torch.Tensor, guide_high: torch.Tensor, radius: int = 2,
-                    eps: float = 1e-3) -> torch.Tensor:
-    """Fast guided filter (He & Sun 2015): fit ``low ≈ A·guide + b`` locally at low resolution, upsample A
-    and b, apply them to the full-resolution guide, so colour edges snap to the page's ink lines."""
-    mean_i, mean_p = _box(guide_low, radius), _box(low, radius)
-    cov = _box(guide_low * low, radius) - mean_i * mean_p
-    var = _box(guide_low * guide_low, radius) - mean_i * mean_i
-    a = cov / (var + eps)
-    b = mean_p - a * mean_i
-    size = guide_high.shape[-2:]
-    return upsample(_box(a, radius), size) * guide_high + upsample(_box(b, radius), size)
+@dataclass
+class StoredFill:
+    """A fill already held at page resolution (B,3,H,W), behind the same interface as :class:`GuidedFill`."""
 
+    lab: torch.Tensor
 
-def tone_guide(bw: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Guides for the upsampling: the page area-averaged to ``size`` (screentone → grey) and the full page
-    box-blurred by the same factor (grey levels without dot texture, ink edges kept)."""
-    low = F.adaptive_avg_pool2d(bw, size) if tuple(bw.shape[-2:]) != tuple(size) else bw
-    factor = max(1, round(bw.shape[-1] / size[1]))
-    high = _box(bw, factor // 2) if factor > 1 else bw
-    return low, high
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.lab.shape[-2:])
+
+    def window(self, window: tuple[int, int, int, int]) -> torch.Tensor:
+        y0, x0, y1, x1 = window
+        return self.lab[..., y0:y1, x0:x1]
+
+    def page(self, i: int) -> StoredFill:
+        return StoredFill(self.lab[i:i + 1])
+
+    def full(self) -> torch.Tensor:
+        return self.lab
 
 
 def run_secondary(net: nn.Module, bw: torch.Tensor, canvas: torch.Tensor, coverage: torch.Tensor,
-                  importance: torch.Tensor, long_side: int, radius: int = 2, eps: float = 1e-3) -> torch.Tensor:
-    """Secondary flow on (B,·,H,W) pages at a working resolution → full-resolution Lab (B,3,H,W)."""
+                  importance: torch.Tensor, long_side: int, radius: int = 2,
+                  eps: float = 1e-3) -> GuidedFill | StoredFill:
+    """Secondary flow on (B,·,H,W) pages at a working resolution → the fill at page resolution, as a
+    :class:`GuidedFill` whose colour edges snap to the page's ink lines (``.full()`` renders it whole)."""
     size = working_size(tuple(bw.shape[-2:]), long_side)
-    guide_low, guide_high = tone_guide(bw, size)
     area = lambda x: F.adaptive_avg_pool2d(x, size) if tuple(x.shape[-2:]) != size else x  # noqa: E731
+    guide_low = area(bw)
     x = torch.cat([guide_low, area(canvas), area(coverage), upsample(importance, size)], dim=1)
     low = net(x)
     if tuple(size) == tuple(bw.shape[-2:]):
-        return low
-    out = guided_upsample(low, guide_low, guide_high, radius, eps)
-    return torch.cat([out[:, :1].clamp(0, 1), out[:, 1:].clamp(-1, 1)], dim=1)
+        return StoredFill(low)
+    a, b = guided_coefficients(low, guide_low, radius, eps)
+    factor = max(1, round(bw.shape[-1] / size[1]))  # the tone guide blurs the page by the downscale factor
+    return GuidedFill(a, b, bw, factor // 2)

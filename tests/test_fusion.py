@@ -2,7 +2,7 @@
 
 import torch
 
-from dualflow.fusion import Fusion, feather_blend, harmonize, multiband_blend
+from dualflow.fusion import Fusion, feather_blend, harmonize, multiband_blend, priority_canvas
 from dualflow.patching import crop, plan_patches
 
 
@@ -23,20 +23,20 @@ def test_patch_equal_to_fill_gives_fill_back():
     plan, fill, patches, bw = _setup()
     for blend in ("feather", "multiband"):
         out = Fusion(blend=blend, postprocess=False)(patches, plan, fill, bw)
-        assert torch.allclose(out.lab, fill, atol=1e-5)
+        assert torch.allclose(out.page, fill, atol=1e-5)
         assert out.report["seam_disagreement"] < 1e-3
 
 
 def test_blending_leaves_no_step_at_patch_borders():
     plan, fill, patches, bw = _setup(offset=0.2)
     out = Fusion(harmonize=False, postprocess=False)(patches, plan, fill, bw)
-    diff = (out.lab - fill)[1]
+    diff = (out.page - fill)[1]
     step_y = (diff[1:] - diff[:-1]).abs().max()
     step_x = (diff[:, 1:] - diff[:, :-1]).abs().max()
     assert diff.max() > 0.19  # the patch colour is there in the core
     # Smoothstep over a 12-px feather: at most 1.5/12 of the offset per pixel, never a jump.
     assert step_y < 0.2 * 0.15 and step_x < 0.2 * 0.15
-    hard = torch.where(plan.coverage > 0, out.canvas, fill)  # pasting without feathering would jump by 0.2
+    hard = priority_canvas(out.patches, plan, fill)  # pasting without feathering would jump by 0.2
     assert (hard[1, 1:] - hard[1, :-1]).abs().max() > 0.19
 
 
@@ -50,7 +50,7 @@ def test_multiband_reconstructs_exactly_and_weights_stay_in_range():
 
 def test_harmonize_pulls_patch_chroma_to_the_fill_in_the_band():
     plan, fill, patches, bw = _setup(offset=0.2)
-    moved = harmonize(patches, plan, fill, strength=1.0)
+    moved = harmonize(patches, plan, crop(fill, plan.boxes), strength=1.0)
     band = crop(plan.transition, plan.boxes)
     before = ((patches - crop(fill, plan.boxes))[:, 1:] * band).abs().sum()
     after = ((moved - crop(fill, plan.boxes))[:, 1:] * band).abs().sum()
@@ -64,17 +64,50 @@ def test_postprocess_keeps_ink_dark_and_white_areas_white():
     bw = torch.ones(1, 96, 128)
     bw[:, :, 60:64] = 0  # an ink line
     out = Fusion(harmonize=False)(patches, plan, fill, bw)
-    assert out.lab[0, :, 61:63].max() <= 0.35
-    assert out.lab[0, :, :40].min() >= 0.95 and out.lab[1:, :, :40].abs().max() < 0.1
+    assert out.page[0, :, 61:63].max() <= 0.35
+    assert out.page[0, :, :40].min() >= 0.95 and out.page[1:, :, :40].abs().max() < 0.1
 
 
-def test_striped_postprocess_equals_whole_page():
+def test_striped_rendering_of_a_guided_fill_equals_the_whole_page():
+    """The composite never holds the page-sized fill: it renders the guided fill on patch boxes and in
+    stripes with a halo. That must give the page the whole-page computation gives."""
     from dualflow.data.synth import SynthManga
-    from dualflow.fusion import in_stripes, postprocess
+    from dualflow.pipeline import GuidedFill
 
-    page = SynthManga(2)(0, (300, 90))
-    bw = torch.from_numpy(page.bw)[None]
-    lab = torch.rand(3, 300, 90, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    whole = postprocess(lab, bw)
-    striped = in_stripes(lambda a, b: postprocess(a, b), lab, bw, stripe=64, halo=16)
-    assert torch.allclose(whole, striped, atol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    page = (300, 90)
+    bw = torch.from_numpy(SynthManga(2)(0, page).bw)[None]
+    field = GuidedFill(a=torch.rand(1, 3, 30, 9, generator=g), b=torch.rand(1, 3, 30, 9, generator=g) - 0.5,
+                       bw=bw[None], tone_radius=5)
+    imp = torch.zeros(30, 9)
+    imp[3:9, 2:7] = imp[20:26, 0:4] = 1
+    plan = plan_patches(imp, page, patch_size=48, budget=3, threshold=0.5, band=8)
+    patches = crop(field.full()[0], plan.boxes) + 0.1 * torch.rand(len(plan), 3, 48, 48, generator=g)
+    whole = Fusion(stripe=1000)(patches, plan, field.full()[0], bw)
+    striped = Fusion(stripe=64)(patches, plan, field, bw)
+    assert len(plan) == 2
+    assert torch.allclose(whole.page, striped.page, atol=1e-5)
+    assert whole.report == striped.report
+
+
+def test_coherence_box_by_box_equals_the_whole_page_measure():
+    """Overlapping patches: each pixel is counted once although several boxes hold it."""
+    from dualflow.fusion import coherence, lab_distance
+    from dualflow.patching import paste
+
+    _, fill, _, _ = _setup()
+    plan = plan_patches(torch.rand(12, 16, generator=torch.Generator().manual_seed(3)), (96, 128), patch_size=48,
+                        budget=6, threshold=0.0, max_overlap=0.9, band=8)
+    patches = crop(fill, plan.boxes) + 0.1 * torch.rand(len(plan), 3, 48, 48, generator=torch.Generator())
+    s1, wsum = paste(patches, plan.boxes, plan.weights, plan.page_size)
+    s2, _ = paste(patches.pow(2), plan.boxes, plan.weights, plan.page_size)
+    count, _ = paste(torch.ones_like(plan.weights), plan.boxes, torch.ones_like(plan.weights), plan.page_size)
+    mean = s1 / wsum.clamp_min(1e-6)
+    spread = (((s2 / wsum.clamp_min(1e-6) - mean.pow(2)).clamp_min(0)
+               * torch.tensor([100.0, 110.0, 110.0]).pow(2).view(3, 1, 1)).sum(0)).sqrt()
+    canvas = torch.where(wsum > 0, mean, fill)
+    band = plan.transition[0] > 0
+    report = coherence(patches, plan, crop(fill, plan.boxes))
+    assert (count >= 2).sum() > 1000 and band.sum() > 100
+    assert abs(report["overlap_disagreement"] - float(spread[count[0] >= 2].mean())) < 1e-3
+    assert abs(report["seam_disagreement"] - float(lab_distance(canvas, fill)[band].mean())) < 1e-3

@@ -7,7 +7,8 @@ import torch
 from torchmetrics import Metric
 
 from dualflow.color import luminance, rgb_to_lab
-from dualflow.lineart import dilate, ink_lines
+from dualflow.filters import dilate
+from dualflow.lineart import ink_lines
 
 
 class ChromaOnInk(Metric):

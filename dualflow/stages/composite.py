@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dualflow.color import nlab_to_rgb
-from dualflow.fusion import Fusion, in_stripes
+from dualflow.fusion import Fusion, priority_canvas
 from dualflow.metrics.suite import build_suite, page_inputs
 from dualflow.pipeline import PlanSettings, canvas_from_patches, importance_tiled, run_primary, run_secondary, upsample
 from dualflow.stages.base import StageModule, draw_boxes, panel
@@ -55,25 +55,27 @@ class DualFlowColorizer(StageModule):
         self.val_metrics = self.test_metrics = None  # built at the start of validation / test (on device)
 
     @torch.inference_mode()
-    def colorize_page(self, bw: torch.Tensor) -> dict[str, Any]:
-        """One page (1,H,W) or (1,1,H,W) in [0,1] → ``rgb`` (3,H,W) and the intermediate products
-        (importance, plan, canvas, fill, fused Lab, coherence report)."""
+    def colorize_page(self, bw: torch.Tensor, debug: bool = False) -> dict[str, Any]:
+        """One page (1,H,W) or (1,1,H,W) in [0,1] → ``rgb`` (3,H,W) with the importance map, plan and coherence
+        report; ``debug`` adds the page-sized primary ``canvas`` and secondary ``fill`` (Lab), which the
+        pipeline itself never holds whole."""
         bw = bw.reshape(1, 1, *bw.shape[-2:]).to(self.device, torch.float32)
         size = tuple(bw.shape[-2:])
         importance = importance_tiled(self.frozen["attention"], bw, self.hparams.attention_tile)
         plan = self.plan_settings.plan(importance[0], size)
-        imp_full = upsample(importance, size)[0]
-        patches = run_primary(self.frozen["primary"], bw[0], imp_full, plan.boxes.to(bw.device),
+        patches = run_primary(self.frozen["primary"], bw[0], upsample(importance, size)[0], plan.boxes.to(bw.device),
                               self.hparams.patch_batch)
-        del imp_full
         canvas, coverage = canvas_from_patches(patches, plan.boxes, plan.weights, size)
         m = self.secondary_meta
         fill = run_secondary(self.frozen["secondary"], bw, canvas[None], coverage[None], importance,
-                             m["working_size"], m["guide_radius"], m["guide_eps"])[0]
-        fused = self.fusion(patches, plan, fill, bw[0])
-        rgb = in_stripes(lambda lab: nlab_to_rgb(lab[None])[0], fused.lab)  # pointwise: stripes bound memory
-        return {"rgb": rgb, "importance": importance[0], "plan": plan,
-                "canvas": fused.canvas, "fill": fill, "lab": fused.lab, "report": fused.report}
+                             m["working_size"], m["guide_radius"], m["guide_eps"])
+        del canvas, coverage
+        fused = self.fusion(patches, plan, fill, bw[0], rgb=True)
+        out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
+        if debug:
+            full = fill.full()[0]
+            out.update(fill=full, canvas=priority_canvas(fused.patches, plan, full))
+        return out
 
     def forward(self, bw: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) pages → (B,3,H,W) RGB pages."""

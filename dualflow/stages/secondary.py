@@ -89,7 +89,7 @@ class SecondaryModule(StageModule):
         """Fill colours (B,3,H,W) normalised Lab for pages ``bw`` given the primary flow."""
         hp = self.hparams
         return run_secondary(self.net, bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size,
-                             hp.guide_radius, hp.guide_eps)
+                             hp.guide_radius, hp.guide_eps).full()
 
     def _loss(self, fill: torch.Tensor, color: torch.Tensor, flow: dict) -> torch.Tensor:
         """L1 in Lab weighted towards the fill zone and the transition band."""
@@ -110,7 +110,7 @@ class SecondaryModule(StageModule):
 
     def fuse(self, bw: torch.Tensor, flow: dict, fill: torch.Tensor) -> torch.Tensor:
         """Fused RGB pages (B,3,H,W)."""
-        fused = [self.fusion(flow["patches"][i], flow["plans"][i], fill[i], bw[i]).lab for i in range(bw.shape[0])]
+        fused = [self.fusion(flow["patches"][i], flow["plans"][i], fill[i], bw[i]).page for i in range(bw.shape[0])]
         return nlab_to_rgb(torch.stack(fused))
 
     def _eval(self, batch: dict, suite, split: str) -> None:

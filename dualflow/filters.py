@@ -1,0 +1,77 @@
+"""Local filters for full-resolution pages, chosen to stay cheap at 4K and exact when run on a window of the
+page with a halo: separable box mean, binary dilation/erosion, the guided filter, bilinear resampling of a
+window."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean of (...,H,W) over (2r+1)² windows, counting only pixels inside the image. Separable (two 1-D
+    passes): exact, and 5-10× faster than a 2-D pooling at the window sizes used here."""
+    if r <= 0:
+        return x
+    shape = x.shape
+    x = x.reshape(-1, 1, *shape[-2:])
+    k = 2 * r + 1
+    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
+    x = F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
+    return x.reshape(shape)
+
+
+def dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """Square dilation of a {0,1} mask by radius ``r``: a pixel is set when any pixel of its window is.
+    (A box mean and a threshold: much faster on CPU than a stride-1 max-pool.)"""
+    if r <= 0:
+        return mask
+    return (box(mask.float(), r) > 0.5 / (2 * r + 1) ** 2).to(mask.dtype)
+
+
+def erode(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """Square erosion of a {0,1} mask by radius ``r``; outside the image does not count (as max-pooling)."""
+    if r <= 0:
+        return mask
+    return (box(mask.float(), r) > 1 - 0.5 / (2 * r + 1) ** 2).to(mask.dtype)
+
+
+def guided_coefficients(p: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> tuple[torch.Tensor,
+                                                                                           torch.Tensor]:
+    """Guided filter (He et al.) of ``p`` (B,C,H,W) by a 1-channel ``guide``: the box-averaged local linear
+    coefficients (a, b) such that the filtered image is ``a · guide + b``. Apply them at another resolution
+    (upsampled, on the full-resolution guide) for guided upsampling."""
+    mean_i, mean_p = box(guide, r), box(p, r)
+    a = (box(guide * p, r) - mean_i * mean_p) / (box(guide * guide, r) - mean_i * mean_i + eps)
+    b = mean_p - a * mean_i
+    return box(a, r), box(b, r)
+
+
+def guided_filter(p: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+    """Edge-preserving smoothing of ``p`` that follows the edges of ``guide`` (reach: 2r pixels)."""
+    a, b = guided_coefficients(p, guide, r, eps)
+    return a * guide + b
+
+
+def _bilinear_matrix(n_in: int, n_out: int, start: int, stop: int, like: torch.Tensor) -> torch.Tensor:
+    """Rows ``start:stop`` of the (n_out, n_in) matrix of a bilinear resize with ``align_corners=False``
+    (the sampling of ``F.interpolate``: half-pixel centres, clamped at the first pixel)."""
+    src = ((torch.arange(start, stop, device=like.device, dtype=like.dtype) + 0.5) * (n_in / n_out) - 0.5)
+    src = src.clamp_min(0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    frac = src - i0.to(src)
+    m = torch.zeros(stop - start, n_in, device=like.device, dtype=like.dtype)
+    m.scatter_add_(1, i0[:, None], (1 - frac)[:, None])
+    m.scatter_add_(1, i1[:, None], frac[:, None])
+    return m
+
+
+def bilinear_window(x: torch.Tensor, size: tuple[int, int], window: tuple[int, int, int, int]) -> torch.Tensor:
+    """The ``window`` (y0, x0, y1, x1) of ``F.interpolate(x, size, mode="bilinear")`` without computing the
+    rest: (...,h,w) → (..., y1-y0, x1-x0), as two small matrix products (differentiable)."""
+    y0, x0, y1, x1 = window
+    h, w = x.shape[-2:]
+    rows = _bilinear_matrix(h, size[0], y0, y1, x)
+    cols = _bilinear_matrix(w, size[1], x0, x1, x)
+    return rows @ x @ cols.T
