@@ -1,6 +1,6 @@
 """Local filters for full-resolution pages, chosen to stay cheap at 4K and exact when run on a window of the
 page with a halo: separable box mean, binary dilation/erosion, the guided filter, bilinear resampling of a
-window."""
+window and area pooling by parts."""
 
 from __future__ import annotations
 
@@ -65,6 +65,16 @@ def _bilinear_matrix(n_in: int, n_out: int, start: int, stop: int, like: torch.T
     m.scatter_add_(1, i0[:, None], (1 - frac)[:, None])
     m.scatter_add_(1, i1[:, None], frac[:, None])
     return m
+
+
+def area_matrix(n_in: int, n_out: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n_out, n_in) matrix of ``F.adaptive_avg_pool`` along one axis (bin i averages inputs
+    floor(i·n_in/n_out) … ceil((i+1)·n_in/n_out) - 1): pooling by parts is a sum of column blocks."""
+    i = torch.arange(n_out)
+    start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+    j = torch.arange(n_in)
+    inside = (j[None] >= start[:, None]) & (j[None] < end[:, None])
+    return (inside / (end - start)[:, None]).to(device)
 
 
 def bilinear_window(x: torch.Tensor, size: tuple[int, int], window: tuple[int, int, int, int]) -> torch.Tensor:

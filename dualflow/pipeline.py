@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualflow.filters import bilinear_window, box, guided_coefficients
-from dualflow.patching import PatchPlan, crop, paste, plan_patches
+from dualflow.filters import area_matrix, bilinear_window, box, guided_coefficients
+from dualflow.patching import PatchPlan, crop, intersect, paste, plan_patches
 
 
 @dataclass
@@ -60,11 +60,14 @@ def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def run_primary(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, boxes: torch.Tensor,
                 batch: int = 16) -> torch.Tensor:
-    """One page: bw (1,H,W), importance (1,H,W) at page resolution → primary Lab for each box (K,3,ph,pw),
-    computed ``batch`` patches at a time so memory is bounded by the batch, not the page."""
+    """One page: bw (1,H,W), importance (1,h,w) at any resolution → primary Lab for each box (K,3,ph,pw),
+    computed ``batch`` patches at a time so memory is bounded by the batch, not the page. The importance is
+    upsampled (bilinear) on the boxes only."""
     if boxes.shape[0] == 0:
         return bw.new_zeros(0, 3, 1, 1)
-    x = torch.cat([crop(bw, boxes), crop(importance, boxes)], dim=1)
+    size = tuple(bw.shape[-2:])
+    imp = torch.stack([bilinear_window(importance, size, tuple(b)) for b in boxes.tolist()])
+    x = torch.cat([crop(bw, boxes), imp], dim=1)
     return torch.cat([net(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
 
 
@@ -75,6 +78,23 @@ def canvas_from_patches(patches: torch.Tensor, boxes: torch.Tensor, weights: tor
     priority coverage clamp(Σw, 0, 1) (1,H,W), of the page or of its ``window`` (y0, x0, y1, x1)."""
     acc, wsum = paste(patches, boxes.to(patches.device), weights.to(patches), page_size, window)
     return acc / wsum.clamp_min(1e-6), wsum.clamp(0, 1)
+
+
+def pooled_canvas(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor, page_size: tuple[int, int],
+                  size: tuple[int, int], stripe: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`canvas_from_patches` area-averaged to the working ``size`` (what the secondary sees), built
+    stripe by stripe so that no page-sized canvas exists: (3,h,w) canvas and (1,h,w) coverage."""
+    (h, w), device = page_size, patches.device
+    rows = area_matrix(h, size[0], device)
+    cols = area_matrix(w, size[1], device)
+    pooled = patches.new_zeros(4, *size)
+    for y in range(0, h, stripe):
+        window = (y, 0, min(h, y + stripe), w)
+        if not any(intersect(b, window) for b in boxes.tolist()):
+            continue  # no patch: canvas and coverage are zero here
+        canvas, coverage = canvas_from_patches(patches, boxes, weights, page_size, window)
+        pooled += rows[:, window[0]:window[2]] @ torch.cat([canvas, coverage]) @ cols.T
+    return pooled[:3], pooled[3:]
 
 
 def working_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -140,7 +160,8 @@ class StoredFill:
 def run_secondary(net: nn.Module, bw: torch.Tensor, canvas: torch.Tensor, coverage: torch.Tensor,
                   importance: torch.Tensor, long_side: int, radius: int = 2,
                   eps: float = 1e-3) -> GuidedFill | StoredFill:
-    """Secondary flow on (B,·,H,W) pages at a working resolution → the fill at page resolution, as a
+    """Secondary flow on (B,·,H,W) pages at a working resolution (``canvas`` and ``coverage`` at page or at
+    working resolution, see :func:`pooled_canvas`) → the fill at page resolution, as a
     :class:`GuidedFill` whose colour edges snap to the page's ink lines (``.full()`` renders it whole)."""
     size = working_size(tuple(bw.shape[-2:]), long_side)
     area = lambda x: F.adaptive_avg_pool2d(x, size) if tuple(x.shape[-2:]) != size else x  # noqa: E731

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from dualflow.filters import bilinear_window, box, dilate, erode, guided_filter
+from dualflow.filters import area_matrix, bilinear_window, box, dilate, erode, guided_filter
 from dualflow.patching import plan_patches, transition_band
 
 
@@ -43,3 +43,17 @@ def test_transition_band_box_by_box_equals_whole_page_morphology():
     ref = (F.max_pool2d(core, 9, 1, 4) + F.max_pool2d(-core, 9, 1, 4))[0]  # grown - shrunk
     assert len(plan) >= 3 and plan.transition.sum() > 0
     assert torch.equal(transition_band(plan.coverage, plan.boxes, 8), ref)
+
+
+def test_area_pooling_by_stripes_matches_adaptive_pooling_of_the_page_canvas():
+    from dualflow.pipeline import canvas_from_patches, pooled_canvas
+
+    x = torch.rand(2, 37, 53, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(area_matrix(37, 10) @ x @ area_matrix(53, 7).T, F.adaptive_avg_pool2d(x, (10, 7)), atol=1e-6)
+    imp = torch.rand(20, 30, generator=torch.Generator().manual_seed(5))
+    plan = plan_patches(imp, (200, 300), patch_size=64, budget=4, threshold=0.0, max_overlap=0.9)
+    patches = torch.rand(len(plan), 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    canvas, coverage = canvas_from_patches(patches, plan.boxes, plan.weights, (200, 300))
+    low_canvas, low_coverage = pooled_canvas(patches, plan.boxes, plan.weights, (200, 300), (40, 60), stripe=48)
+    assert torch.allclose(low_canvas, F.adaptive_avg_pool2d(canvas, (40, 60)), atol=1e-5)
+    assert torch.allclose(low_coverage, F.adaptive_avg_pool2d(coverage, (40, 60)), atol=1e-5)

@@ -15,7 +15,15 @@ from torch import nn
 from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion, priority_canvas
 from dualflow.metrics.suite import build_suite, page_inputs
-from dualflow.pipeline import PlanSettings, canvas_from_patches, importance_tiled, run_primary, run_secondary, upsample
+from dualflow.pipeline import (
+    PlanSettings,
+    importance_tiled,
+    pooled_canvas,
+    run_primary,
+    run_secondary,
+    upsample,
+    working_size,
+)
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
 from dualflow.stages.primary import require_ckpt
@@ -63,13 +71,12 @@ class DualFlowColorizer(StageModule):
         size = tuple(bw.shape[-2:])
         importance = importance_tiled(self.frozen["attention"], bw, self.hparams.attention_tile)
         plan = self.plan_settings.plan(importance[0], size)
-        patches = run_primary(self.frozen["primary"], bw[0], upsample(importance, size)[0], plan.boxes.to(bw.device),
+        patches = run_primary(self.frozen["primary"], bw[0], importance[0], plan.boxes.to(bw.device),
                               self.hparams.patch_batch)
-        canvas, coverage = canvas_from_patches(patches, plan.boxes, plan.weights, size)
         m = self.secondary_meta
+        canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, m["working_size"]))
         fill = run_secondary(self.frozen["secondary"], bw, canvas[None], coverage[None], importance,
                              m["working_size"], m["guide_radius"], m["guide_eps"])
-        del canvas, coverage
         fused = self.fusion(patches, plan, fill, bw[0], rgb=True)
         out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
         if debug:

@@ -11,7 +11,7 @@ from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
 from dualflow.metrics.suite import build_suite, page_inputs
 from dualflow.models import UNet
-from dualflow.pipeline import PlanSettings, canvas_from_patches, run_primary, run_secondary, upsample
+from dualflow.pipeline import PlanSettings, canvas_from_patches, run_primary, run_secondary
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
 from dualflow.stages.primary import require_ckpt
@@ -67,12 +67,11 @@ class SecondaryModule(StageModule):
         """Frozen stages on a batch of pages: importance, plans, primary patches, canvas and coverage."""
         size = tuple(bw.shape[-2:])
         importance = self.frozen["attention"].importance(bw)
-        imp_full = upsample(importance, size)
         hp = self.hparams
         plans, patches, canvases, coverages = [], [], [], []
         for i in range(bw.shape[0]):
             plan = self.plan_settings.plan(importance[i], size)
-            p = run_primary(self.frozen["primary"], bw[i], imp_full[i], plan.boxes.to(bw.device), hp.patch_batch)
+            p = run_primary(self.frozen["primary"], bw[i], importance[i], plan.boxes.to(bw.device), hp.patch_batch)
             weights = plan.weights.to(bw)
             if corrupt and len(plan) and torch.rand(()) < hp.corrupt_p:
                 p, keep = corrupt_patches(p, hp.corrupt_shift, hp.drop_p)
