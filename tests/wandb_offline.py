@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2 as pb
@@ -30,6 +31,8 @@ def records(path: str | Path) -> list[pb.Record]:
         if kind == 0 and length == 0:  # zero padding to the end of the block
             pos += left
             continue
+        if pos + HEADER + length > len(data):
+            break  # a record still being written
         payload = data[pos + HEADER:pos + HEADER + length]
         pos += HEADER + length
         if kind == FULL:
@@ -52,10 +55,21 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
-def read_run(run_dir: str | Path) -> dict:
+def read_run(run_dir: str | Path, wait: float = 60.0) -> dict:
     """{"config": {...}, "history": [{key: value}...], "summary": {...}, "metrics": {name: summary},
-    "exited": bool} of the offline run in ``run_dir`` (``.../wandb/offline-run-*``)."""
-    path = next(Path(run_dir).glob("run-*.wandb"))
+    "exited": bool} of the offline run in ``run_dir`` (``.../wandb/offline-run-*``).
+
+    ``run.finish()`` returns once the service has the exit record, but the service closes (flushes) the file
+    a moment later; on a loaded machine the test can be faster, so wait up to ``wait`` s for the exit record."""
+    deadline = time.monotonic() + wait
+    run = _parse(next(Path(run_dir).glob("run-*.wandb")))
+    while not run["exited"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run = _parse(next(Path(run_dir).glob("run-*.wandb")))
+    return run
+
+
+def _parse(path: Path) -> dict:
     run = {"config": {}, "history": [], "summary": {}, "metrics": {}, "exited": False}
     for r in records(path):
         kind = r.WhichOneof("record_type")
