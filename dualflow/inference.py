@@ -107,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
                              "each page's coherence figures")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--budget", type=int, default=None, help="override the patch budget per page")
+    parser.add_argument("--max_working_size", type=int, default=None,
+                        help="cap on the secondary's working long side on large pages (default 512; memory)")
     args = parser.parse_args(argv)
-    overrides = {"patch_budget": args.budget} if args.budget is not None else {}
+    overrides = {k: v for k, v in (("patch_budget", args.budget), ("max_working_size", args.max_working_size))
+                 if v is not None}
     try:
         model = load_colorizer(args.experiment, args.runs_dir, args.ckpt, args.device, **overrides)
     except (FileNotFoundError, ValueError, RuntimeError) as e:

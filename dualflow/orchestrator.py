@@ -77,6 +77,13 @@ def run_stage(stage: str, args, overrides: list[str]) -> int:
     return subprocess.run(cmd).returncode
 
 
+def training_scale(experiment: str, runs_dir: str) -> float:
+    """The SynthManga detail scale stage 3 was trained at (its page size / 256): sample pages are drawn at
+    that scale whatever their size, since the models only know the detail sizes they were trained on."""
+    data = manifest.read_manifest(experiment, runs_dir)["stages"]["secondary"]["config"].get("data", {})
+    return data.get("image_size", 256) / 256.0
+
+
 def finish(args) -> int:
     """Composite test metrics into the manifest and sample pages under runs/<NAME>/samples/."""
     exp_dir = Path(args.runs_dir) / args.experiment
@@ -89,7 +96,9 @@ def finish(args) -> int:
     inputs = exp_dir / "samples" / "input"
     from dualflow.data.synth_cli import main as synth_main
 
-    synth_main([str(inputs), "--n", str(args.samples), "--seed", "424242", "--size", str(args.sample_size)])
+    scale = args.sample_scale or training_scale(args.experiment, args.runs_dir)
+    synth_main([str(inputs), "--n", str(args.samples), "--seed", "424242", "--size", str(args.sample_size),
+                "--scale", str(scale)])
     from dualflow.inference import main as colorize_main
 
     return colorize_main([str(inputs / "bw"), "--out", str(exp_dir / "samples"), "--experiment", args.experiment,
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs_dir", default="runs")
     parser.add_argument("--samples", type=int, default=6, help="sample pages written after stage 3")
     parser.add_argument("--sample_size", default="384x543", help="sample page size, N or WxH")
+    parser.add_argument("--sample_scale", type=float, default=None,
+                        help="detail scale of the sample pages (default: the scale stage 3 was trained at)")
     args, overrides = parser.parse_known_args(argv)
     args.preset = pick_preset(args.preset, args.gpus)
     stages = ["1", "2", "3"] if args.stage == "all" else [args.stage]

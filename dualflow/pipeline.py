@@ -97,6 +97,16 @@ def pooled_canvas(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Ten
     return pooled[:3], pooled[3:]
 
 
+def inference_long_side(page_size: tuple[int, int], meta: dict, cap: int) -> int:
+    """Working long side for the secondary on a page at inference: its training ratio (working size / page
+    long side) applied to this page, so it sees details at the scale it was trained on, at most ``cap`` (what
+    bounds its memory). Checkpoints without the training page size keep their fixed working size."""
+    trained = meta.get("trained_long_side") or 0
+    if trained <= 0:
+        return meta["working_size"]
+    return max(1, min(cap, round(max(page_size) * meta["working_size"] / trained)))
+
+
 def working_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     """Page size scaled so its long side is at most ``long_side`` (never enlarged)."""
     h, w = size

@@ -91,3 +91,9 @@ def test_orchestrator_runs_a_stage_as_its_own_process(tiny_experiment, tmp_path)
                        f"--model.attention_ckpt={ckpt}", "--trainer.max_steps=2"])
     assert code == 0
     assert json.loads((tmp_path / "orch" / "manifest.json").read_text())["stages"]["primary"]["best_ckpt"]
+
+
+def test_sample_pages_are_drawn_at_the_scale_stage_3_was_trained_at(tiny_experiment):
+    from dualflow.orchestrator import training_scale
+
+    assert training_scale("tiny", str(tiny_experiment)) == 64 / 256  # tiny configs train on 64-px pages

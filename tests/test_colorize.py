@@ -1,11 +1,14 @@
 """`dualflow colorize` on odd inputs: every good page written with its stem, bad files reported by name, exit 1."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
 
 from dualflow.data.synth import SynthManga
 from dualflow.inference import load_colorizer, main
+from dualflow.manifest import read_manifest
 
 
 def test_colorize_odd_inputs(tiny_experiment, tmp_path, capsys):
@@ -55,3 +58,14 @@ def test_large_page_runs_in_tiles_and_matches_untiled_attention(tiny_experiment)
     assert (tiled - whole).abs().mean() < 0.05  # windowed attention is local: tiles agree away from margins
     out = model.colorize_page(bw[0])
     assert out["rgb"].shape == (3, 300, 260) and 0 <= out["rgb"].min() and out["rgb"].max() <= 1
+
+
+def test_secondary_keeps_its_training_working_ratio_up_to_the_cap(tiny_experiment):
+    from dualflow.pipeline import inference_long_side
+
+    meta = torch.load(Path(read_manifest("tiny", str(tiny_experiment))["stages"]["secondary"]["best_ckpt"]),
+                      map_location="cpu", weights_only=False)["dualflow"]
+    assert meta["trained_long_side"] == 64 and meta["working_size"] == 32  # tiny configs: 64-px pages
+    assert inference_long_side((300, 200), meta, cap=512) == 150  # half size, as in training
+    assert inference_long_side((3000, 2000), meta, cap=512) == 512  # capped: memory stays bounded
+    assert inference_long_side((300, 200), {**meta, "trained_long_side": 0}, cap=512) == 32  # older checkpoints

@@ -70,3 +70,21 @@ def test_synth_command_writes_identical_files_for_same_seed(tmp_path):
 
     assert Image.open(tmp_path / "a" / "bw" / "page_00000.png").mode == "L"
     assert Image.open(tmp_path / "a" / "color" / "page_00000.png").size == (96, 64)
+
+
+def _median_dark_run(bw: np.ndarray) -> float:
+    """Median length of horizontal runs of dark pixels: the page's stroke and screentone-dot size."""
+    dark = np.pad(bw < 0.5, ((0, 0), (1, 1)))
+    edges = np.diff(dark.astype(np.int8), axis=1)
+    starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)
+    return float(np.median(ends[1] - starts[1]))
+
+
+def test_detail_scale_is_fixed_by_scale_not_by_page_size():
+    gen = SynthManga(5)
+    small = np.median([_median_dark_run(gen(i, 256).bw) for i in range(4)])
+    enlarged = np.median([_median_dark_run(gen(i, 768).bw) for i in range(4)])
+    fixed = np.median([_median_dark_run(gen(i, 768, scale=1.0).bw) for i in range(4)])
+    assert enlarged >= 2 * small  # by default a larger page is a 256-px page drawn 3x larger
+    assert abs(fixed - small) <= 1  # at scale 1 it keeps the details of a 256-px page
+    assert np.array_equal(gen(0, 512).bw, gen(0, 512, scale=2.0).bw)

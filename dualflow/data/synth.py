@@ -308,10 +308,14 @@ class SynthManga:
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
 
-    def __call__(self, index: int, size: int | tuple[int, int] = 256) -> SynthPage:
+    def __call__(self, index: int, size: int | tuple[int, int] = 256, scale: float | None = None) -> SynthPage:
+        """Page ``index`` of ``size`` (H, W). ``scale`` is the size of the drawing (strokes, screentone and
+        pattern periods) relative to a 256-px page: by default min(H, W)/256, a 256-px page drawn larger; a
+        fixed scale fills a larger page at the same detail size, which is what a model trained at that scale
+        expects to see."""
         h, w = (size, size) if isinstance(size, int) else size
         rng = np.random.default_rng([self.seed, int(index)])
-        scale = min(h, w) / 256.0
+        scale = min(h, w) / 256.0 if scale is None else float(scale)
         yy, xx = _grid(h, w)
         cv = _Canvas(h, w)
         for box in _split_panels(rng, h, w, gutter=max(3, int(6 * scale))):

@@ -1,4 +1,4 @@
-"""``python -m dualflow synth OUT --n N [--size 256|WxH] [--seed S]``: write SynthManga pages to disk:
+"""``python -m dualflow synth OUT --n N [--size 256|WxH] [--seed S] [--scale S]``: write SynthManga pages to disk:
 ``OUT/bw/*.png`` (1 channel), ``OUT/color/*.png`` (RGB), ``OUT/labels/*.png`` (class ids) and a contact
 sheet ``OUT/preview.png``. The same seed writes byte-identical files."""
 
@@ -43,15 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=16, help="number of pages")
     parser.add_argument("--size", type=parse_size, default=(256, 256), help="N or WxH (default 256)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=float, default=None,
+                        help="detail size relative to a 256-px page (default: page short side / 256)")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be at least 1")
+    if args.scale is not None and args.scale <= 0:
+        parser.error("--scale must be positive")
     gen = SynthManga(args.seed)
     for sub in ("bw", "color", "labels"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
     preview = []
     for i in range(args.n):
-        page = gen(i, args.size)
+        page = gen(i, args.size, args.scale)
         stem = f"page_{i:05d}"
         save_image(args.out / "bw" / f"{stem}.png", page.bw)
         save_image(args.out / "color" / f"{stem}.png", page.color)

@@ -18,6 +18,7 @@ from dualflow.metrics.suite import build_suite, page_inputs
 from dualflow.pipeline import (
     PlanSettings,
     importance_tiled,
+    inference_long_side,
     pooled_canvas,
     run_primary,
     run_secondary,
@@ -31,15 +32,17 @@ from dualflow.stages.primary import require_ckpt
 
 class DualFlowColorizer(StageModule):
     """Composite inference module. Checkpoints come from the experiment's manifest (filled by the CLI or
-    :meth:`from_experiment`) or explicit paths. ``patch_budget``/``patch_threshold`` override stage 2's plan."""
+    :meth:`from_experiment`) or explicit paths. ``patch_budget``/``patch_threshold`` override stage 2's plan;
+    ``max_working_size`` caps the secondary's working long side (its memory) on large pages."""
 
     stage = "composite"
 
     def __init__(self, attention_ckpt: str | None = None, primary_ckpt: str | None = None,
                  secondary_ckpt: str | None = None, patch_budget: int | None = None,
-                 patch_threshold: float | None = None, blend: str = "feather", levels: int = 4,
-                 harmonize: bool = True, harmonize_strength: float = 0.5, coherence_threshold: float = 6.0,
-                 postprocess: bool = True, smooth_radius: int = 2, keep_ink: bool = True, keep_white: bool = True,
+                 patch_threshold: float | None = None, max_working_size: int = 512, blend: str = "feather",
+                 levels: int = 4, harmonize: bool = True, harmonize_strength: float = 0.5,
+                 coherence_threshold: float = 6.0, postprocess: bool = True, smooth_radius: int = 2,
+                 keep_ink: bool = True, keep_white: bool = True,
                  patch_batch: int = 16, attention_tile: int = 1024, lpips: bool = True, fid: bool = False,
                  allow_random_backbone: bool = False):
         super().__init__(lr=0.0, weight_decay=0.0, warmup_steps=0)
@@ -74,9 +77,10 @@ class DualFlowColorizer(StageModule):
         patches = run_primary(self.frozen["primary"], bw[0], importance[0], plan.boxes.to(bw.device),
                               self.hparams.patch_batch)
         m = self.secondary_meta
-        canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, m["working_size"]))
-        fill = run_secondary(self.frozen["secondary"], bw, canvas[None], coverage[None], importance,
-                             m["working_size"], m["guide_radius"], m["guide_eps"])
+        long_side = inference_long_side(size, m, self.hparams.max_working_size)
+        canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))
+        fill = run_secondary(self.frozen["secondary"], bw, canvas[None], coverage[None], importance, long_side,
+                             m["guide_radius"], m["guide_eps"])
         fused = self.fusion(patches, plan, fill, bw[0], rgb=True)
         out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
         if debug:

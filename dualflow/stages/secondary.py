@@ -54,13 +54,15 @@ class SecondaryModule(StageModule):
                                window=window, norm=norm)
         self.net = UNet(**self.net_config)
         self.fusion = Fusion()
+        self.trained_long_side = 0  # page long side of the training batches, recorded for inference
         self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
         self.test_metrics = build_suite("page", "test", lpips=val_lpips,
                                         allow_random_backbone=allow_random_backbone)
 
     def extra_meta(self) -> dict:
         hp = self.hparams
-        return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps}
+        return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
+                "trained_long_side": self.trained_long_side}
 
     @torch.no_grad()
     def primary_flow(self, bw: torch.Tensor, corrupt: bool) -> dict:
@@ -102,6 +104,7 @@ class SecondaryModule(StageModule):
     def training_step(self, batch: dict, batch_idx: int):
         if not self.count_skipped(batch):
             return None
+        self.trained_long_side = max(batch["bw"].shape[-2:])  # the composite keeps this working/page ratio
         flow = self.primary_flow(batch["bw"], corrupt=True)
         loss = self._loss(self(batch["bw"], flow), batch["color"], flow)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
