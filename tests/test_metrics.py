@@ -236,3 +236,25 @@ def test_metrics_without_data_are_left_out():
     suite = build_suite("attention", "val")
     suite["attention__rank_corr"].update(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4))
     assert set(compute_logged(suite)) == {"val/attention/rank_corr"}  # no labels: no AUROC / IoU
+
+
+def test_ink_lines_keep_strokes_and_drop_screentone_of_any_density():
+    from dualflow.lineart import ink_lines
+
+    page = torch.ones(1, 1, 64, 64)
+    page[..., 30:32, 4:60] = 0  # a 2-px horizontal stroke
+    for i in range(40):  # a 2-px diagonal stroke (4-connected staircase)
+        page[..., 10 + i, 8 + i:10 + i] = 0
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = ((yy + xx) % 2 == 0).float()[None, None]  # densest dot screen: dark pixels touch at corners only
+    ink = ink_lines(page)[0, 0]
+    assert ink[30:32, 8:56].all() and ink[20, 18:20].all()
+    assert not (ink.bool() & (page[0, 0] >= 0.5)).any()  # an opening never adds pixels
+    assert ink_lines(checker).sum() == 0
+    dots = torch.ones(1, 1, 64, 64)
+    dots[..., ::4, ::4] = dots[..., 1::4, 1::4] = 0  # light screentone
+    assert ink_lines(dots).sum() == 0
+    solid = torch.ones(1, 1, 64, 64)
+    solid[..., 16:48, 16:48] = 0  # solid black: its border is a stroke, its inside is not
+    ink = ink_lines(solid)[0, 0]
+    assert ink[16, 20:44].all() and not ink[24:40, 24:40].any()
