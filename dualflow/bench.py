@@ -331,7 +331,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines.append("")
         for size, row in inf.items():
             ratios = [f"{row[f'time_ratio_vs_{k}']:.0%} of the time and {row[f'memory_ratio_vs_{k}']:.0%} of the "
-                      f"peak memory of {k} ({_above_start(row['dualflow']) / _above_start(row[k]):.0%} above start)"
+                      f"peak memory of {k} ({row[f'memory_above_start_ratio_vs_{k}']:.0%} above start)"
                       for k in kinds[1:] if f"time_ratio_vs_{k}" in row]
             if ratios:
                 lines.append(f"At {size} the dual flow takes " + "; ".join(ratios) + ".")

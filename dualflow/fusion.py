@@ -16,7 +16,7 @@ from torch import nn
 from dualflow.color import AB_SCALE, L_SCALE, nlab_to_rgb
 from dualflow.filters import box, erode, guided_filter
 from dualflow.lineart import ink_lines
-from dualflow.patching import PatchPlan, crop, intersect, paste
+from dualflow.patching import PatchPlan, crop, intersect, overlaps, paste
 from dualflow.pipeline import GuidedFill, StoredFill, canvas_from_patches
 
 
@@ -207,7 +207,7 @@ class Fusion(nn.Module):
     def _feathered(window: tuple[int, int, int, int], patches: torch.Tensor, plan: PatchPlan,
                    fill: GuidedFill | StoredFill) -> torch.Tensor:
         f = fill.window(window)[0]
-        if not any(intersect(b, window) for b in plan.boxes.tolist()):
+        if not overlaps(plan.boxes, window):
             return f
         y0, x0, y1, x1 = window
         return feather_blend(priority_canvas(patches, plan, f, window), f, plan.coverage[:, y0:y1, x0:x1].to(f))

@@ -102,6 +102,11 @@ def intersect(box: list[int], window: tuple[int, int, int, int]) -> tuple[int, i
     return (y0, x0, y1, x1) if y0 < y1 and x0 < x1 else None
 
 
+def overlaps(boxes: torch.Tensor, window: tuple[int, int, int, int]) -> bool:
+    """Whether any of the (K,4) ``boxes`` overlaps ``window`` (y0, x0, y1, x1)."""
+    return any(intersect(b, window) is not None for b in boxes.tolist())
+
+
 def paste(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor, page_size: tuple[int, int],
           window: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted paste of (K,C,ph,pw) patches → (C,h,w) Σ w·patch and (1,h,w) Σ w (normalise outside), over

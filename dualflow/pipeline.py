@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.filters import area_matrix, bilinear_window, box, guided_coefficients
-from dualflow.patching import PatchPlan, crop, intersect, paste, plan_patches
+from dualflow.patching import PatchPlan, crop, overlaps, paste, plan_patches
 
 
 @dataclass
@@ -58,16 +58,21 @@ def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
 
 
+def primary_inputs(bw: torch.Tensor, importance: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """The primary model's input on each box of one page, (K,2,ph,pw): bw (1,H,W) and the importance
+    (1,h,w, any resolution) upsampled bilinearly on the boxes only. Training and inference both use this."""
+    size = tuple(bw.shape[-2:])
+    imp = torch.stack([bilinear_window(importance, size, tuple(b)) for b in boxes.tolist()])
+    return torch.cat([crop(bw, boxes), imp], dim=1)
+
+
 def run_primary(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, boxes: torch.Tensor,
                 batch: int = 16) -> torch.Tensor:
     """One page: bw (1,H,W), importance (1,h,w) at any resolution → primary Lab for each box (K,3,ph,pw),
-    computed ``batch`` patches at a time so memory is bounded by the batch, not the page. The importance is
-    upsampled (bilinear) on the boxes only."""
+    computed ``batch`` patches at a time so memory is bounded by the batch, not the page."""
     if boxes.shape[0] == 0:
         return bw.new_zeros(0, 3, 1, 1)
-    size = tuple(bw.shape[-2:])
-    imp = torch.stack([bilinear_window(importance, size, tuple(b)) for b in boxes.tolist()])
-    x = torch.cat([crop(bw, boxes), imp], dim=1)
+    x = primary_inputs(bw, importance, boxes)
     return torch.cat([net(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
 
 
@@ -90,7 +95,7 @@ def pooled_canvas(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Ten
     pooled = patches.new_zeros(4, *size)
     for y in range(0, h, stripe):
         window = (y, 0, min(h, y + stripe), w)
-        if not any(intersect(b, window) for b in boxes.tolist()):
+        if not overlaps(boxes, window):
             continue  # no patch: canvas and coverage are zero here
         canvas, coverage = canvas_from_patches(patches, boxes, weights, page_size, window)
         pooled += rows[:, window[0]:window[2]] @ torch.cat([canvas, coverage]) @ cols.T
@@ -139,9 +144,6 @@ class GuidedFill:
         out = bilinear_window(self.a, self.size, window) * guide + bilinear_window(self.b, self.size, window)
         return torch.cat([out[:, :1].clamp(0, 1), out[:, 1:].clamp(-1, 1)], dim=1)
 
-    def page(self, i: int) -> GuidedFill:
-        return GuidedFill(self.a[i:i + 1], self.b[i:i + 1], self.bw[i:i + 1], self.tone_radius)
-
     def full(self) -> torch.Tensor:
         return self.window((0, 0, *self.size))
 
@@ -152,16 +154,9 @@ class StoredFill:
 
     lab: torch.Tensor
 
-    @property
-    def size(self) -> tuple[int, int]:
-        return tuple(self.lab.shape[-2:])
-
     def window(self, window: tuple[int, int, int, int]) -> torch.Tensor:
         y0, x0, y1, x1 = window
         return self.lab[..., y0:y1, x0:x1]
-
-    def page(self, i: int) -> StoredFill:
-        return StoredFill(self.lab[i:i + 1])
 
     def full(self) -> torch.Tensor:
         return self.lab

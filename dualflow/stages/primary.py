@@ -16,7 +16,7 @@ from dualflow.metrics.suite import build_suite
 from dualflow.models import UNet
 from dualflow.models.discriminator import PatchDiscriminator
 from dualflow.patching import crop, random_boxes
-from dualflow.pipeline import PlanSettings, upsample
+from dualflow.pipeline import PlanSettings, primary_inputs, upsample
 from dualflow.stages.base import StageModule, panel
 from dualflow.stages.frozen import StageCheckpointError, load_stage_net
 
@@ -71,18 +71,19 @@ class PrimaryModule(StageModule):
         """Patches of every page: planned boxes (+ random ones) → inputs (K,2,p,p) and RGB targets (K,3,p,p)."""
         bw, color = batch["bw"], batch["color"]
         size = tuple(bw.shape[-2:])
-        importance = upsample(self.frozen["attention"].importance(bw), size)
+        importance = self.frozen["attention"].importance(bw)
+        importance_full = upsample(importance, size)  # boxes are chosen on the page-resolution map
         budget = self.plan_settings.budget
         n_random = math.ceil(budget * self.hparams.random_share) if random_extra else 0
         inputs, targets = [], []
         for i in range(bw.shape[0]):
-            boxes = self.plan_settings.plan(importance[i], size).boxes
+            boxes = self.plan_settings.plan(importance_full[i], size).boxes
             extra = budget + n_random - boxes.shape[0] if random_extra else max(0, 1 - boxes.shape[0])
             if extra > 0:
                 rand = random_boxes(size, self.plan_settings.patch_size, extra, generator).to(boxes)
                 boxes = torch.cat([boxes, rand])
             boxes = boxes.to(bw.device)
-            inputs.append(crop(torch.cat([bw[i], importance[i]]), boxes))
+            inputs.append(primary_inputs(bw[i], importance[i], boxes))
             targets.append(crop(color[i], boxes))
         return torch.cat(inputs), torch.cat(targets)
 
