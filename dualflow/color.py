@@ -27,6 +27,11 @@ def denormalize_lab(lab_n: torch.Tensor) -> torch.Tensor:
     return torch.cat([lab_n[:, :1] * L_SCALE, lab_n[:, 1:] * AB_SCALE], dim=1)
 
 
+def clamp_nlab(lab_n: torch.Tensor) -> torch.Tensor:
+    """Normalised Lab (...,3,H,W) clamped to its valid range: L in [0,1], ab in [-1,1]."""
+    return torch.cat([lab_n[..., :1, :, :].clamp(0, 1), lab_n[..., 1:, :, :].clamp(-1, 1)], dim=-3)
+
+
 def rgb_to_nlab(rgb: torch.Tensor) -> torch.Tensor:
     """RGB [0,1] → normalised Lab (what models predict)."""
     return normalize_lab(rgb_to_lab(rgb))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualflow.color import AB_SCALE, L_SCALE, nlab_to_rgb
+from dualflow.color import AB_SCALE, L_SCALE, clamp_nlab, nlab_to_rgb
 from dualflow.filters import box, erode, guided_filter
 from dualflow.lineart import ink_lines
 from dualflow.patching import PatchPlan, crop, intersect, overlaps, paste
@@ -199,7 +199,7 @@ class Fusion(nn.Module):
                 fused = postprocess(fused, bw[:, y0:y1], self.smooth_radius, keep_ink=self.keep_ink,
                                     keep_white=self.keep_white)
             part = fused[:, y - y0:y - y0 + min(self.stripe, h - y)]
-            part = torch.cat([part[:1].clamp(0, 1), part[1:].clamp(-1, 1)])
+            part = clamp_nlab(part)
             out[:, y:y + part.shape[1]] = nlab_to_rgb(part[None])[0] if rgb else part
         return out
 

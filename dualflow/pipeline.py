@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dualflow.color import clamp_nlab
 from dualflow.filters import area_matrix, bilinear_window, box, guided_coefficients
 from dualflow.patching import PatchPlan, crop, overlaps, paste, plan_patches
 
@@ -142,7 +143,7 @@ class GuidedFill:
         gy0, gx0, gy1, gx1 = max(0, y0 - r), max(0, x0 - r), min(h, y1 + r), min(w, x1 + r)
         guide = box(self.bw[..., gy0:gy1, gx0:gx1], r)[..., y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0]
         out = bilinear_window(self.a, self.size, window) * guide + bilinear_window(self.b, self.size, window)
-        return torch.cat([out[:, :1].clamp(0, 1), out[:, 1:].clamp(-1, 1)], dim=1)
+        return clamp_nlab(out)
 
     def full(self) -> torch.Tensor:
         return self.window((0, 0, *self.size))
