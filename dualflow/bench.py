@@ -186,7 +186,8 @@ def bench_inference(experiment: str, runs_dir: str, sizes, repeats: int, kinds: 
             if "seconds" in ref and "seconds" in o:
                 out[key][f"time_ratio_vs_{other}"] = ref["seconds"] / o["seconds"]
                 out[key][f"memory_ratio_vs_{other}"] = ref["peak_rss_mib"] / o["peak_rss_mib"]
-                out[key][f"memory_above_start_ratio_vs_{other}"] = _above_start(ref) / _above_start(o)
+                if _above_start(o) > 0:  # tiny pages may not raise the peak at all
+                    out[key][f"memory_above_start_ratio_vs_{other}"] = _above_start(ref) / _above_start(o)
     return out
 
 
@@ -331,7 +332,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines.append("")
         for size, row in inf.items():
             ratios = [f"{row[f'time_ratio_vs_{k}']:.0%} of the time and {row[f'memory_ratio_vs_{k}']:.0%} of the "
-                      f"peak memory of {k} ({row[f'memory_above_start_ratio_vs_{k}']:.0%} above start)"
+                      f"peak memory of {k}" + (f" ({row[f'memory_above_start_ratio_vs_{k}']:.0%} above start)"
+                                               if f"memory_above_start_ratio_vs_{k}" in row else "")
                       for k in kinds[1:] if f"time_ratio_vs_{k}" in row]
             if ratios:
                 lines.append(f"At {size} the dual flow takes " + "; ".join(ratios) + ".")
