@@ -197,7 +197,7 @@ def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_bas
     from dualflow.data.datasets import SynthMangaDataset
     from dualflow.inference import load_colorizer
     from dualflow.manifest import stage_checkpoint
-    from dualflow.metrics.suite import build_suite, compute_logged, page_inputs
+    from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
     from dualflow.stages.frozen import load_stage_net
 
     model = load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True)
@@ -215,10 +215,10 @@ def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_bas
             out = model.colorize_page(s["bw"])
             common = page_inputs(batch, [out["plan"]])
             start = time.perf_counter()
-            suites["dualflow"].update(preds=out["rgb"][None], **common)
+            update_suite(suites["dualflow"], preds=out["rgb"][None], **common)
             metric_seconds.append(time.perf_counter() - start)
             if baseline is not None:
-                suites["baseline"].update(preds=nlab_to_rgb(baseline(batch["bw"])), **common)
+                update_suite(suites["baseline"], preds=nlab_to_rgb(baseline(batch["bw"])), **common)
     result = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
               for name, suite in suites.items()}
     result["pages"], result["page_size"] = pages, size
@@ -258,13 +258,13 @@ def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int
 
 def _metric_cost(repeats: int) -> float:
     """Seconds for the full page metric suite (LPIPS included, FID excluded) on one 512² page."""
-    from dualflow.metrics.suite import build_suite
+    from dualflow.metrics.suite import build_suite, update_suite
 
     suite = build_suite("page", "bench", lpips=True, allow_random_backbone=True)
     g = torch.Generator().manual_seed(0)
     preds, target = torch.rand(1, 3, 512, 512, generator=g), torch.rand(1, 3, 512, 512, generator=g)
     masks = (torch.rand(1, 1, 512, 512, generator=g) > 0.5).float()
-    return timed(lambda: suite.update(preds=preds, target=target, bw=masks, transition=masks, seams=masks,
+    return timed(lambda: update_suite(suite, preds=preds, target=target, bw=masks, transition=masks, seams=masks,
                                       detailed=masks), repeats)
 
 

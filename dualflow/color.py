@@ -1,17 +1,22 @@
-"""Colour conventions: RGB in [0, 1] ↔ normalised Lab (L/100, ab/110), as pure batched tensor functions."""
+"""Colour conventions: RGB in [0, 1] ↔ normalised Lab (L/100, ab/110), as pure batched tensor functions.
+Conversions always compute in float32, also inside a bf16 autocast region."""
 
 import kornia.color
 import torch
+
+from dualflow.precision import float32
 
 L_SCALE = 100.0
 AB_SCALE = 110.0
 
 
+@float32
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) RGB in [0,1] → (B,3,H,W) CIE Lab (L in [0,100], ab roughly [-110,110])."""
     return kornia.color.rgb_to_lab(rgb.clamp(0, 1))
 
 
+@float32
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) CIE Lab → RGB clamped to [0,1] (out-of-gamut colours are clipped)."""
     return kornia.color.lab_to_rgb(lab, clip=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dualflow.precision import float32
+
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean of (...,H,W) over (2r+1)² windows, counting only pixels inside the image. Separable (two 1-D
@@ -19,6 +21,21 @@ def box(x: torch.Tensor, r: int) -> torch.Tensor:
     x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
     x = F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
     return x.reshape(shape)
+
+
+def gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of (B,C,H,W) with standard deviation ``sigma`` (radius round(2σ), replicated borders),
+    separable; the kernel is built on the input's device, so nothing is read back from it."""
+    r = int(round(2 * sigma))
+    if sigma <= 0 or r == 0:
+        return x
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-t * t / (2 * sigma * sigma))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
@@ -53,17 +70,18 @@ def guided_filter(p: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> t
     return a * guide + b
 
 
-def _bilinear_matrix(n_in: int, n_out: int, start: int, stop: int, like: torch.Tensor) -> torch.Tensor:
-    """Rows ``start:stop`` of the (n_out, n_in) matrix of a bilinear resize with ``align_corners=False``
-    (the sampling of ``F.interpolate``: half-pixel centres, clamped at the first pixel)."""
-    src = ((torch.arange(start, stop, device=like.device, dtype=like.dtype) + 0.5) * (n_in / n_out) - 0.5)
-    src = src.clamp_min(0)
+def _bilinear_matrix(n_in: int, n_out: int, starts: torch.Tensor, length: int, like: torch.Tensor) -> torch.Tensor:
+    """(N, length, n_in): for each start s, rows ``s:s+length`` of the (n_out, n_in) matrix of a bilinear
+    resize with ``align_corners=False`` (the sampling of ``F.interpolate``: half-pixel centres, clamped at the
+    first pixel)."""
+    dst = starts.to(like.device, like.dtype)[:, None] + torch.arange(length, device=like.device, dtype=like.dtype)
+    src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
     i0 = src.floor().long().clamp(max=n_in - 1)
     i1 = (i0 + 1).clamp(max=n_in - 1)
     frac = src - i0.to(src)
-    m = torch.zeros(stop - start, n_in, device=like.device, dtype=like.dtype)
-    m.scatter_add_(1, i0[:, None], (1 - frac)[:, None])
-    m.scatter_add_(1, i1[:, None], frac[:, None])
+    m = torch.zeros(*dst.shape, n_in, device=like.device, dtype=like.dtype)
+    m.scatter_add_(2, i0[..., None], (1 - frac)[..., None])
+    m.scatter_add_(2, i1[..., None], frac[..., None])
     return m
 
 
@@ -77,11 +95,23 @@ def area_matrix(n_in: int, n_out: int, device: torch.device | str = "cpu") -> to
     return (inside / (end - start)[:, None]).to(device)
 
 
+@float32
 def bilinear_window(x: torch.Tensor, size: tuple[int, int], window: tuple[int, int, int, int]) -> torch.Tensor:
     """The ``window`` (y0, x0, y1, x1) of ``F.interpolate(x, size, mode="bilinear")`` without computing the
     rest: (...,h,w) → (..., y1-y0, x1-x0), as two small matrix products (differentiable)."""
     y0, x0, y1, x1 = window
     h, w = x.shape[-2:]
-    rows = _bilinear_matrix(h, size[0], y0, y1, x)
-    cols = _bilinear_matrix(w, size[1], x0, x1, x)
+    rows = _bilinear_matrix(h, size[0], torch.tensor([y0]), y1 - y0, x)[0]
+    cols = _bilinear_matrix(w, size[1], torch.tensor([x0]), x1 - x0, x)[0]
     return rows @ x @ cols.T
+
+
+@float32
+def bilinear_windows(x: torch.Tensor, size: tuple[int, int], boxes: torch.Tensor, page: torch.Tensor,
+                     patch: tuple[int, int]) -> torch.Tensor:
+    """Many windows at once: maps (B,C,h,w) → (N,C,ph,pw), box ``boxes[n]`` (y0, x0, y1, x1) of
+    ``F.interpolate(x[page[n]], size, mode="bilinear")``, as batched matrix products on the device."""
+    h, w = x.shape[-2:]
+    rows = _bilinear_matrix(h, size[0], boxes[:, 0], patch[0], x)  # (N,ph,h)
+    cols = _bilinear_matrix(w, size[1], boxes[:, 1], patch[1], x)  # (N,pw,w)
+    return rows[:, None] @ x[page] @ cols[:, None].transpose(-1, -2)

@@ -18,6 +18,7 @@ from dualflow.filters import box, erode, guided_filter
 from dualflow.lineart import ink_lines
 from dualflow.patching import PatchPlan, crop, intersect, overlaps, paste
 from dualflow.pipeline import GuidedFill, StoredFill, canvas_from_patches
+from dualflow.precision import float32
 
 
 def feather_blend(canvas: torch.Tensor, fill: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
@@ -167,6 +168,7 @@ class Fusion(nn.Module):
         self.coherence_threshold, self.post = coherence_threshold, postprocess
         self.smooth_radius, self.keep_ink, self.keep_white, self.stripe = smooth_radius, keep_ink, keep_white, stripe
 
+    @float32
     def forward(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor | GuidedFill | StoredFill,
                 bw: torch.Tensor, rgb: bool = False) -> FusionResult:
         """patches (K,3,ph,pw), fill (3,H,W) or the fill field of one page, bw (1,H,W) → fused page."""

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.color import clamp_nlab
-from dualflow.filters import area_matrix, bilinear_window, box, guided_coefficients
-from dualflow.patching import PatchPlan, crop, overlaps, paste, plan_patches
+from dualflow.filters import area_matrix, bilinear_window, bilinear_windows, box, guided_coefficients
+from dualflow.patching import PatchPlan, crop_pages, overlaps, paste, plan_patches, select_boxes
+from dualflow.precision import float32
 
 
 @dataclass
@@ -27,9 +28,21 @@ class PlanSettings:
     max_overlap: float = 0.25
     band: int = 8
 
+    @property
+    def feather(self) -> int:
+        """Blend-window ramp width (:func:`plan_patches`' default)."""
+        return self.patch_size // 4
+
     def plan(self, importance: torch.Tensor, page_size: tuple[int, int], budget: int | None = None) -> PatchPlan:
+        """The full plan of one page (inference, evaluation)."""
         return plan_patches(importance, page_size, self.patch_size, budget=self.budget if budget is None else budget,
                             threshold=self.threshold, max_overlap=self.max_overlap, band=self.band)
+
+    def select(self, importance: torch.Tensor,
+               page_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Boxes of a whole batch (B,K,4), scores and validity (B,K), on the device without host syncs."""
+        return select_boxes(importance, page_size, self.patch_size, budget=self.budget, threshold=self.threshold,
+                            max_overlap=self.max_overlap)
 
 
 def importance_tiled(net: nn.Module, bw: torch.Tensor, tile: int = 1024) -> torch.Tensor:
@@ -59,24 +72,28 @@ def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
 
 
-def primary_inputs(bw: torch.Tensor, importance: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """The primary model's input on each box of one page, (K,2,ph,pw): bw (1,H,W) and the importance
-    (1,h,w, any resolution) upsampled bilinearly on the boxes only. Training and inference both use this."""
+@float32
+def primary_inputs(bw: torch.Tensor, importance: torch.Tensor, boxes: torch.Tensor, page: torch.Tensor,
+                   patch: tuple[int, int]) -> torch.Tensor:
+    """The primary model's input on N boxes of a batch of pages, (N,2,ph,pw): box ``boxes[n]`` of page
+    ``page[n]`` of bw (B,1,H,W) and of the importance (B,1,h,w, any resolution) upsampled bilinearly on the
+    boxes only. One gather and batched matrix products: no loop over boxes, no host sync. Training and
+    inference both use this."""
     size = tuple(bw.shape[-2:])
-    imp = torch.stack([bilinear_window(importance, size, tuple(b)) for b in boxes.tolist()])
-    return torch.cat([crop(bw, boxes), imp], dim=1)
+    return torch.cat([crop_pages(bw, boxes, page, patch), bilinear_windows(importance, size, boxes, page, patch)], 1)
 
 
 def run_primary(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, boxes: torch.Tensor,
-                batch: int = 16) -> torch.Tensor:
-    """One page: bw (1,H,W), importance (1,h,w) at any resolution → primary Lab for each box (K,3,ph,pw),
-    computed ``batch`` patches at a time so memory is bounded by the batch, not the page."""
+                page: torch.Tensor, patch: tuple[int, int], batch: int = 16) -> torch.Tensor:
+    """Primary Lab (N,3,ph,pw), float32, for N boxes of pages bw (B,1,H,W) with importance (B,1,h,w) (see
+    :func:`primary_inputs`), computed ``batch`` patches at a time so memory is bounded by the batch."""
     if boxes.shape[0] == 0:
-        return bw.new_zeros(0, 3, 1, 1)
-    x = primary_inputs(bw, importance, boxes)
-    return torch.cat([net(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+        return bw.new_zeros(0, 3, *patch)
+    x = primary_inputs(bw, importance, boxes, page, patch)
+    return torch.cat([net(x[i:i + batch]) for i in range(0, x.shape[0], batch)]).float()
 
 
+@float32
 def canvas_from_patches(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor,
                         page_size: tuple[int, int], window: tuple[int, int, int, int] | None = None,
                         ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,6 +103,7 @@ def canvas_from_patches(patches: torch.Tensor, boxes: torch.Tensor, weights: tor
     return acc / wsum.clamp_min(1e-6), wsum.clamp(0, 1)
 
 
+@float32
 def pooled_canvas(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor, page_size: tuple[int, int],
                   size: tuple[int, int], stripe: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`canvas_from_patches` area-averaged to the working ``size`` (what the secondary sees), built
@@ -136,6 +154,7 @@ class GuidedFill:
     def size(self) -> tuple[int, int]:
         return tuple(self.bw.shape[-2:])
 
+    @float32
     def window(self, window: tuple[int, int, int, int]) -> torch.Tensor:
         """Normalised Lab (B,3,y1-y0,x1-x0) of the fill on ``window`` (y0, x0, y1, x1)."""
         (h, w), r = self.size, self.tone_radius
@@ -173,7 +192,7 @@ def run_secondary(net: nn.Module, bw: torch.Tensor, canvas: torch.Tensor, covera
     area = lambda x: F.adaptive_avg_pool2d(x, size) if tuple(x.shape[-2:]) != size else x  # noqa: E731
     guide_low = area(bw)
     x = torch.cat([guide_low, area(canvas), area(coverage), upsample(importance, size)], dim=1)
-    low = net(x)
+    low = net(x).float()  # the guided filter and its coefficients need float32 under mixed precision
     if tuple(size) == tuple(bw.shape[-2:]):
         return StoredFill(low)
     a, b = guided_coefficients(low, guide_low, radius, eps)

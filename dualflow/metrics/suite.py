@@ -13,6 +13,7 @@ from dualflow.metrics.edges import ChromaOnInk, EdgeF1
 from dualflow.metrics.perceptual import FID, LPIPS, metric_name
 from dualflow.metrics.transition import SeamScore, TransitionDeltaE
 from dualflow.patching import seam_mask
+from dualflow.precision import float32
 
 SEP = "__"
 
@@ -65,6 +66,13 @@ class _Detailed(DeltaE2000):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, detailed: torch.Tensor) -> None:
         super().update(preds, target, mask=detailed)
+
+
+@float32
+def update_suite(suite: Metric | MetricCollection, **inputs: torch.Tensor) -> None:
+    """``suite.update(**inputs)`` in float32 outside autocast: under bf16-mixed, SSIM's convolutions, the Lab
+    conversions and the LPIPS/FID backbones would otherwise compute in bfloat16."""
+    suite.update(**inputs)
 
 
 def page_inputs(batch: dict, plans: list | None) -> dict[str, torch.Tensor]:

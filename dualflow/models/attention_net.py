@@ -43,5 +43,6 @@ class AttentionNet(nn.Module):
         return self.head(x)
 
     def importance(self, bw: torch.Tensor) -> torch.Tensor:
-        """(B,1,H,W) → importance in [0, 1] at 1/stride resolution."""
-        return torch.sigmoid(self(bw))
+        """(B,1,H,W) → importance in [0, 1] at 1/stride resolution, float32 even under mixed precision (the
+        map drives planning and upsampling, which need its digits)."""
+        return torch.sigmoid(self(bw).float())

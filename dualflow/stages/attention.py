@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from dualflow.color import AB_SCALE, rgb_to_lab
-from dualflow.metrics.suite import build_suite, detailed_mask
+from dualflow.filters import gaussian
+from dualflow.metrics.suite import build_suite, detailed_mask, update_suite
 from dualflow.models import AttentionNet
 from dualflow.models.blocks import pad_to_multiple
 from dualflow.patching import plan_patches
+from dualflow.precision import float32
 from dualflow.stages.base import StageModule, draw_boxes, panel
 
 
@@ -25,8 +27,10 @@ def _normalise(x: torch.Tensor, q: float) -> torch.Tensor:
     return (x / scale).clamp(0, 1)
 
 
+@float32
 def complexity_target(color: torch.Tensor, stride: int, quantile: float = 0.98, sigma: float = 1.0) -> torch.Tensor:
-    """(B,3,H,W) RGB colour page → (B,1,ceil(H/s),ceil(W/s)) colour complexity in [0,1]."""
+    """(B,3,H,W) RGB colour page → (B,1,ceil(H/s),ceil(W/s)) colour complexity in [0,1], always in float32
+    (under bf16 autocast its convolutions would round the target and ``torch.quantile`` refuses bfloat16)."""
     color, _ = pad_to_multiple(color, stride)
     lab = rgb_to_lab(color)
     ab = lab[:, 1:] / AB_SCALE
@@ -41,10 +45,7 @@ def complexity_target(color: torch.Tensor, stride: int, quantile: float = 0.98, 
     grad = F.avg_pool2d(grad, stride, stride)
     parts = [_normalise(p, quantile) for p in (grad, var.sqrt(), diversity)]
     target = sum(parts) / len(parts)
-    if sigma > 0:
-        k = 2 * int(round(2 * sigma)) + 1
-        target = kornia.filters.gaussian_blur2d(target, (k, k), (sigma, sigma), border_type="replicate")
-    return _normalise(target, quantile)
+    return _normalise(gaussian(target, sigma) if sigma > 0 else target, quantile)
 
 
 class AttentionModule(StageModule):
@@ -68,30 +69,32 @@ class AttentionModule(StageModule):
         """(B,1,H,W) → importance (B,1,h,w) in [0,1]."""
         return self.net.importance(bw)
 
-    def _step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.net(batch["bw"])
-        target = complexity_target(batch["color"], self.net.stride, self.hparams.target_quantile,
-                                   self.hparams.target_sigma)
-        return F.binary_cross_entropy_with_logits(logits, target), logits, target
+    def training_inputs(self, batch: dict) -> torch.Tensor:
+        """The self-supervised target of the batch."""
+        return complexity_target(batch["color"], self.net.stride, self.hparams.target_quantile,
+                                 self.hparams.target_sigma)
 
-    def training_step(self, batch: dict, batch_idx: int):
-        if not self.count_skipped(batch):
-            return None
-        loss, _, _ = self._step(batch)
+    def _loss(self, batch: dict, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(batch["bw"])
+        return float32(F.binary_cross_entropy_with_logits)(logits, target), logits
+
+    def training_loss(self, batch: dict, target: torch.Tensor) -> torch.Tensor:
+        loss, _ = self._loss(batch, target)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
         return loss
 
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):
             return
-        loss, logits, target = self._step(batch)
+        target = self.training_inputs(batch)
+        loss, logits = self._loss(batch, target)
         self.log_loss(split, loss, batch["bw"].shape[0])
         kwargs = {"importance": torch.sigmoid(logits), "target": target}
         if "labels" in batch:
             kwargs["detailed"] = detailed_mask(batch["labels"])
-            suite.update(**kwargs)
+            update_suite(suite, **kwargs)
         else:
-            suite["attention__rank_corr"].update(**kwargs)  # no labels (folder data): ranking only
+            update_suite(suite["attention__rank_corr"], **kwargs)  # no labels (folder data): ranking only
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:4], batch["color"][:4]

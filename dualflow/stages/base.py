@@ -14,6 +14,7 @@ from torch import nn
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.metrics.suite import compute_logged
+from dualflow.precision import float32
 from dualflow.stages.frozen import FrozenStagesMixin
 
 
@@ -60,6 +61,22 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
                      sync_dist=True, batch_size=1)
         return batch["bw"].shape[0] > 0
 
+    # ---- training step: inputs (no gradients) then loss ----------------------------------------------
+    def training_inputs(self, batch: dict) -> Any:
+        """What the trained network needs besides the batch: targets, planned patches, the frozen stages'
+        outputs. Batched tensor work on the batch's device, without host syncs; ``make bench`` times it
+        apart from the forward and backward pass."""
+        return None
+
+    def training_loss(self, batch: dict, inputs: Any) -> torch.Tensor | None:
+        """Forward pass, losses and their logging; returns the loss to back-propagate."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict, batch_idx: int):
+        if not self.count_skipped(batch):
+            return None
+        return self.training_loss(batch, self.training_inputs(batch))
+
     def log_loss(self, split: str, loss: torch.Tensor, batch_size: int) -> None:
         """``{split}/loss``; not logged for the reference pass of the untrained model."""
         if split != "untrained":
@@ -98,9 +115,10 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_suite(self.test_metrics)
 
+    @float32
     def colour_losses(self, pred: torch.Tensor, target_rgb: torch.Tensor) -> dict[str, torch.Tensor]:
         """L1 in normalised Lab, plus LPIPS on RGB when the stage has an ``lpips_loss`` network; ``total`` is
-        their sum weighted by the ``l1_weight`` / ``lpips_weight`` hyperparameters."""
+        their sum weighted by the ``l1_weight`` / ``lpips_weight`` hyperparameters. Float32 under mixed precision."""
         losses = {"l1": F.l1_loss(pred, rgb_to_nlab(target_rgb))}
         total = self.hparams.l1_weight * losses["l1"]
         if getattr(self, "lpips_loss", None) is not None:

@@ -7,7 +7,7 @@ import torch
 
 from dualflow.color import nlab_to_rgb
 from dualflow.metrics.perceptual import build_lpips
-from dualflow.metrics.suite import build_suite, page_inputs
+from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
 from dualflow.stages.base import StageModule, panel
 
@@ -37,9 +37,7 @@ class BaselineModule(StageModule):
         """(B,1,H,W) → (B,3,H,W) normalised Lab."""
         return self.net(bw)
 
-    def training_step(self, batch: dict, batch_idx: int):
-        if not self.count_skipped(batch):
-            return None
+    def training_loss(self, batch: dict, inputs: None) -> torch.Tensor:
         loss = self.colour_losses(self(batch["bw"]), batch["color"])["total"]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
         return loss
@@ -50,7 +48,7 @@ class BaselineModule(StageModule):
         bw, color = batch["bw"], batch["color"]
         pred = self(bw)
         self.log_loss(split, self.colour_losses(pred, color)["total"], bw.shape[0])
-        suite.update(preds=nlab_to_rgb(pred), **page_inputs(batch, plans=None))
+        update_suite(suite, preds=nlab_to_rgb(pred), **page_inputs(batch, plans=None))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]

@@ -14,7 +14,7 @@ from torch import nn
 
 from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion, priority_canvas
-from dualflow.metrics.suite import build_suite, page_inputs
+from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.pipeline import (
     PlanSettings,
     importance_tiled,
@@ -74,8 +74,9 @@ class DualFlowColorizer(StageModule):
         size = tuple(bw.shape[-2:])
         importance = importance_tiled(self.frozen["attention"], bw, self.hparams.attention_tile)
         plan = self.plan_settings.plan(importance[0], size)
-        patches = run_primary(self.frozen["primary"], bw[0], importance[0], plan.boxes.to(bw.device),
-                              self.hparams.patch_batch)
+        boxes = plan.boxes.to(bw.device)
+        patches = run_primary(self.frozen["primary"], bw, importance, boxes, torch.zeros_like(boxes[:, 0]),
+                              plan.patch_size, self.hparams.patch_batch)
         m = self.secondary_meta
         long_side = inference_long_side(size, m, self.hparams.max_working_size)
         canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))
@@ -110,7 +111,8 @@ class DualFlowColorizer(StageModule):
             return
         bw = batch["bw"]
         outs = [self.colorize_page(bw[i]) for i in range(bw.shape[0])]
-        suite.update(preds=torch.stack([o["rgb"] for o in outs]), **page_inputs(batch, [o["plan"] for o in outs]))
+        preds = torch.stack([o["rgb"] for o in outs])
+        update_suite(suite, preds=preds, **page_inputs(batch, [o["plan"] for o in outs]))
         for o in outs:
             for k, v in o["report"].items():
                 self.log(f"{split}/coherence/{k}", v, batch_size=1)

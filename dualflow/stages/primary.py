@@ -12,11 +12,11 @@ import torch.nn.functional as F
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.metrics.perceptual import build_lpips
-from dualflow.metrics.suite import build_suite
+from dualflow.metrics.suite import build_suite, update_suite
 from dualflow.models import UNet
 from dualflow.models.discriminator import PatchDiscriminator
-from dualflow.patching import crop, random_boxes
-from dualflow.pipeline import PlanSettings, primary_inputs, upsample
+from dualflow.patching import crop_pages, random_boxes
+from dualflow.pipeline import PlanSettings, primary_inputs
 from dualflow.stages.base import StageModule, panel
 from dualflow.stages.frozen import StageCheckpointError, load_stage_net
 
@@ -66,31 +66,41 @@ class PrimaryModule(StageModule):
         """(K,2,ph,pw) bw + importance patches → (K,3,ph,pw) normalised Lab."""
         return self.net(x)
 
+    def patch_boxes(self, importance: torch.Tensor, page_size: tuple[int, int], random_extra: bool,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes (N,4) and their page index (N,) for a batch. Training: every page gets ``budget`` planned
+        boxes (a slot with no window above the threshold gets a random box) plus ``random_share`` of random
+        ones, a fixed count, so nothing waits on the host. Evaluation: the planned boxes only, or one random
+        box for a page with none."""
+        b, settings = importance.shape[0], self.plan_settings
+        boxes, _, valid = settings.select(importance, page_size)
+        k = boxes.shape[1]
+        total = k + math.ceil(settings.budget * self.hparams.random_share) if random_extra else max(k, 1)
+        rand = random_boxes(page_size, settings.patch_size, (b, total), generator, importance.device)
+        boxes = torch.cat([torch.where(valid[..., None], boxes, rand[:, :k]), rand[:, k:]], dim=1)
+        page = torch.arange(b, device=importance.device)[:, None].expand(b, total)
+        if random_extra:
+            return boxes.reshape(-1, 4), page.reshape(-1)
+        keep = F.pad(valid, (0, total - k))
+        keep[:, 0] |= ~keep.any(dim=1)  # evaluation needs at least one patch per page
+        return boxes[keep], page[keep]
+
     @torch.no_grad()
     def patches(self, batch: dict, random_extra: bool, generator: torch.Generator | None = None):
-        """Patches of every page: planned boxes (+ random ones) → inputs (K,2,p,p) and RGB targets (K,3,p,p)."""
+        """Patches of every page: inputs (N,2,p,p) (bw + importance) and RGB targets (N,3,p,p)."""
         bw, color = batch["bw"], batch["color"]
         size = tuple(bw.shape[-2:])
         importance = self.frozen["attention"].importance(bw)
-        importance_full = upsample(importance, size)  # boxes are chosen on the page-resolution map
-        budget = self.plan_settings.budget
-        n_random = math.ceil(budget * self.hparams.random_share) if random_extra else 0
-        inputs, targets = [], []
-        for i in range(bw.shape[0]):
-            boxes = self.plan_settings.plan(importance_full[i], size).boxes
-            extra = budget + n_random - boxes.shape[0] if random_extra else max(0, 1 - boxes.shape[0])
-            if extra > 0:
-                rand = random_boxes(size, self.plan_settings.patch_size, extra, generator).to(boxes)
-                boxes = torch.cat([boxes, rand])
-            boxes = boxes.to(bw.device)
-            inputs.append(primary_inputs(bw[i], importance[i], boxes))
-            targets.append(crop(color[i], boxes))
-        return torch.cat(inputs), torch.cat(targets)
+        boxes, page = self.patch_boxes(importance, size, random_extra, generator)
+        patch = (min(self.plan_settings.patch_size, size[0]), min(self.plan_settings.patch_size, size[1]))
+        return primary_inputs(bw, importance, boxes, page, patch), crop_pages(color, boxes, page, patch)
 
-    def training_step(self, batch: dict, batch_idx: int):
-        if not self.count_skipped(batch):
-            return None
-        x, y = self.patches(batch, random_extra=True)
+    def training_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Planned and random patches of the batch: inputs and RGB targets."""
+        return self.patches(batch, random_extra=True)
+
+    def training_loss(self, batch: dict, inputs: tuple[torch.Tensor, torch.Tensor]):
+        x, y = inputs
         pred = self.net(x)
         losses = self.colour_losses(pred, y)
         loss = losses.pop("total")
@@ -137,7 +147,7 @@ class PrimaryModule(StageModule):
         x, y = self.patches(batch, random_extra=False, generator=gen)
         pred = self.net(x)
         self.log_loss(split, self.colour_losses(pred, y)["l1"], x.shape[0])
-        suite.update(preds=nlab_to_rgb(pred), target=y)
+        update_suite(suite, preds=nlab_to_rgb(pred), target=y)
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         pages = {"bw": batch["bw"][:2], "color": batch["color"][:2]}

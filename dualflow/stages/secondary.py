@@ -9,24 +9,27 @@ import torch
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
-from dualflow.metrics.suite import build_suite, page_inputs
+from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
-from dualflow.pipeline import PlanSettings, canvas_from_patches, run_primary, run_secondary
+from dualflow.patching import PatchPlan, blend_windows, paste_pages, transition_bands
+from dualflow.pipeline import PlanSettings, run_primary, run_secondary
+from dualflow.precision import float32
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
 from dualflow.stages.primary import require_ckpt
 
 
 def corrupt_patches(patches: torch.Tensor, shift: float, drop_p: float,
-                    generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-time damage to the primary output, so the secondary learns to repair, not to copy: a random
     chroma shift per patch (up to ``shift`` in normalised ab) and patches dropped with probability ``drop_p``.
-    Returns (patches, keep mask (K,))."""
+    Returns (patches, keep mask (K,)), drawn on the patches' device unless a generator says otherwise."""
     k = patches.shape[0]
-    offset = (torch.rand(k, 2, 1, 1, generator=generator) * 2 - 1).to(patches) * shift
+    device = generator.device if generator is not None else patches.device
+    offset = (torch.rand(k, 2, 1, 1, generator=generator, device=device) * 2 - 1).to(patches) * shift
     out = patches.clone()
     out[:, 1:] = (out[:, 1:] + offset).clamp(-1, 1)
-    keep = torch.rand(k, generator=generator) >= drop_p
+    keep = (torch.rand(k, generator=generator, device=device) >= drop_p).to(patches.device)
     return out, keep
 
 
@@ -66,25 +69,45 @@ class SecondaryModule(StageModule):
 
     @torch.no_grad()
     def primary_flow(self, bw: torch.Tensor, corrupt: bool) -> dict:
-        """Frozen stages on a batch of pages: importance, plans, primary patches, canvas and coverage."""
-        size = tuple(bw.shape[-2:])
+        """The frozen stages on a batch of pages, as batched tensor work on the device (no per-page or per-box
+        loop, no host sync): importance, boxes (B,K,4) with scores and validity, primary patches (B·K,…)
+        and their blend weights, the canvas (B,3,H,W), the coverage the secondary sees (dropped patches
+        excluded) and the plan's transition band (B,1,H,W)."""
+        hp, settings = self.hparams, self.plan_settings
+        b, size = bw.shape[0], tuple(bw.shape[-2:])
         importance = self.frozen["attention"].importance(bw)
-        hp = self.hparams
-        plans, patches, canvases, coverages = [], [], [], []
-        for i in range(bw.shape[0]):
-            plan = self.plan_settings.plan(importance[i], size)
-            p = run_primary(self.frozen["primary"], bw[i], importance[i], plan.boxes.to(bw.device), hp.patch_batch)
-            weights = plan.weights.to(bw)
-            if corrupt and len(plan) and torch.rand(()) < hp.corrupt_p:
-                p, keep = corrupt_patches(p, hp.corrupt_shift, hp.drop_p)
-                weights = weights * keep.view(-1, 1, 1, 1).to(bw)
-            canvas, coverage = canvas_from_patches(p, plan.boxes, weights, size)
-            plans.append(plan)
-            patches.append(p)
-            canvases.append(canvas)
-            coverages.append(coverage.to(bw))
-        return {"importance": importance, "plans": plans, "patches": patches, "canvas": torch.stack(canvases),
-                "coverage": torch.stack(coverages)}
+        boxes, scores, valid = settings.select(importance, size)
+        flat = boxes.reshape(-1, 4)
+        page = torch.arange(b, device=bw.device).repeat_interleave(boxes.shape[1])
+        patch = (min(settings.patch_size, size[0]), min(settings.patch_size, size[1]))
+        patches = run_primary(self.frozen["primary"], bw, importance, flat, page, patch, hp.patch_batch)
+        weights = blend_windows(flat, size, patch, settings.feather).to(bw) * valid.reshape(-1, 1, 1, 1)
+        shown = weights
+        if corrupt:
+            damaged, keep = corrupt_patches(patches, hp.corrupt_shift, hp.drop_p)
+            hit = (torch.rand(b, device=bw.device) < hp.corrupt_p)[page]  # pages whose primary flow is damaged
+            patches = torch.where(hit[:, None, None, None], damaged, patches)
+            shown = weights * (keep | ~hit).reshape(-1, 1, 1, 1).to(weights)
+        sums = paste_pages(torch.cat([patches * shown, shown, weights], dim=1), flat, page, b, size)
+        return {"importance": importance, "boxes": boxes, "scores": scores, "valid": valid, "patches": patches,
+                "weights": weights, "canvas": sums[:, :3] / sums[:, 3:4].clamp_min(1e-6),
+                "coverage": sums[:, 3:4].clamp(0, 1), "band": transition_bands(sums[:, 4:5].clamp(0, 1), settings.band)}
+
+    def page_plans(self, flow: dict) -> list[tuple[torch.Tensor, PatchPlan]]:
+        """(primary patches, PatchPlan) of each page of an uncorrupted flow: what fusion and the page metrics
+        take (evaluation and panels only)."""
+        b, k = flow["boxes"].shape[:2]
+        size = tuple(flow["canvas"].shape[-2:])
+        patches = flow["patches"].reshape(b, k, *flow["patches"].shape[1:])
+        weights = flow["weights"].reshape(b, k, *flow["weights"].shape[1:])
+        out = []
+        for i in range(b):
+            keep = flow["valid"][i]
+            plan = PatchPlan(boxes=flow["boxes"][i][keep], scores=flow["scores"][i][keep], weights=weights[i][keep],
+                             coverage=flow["coverage"][i], transition=flow["band"][i], page_size=size,
+                             patch_size=tuple(patches.shape[-2:]))
+            out.append((patches[i][keep], plan))
+        return out
 
     def forward(self, bw: torch.Tensor, flow: dict) -> torch.Tensor:
         """Fill colours (B,3,H,W) normalised Lab for pages ``bw`` given the primary flow."""
@@ -92,27 +115,28 @@ class SecondaryModule(StageModule):
         return run_secondary(self.net, bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size,
                              hp.guide_radius, hp.guide_eps).full()
 
-    def _loss(self, fill: torch.Tensor, color: torch.Tensor, flow: dict) -> torch.Tensor:
+    @float32
+    def _loss(self, fill: torch.Tensor, color: torch.Tensor, coverage: torch.Tensor,
+              band: torch.Tensor) -> torch.Tensor:
         """L1 in Lab weighted towards the fill zone and the transition band."""
         hp = self.hparams
-        band = torch.stack([p.transition for p in flow["plans"]]).to(fill)
-        cov = flow["coverage"]
-        weight = hp.priority_weight * cov + hp.fill_weight * (1 - cov) + hp.band_weight * band
+        weight = hp.priority_weight * coverage + hp.fill_weight * (1 - coverage) + hp.band_weight * band
         err = (fill - rgb_to_nlab(color)).abs().sum(1, keepdim=True)
         return (weight * err).sum() / (weight.sum() * 3).clamp_min(1e-6)
 
-    def training_step(self, batch: dict, batch_idx: int):
-        if not self.count_skipped(batch):
-            return None
+    def training_inputs(self, batch: dict) -> dict:
+        """The frozen stages' flow on the batch, with training-time damage to the primary patches."""
         self.trained_long_side = max(batch["bw"].shape[-2:])  # the composite keeps this working/page ratio
-        flow = self.primary_flow(batch["bw"], corrupt=True)
-        loss = self._loss(self(batch["bw"], flow), batch["color"], flow)
+        return self.primary_flow(batch["bw"], corrupt=True)
+
+    def training_loss(self, batch: dict, flow: dict) -> torch.Tensor:
+        loss = self._loss(self(batch["bw"], flow), batch["color"], flow["coverage"], flow["band"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
         return loss
 
-    def fuse(self, bw: torch.Tensor, flow: dict, fill: torch.Tensor) -> torch.Tensor:
-        """Fused RGB pages (B,3,H,W)."""
-        fused = [self.fusion(flow["patches"][i], flow["plans"][i], fill[i], bw[i]).page for i in range(bw.shape[0])]
+    def fuse(self, bw: torch.Tensor, pages: list[tuple[torch.Tensor, PatchPlan]], fill: torch.Tensor) -> torch.Tensor:
+        """Fused RGB pages (B,3,H,W) from :meth:`page_plans`."""
+        fused = [self.fusion(patches, plan, fill[i], bw[i]).page for i, (patches, plan) in enumerate(pages)]
         return nlab_to_rgb(torch.stack(fused))
 
     def _eval(self, batch: dict, suite, split: str) -> None:
@@ -121,14 +145,16 @@ class SecondaryModule(StageModule):
         bw, color = batch["bw"], batch["color"]
         flow = self.primary_flow(bw, corrupt=False)
         fill = self(bw, flow)
-        self.log_loss(split, self._loss(fill, color, flow), bw.shape[0])
-        suite.update(preds=self.fuse(bw, flow, fill), **page_inputs(batch, flow["plans"]))
+        self.log_loss(split, self._loss(fill, color, flow["coverage"], flow["band"]), bw.shape[0])
+        pages = self.page_plans(flow)
+        update_suite(suite, preds=self.fuse(bw, pages, fill), **page_inputs(batch, [plan for _, plan in pages]))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]
         flow = self.primary_flow(bw, corrupt=False)
         fill = self(bw, flow)
-        fused = self.fuse(bw, flow, fill)
-        rows = [panel(bw[i], draw_boxes(nlab_to_rgb(flow["canvas"][i:i + 1])[0], flow["plans"][i].boxes),
+        pages = self.page_plans(flow)
+        fused = self.fuse(bw, pages, fill)
+        rows = [panel(bw[i], draw_boxes(nlab_to_rgb(flow["canvas"][i:i + 1])[0], pages[i][1].boxes),
                       nlab_to_rgb(fill[i:i + 1])[0], fused[i], color[i]) for i in range(bw.shape[0])]
         return {"val/panels/secondary": np.concatenate(rows, axis=0)}
