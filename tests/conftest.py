@@ -15,6 +15,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # Hermetic metric backbones: an empty torch hub cache, whatever this machine has cached (tests that need cached
 # weights make their own TORCH_HOME).
 os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="dualflow-torch-home-")
+# Tests never reach the network: a missing backbone is "downloaded" from an empty local mirror (and fails).
+os.environ["DUALFLOW_BACKBONE_URL"] = Path(tempfile.mkdtemp(prefix="dualflow-no-mirror-")).as_uri()
 torch.set_num_threads(2)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -166,6 +166,45 @@ def test_backbone_policy_missing_weights_raise_clear_error(tmp_path, monkeypatch
     assert not LPIPS(allow_random_backbone=True).pretrained
 
 
+def test_backbone_is_fetched_into_the_hub_cache_with_a_hash_check(tmp_path, monkeypatch):
+    import hashlib
+
+    from dualflow.metrics import perceptual
+    from dualflow.metrics.perceptual import Backbone, fetch_backbone
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DUALFLOW_BACKBONE_URL")
+    served = tmp_path / "server"
+    served.mkdir()
+    payload = b"pretend weights" * 1000
+    prefix = hashlib.sha256(payload).hexdigest()[:8]
+    (served / f"tiny-{prefix}.pth").write_bytes(payload)
+    (served / "tiny-deadbeef.pth").write_bytes(payload)
+    monkeypatch.setitem(perceptual.BACKBONES, "lpips", Backbone(f"tiny-{prefix}.pth",
+                                                                (served / f"tiny-{prefix}.pth").as_uri()))
+    path = fetch_backbone("lpips")
+    assert path == hub_checkpoint("lpips") and path.read_bytes() == payload
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no partial file left behind
+    assert perceptual.backbone_is_pretrained("lpips", allow_random_backbone=False)  # now a cache hit
+
+    # A file that is not the published one is refused and not kept.
+    monkeypatch.setitem(perceptual.BACKBONES, "fid", Backbone("tiny-deadbeef.pth",
+                                                              (served / "tiny-deadbeef.pth").as_uri()))
+    with pytest.raises(BackboneWeightsMissing, match=f"SHA-256 {hashlib.sha256(payload).hexdigest()[:16]}"):
+        fetch_backbone("fid")
+    assert not hub_checkpoint("fid").exists() and len(list(path.parent.iterdir())) == 1
+
+    # A mirror holds the files under their names; offline, the error says what to fetch and where to put it.
+    (served / "tiny-deadbeef.pth").unlink()
+    monkeypatch.setenv("DUALFLOW_BACKBONE_URL", served.as_uri())
+    with pytest.raises(BackboneWeightsMissing) as err:
+        fetch_backbone("fid")
+    message = str(err.value)
+    assert "tiny-deadbeef.pth" in message and (served / "tiny-deadbeef.pth").as_uri() in message
+    assert str(hub_checkpoint("fid")) in message and "allow_random_backbone" in message
+    assert perceptual.backbone_is_pretrained("fid", allow_random_backbone=True) is False  # opt-in: no fetch
+
+
 def test_backbone_policy_loads_cached_weights(tmp_path, monkeypatch):
     import torch_fidelity.feature_extractor_inceptionv3 as fe
     from torchvision.models import alexnet

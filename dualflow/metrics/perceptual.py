@@ -1,15 +1,23 @@
 """Global quality: LPIPS and FID, with an explicit policy for their pretrained backbones.
 
 Policy: the backbone loads from the standard torch hub cache (``$TORCH_HOME/hub/checkpoints``) when the file
-is there. When it is absent we never download: we fail with a message naming the file and where to put it,
-unless the caller opts in with ``allow_random_backbone=True``; then the metric runs on a randomly initialised
-backbone and its logged name carries ``_randinit`` so nobody mistakes it for the real figure.
+is there. When it is not, it is downloaded there on first use from its published URL (or from the mirror
+``$DUALFLOW_BACKBONE_URL/<file>``), checked against the SHA-256 prefix in its file name (torch hub's naming
+convention) and moved into place atomically. When that fails (no network), the error names the file, the URL
+and where to put it. A randomly initialised backbone is the explicit opt-in ``allow_random_backbone=True``:
+then nothing is downloaded, the metric runs on a seeded random backbone when the file is not cached, and its
+logged name carries ``_randinit`` so nobody mistakes it for the real figure.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import sys
+import urllib.request
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,35 +25,102 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-BACKBONE_FILES = {
-    "lpips": "alexnet-owt-7be5be79.pth",  # torchvision AlexNet, used by lpips(net="alex")
-    "fid": "weights-inception-2015-12-05-6726825d.pth",  # torch-fidelity's FID Inception
+MIRROR_ENV = "DUALFLOW_BACKBONE_URL"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A pretrained weights file: its torch hub cache name (``name-<sha256 prefix>.ext``) and published URL."""
+
+    file: str
+    url: str
+
+    @property
+    def sha256_prefix(self) -> str:
+        match = re.search(r"-([0-9a-f]{8,})\.", self.file)
+        if not match:
+            raise ValueError(f"{self.file}: no '-<sha256 prefix>.' in the file name")
+        return match.group(1)
+
+
+BACKBONES = {
+    # torchvision AlexNet, used by lpips(net="alex") (its linear heads ship with the lpips package)
+    "lpips": Backbone("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
+    # torch-fidelity's FID Inception (the TF-compatible weights published FIDs use)
+    "fid": Backbone("weights-inception-2015-12-05-6726825d.pth",
+                    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                    "weights-inception-2015-12-05-6726825d.pth"),
 }
 
 
 class BackboneWeightsMissing(FileNotFoundError):
-    """A metric's pretrained backbone is not in the local torch hub cache."""
+    """A metric's pretrained backbone is neither in the local torch hub cache nor downloadable now."""
 
 
 def hub_checkpoint(metric: str) -> Path:
     """Where the backbone of ``metric`` (lpips | fid) is expected in the torch hub cache."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[metric]
+    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES[metric].file
+
+
+def backbone_url(metric: str) -> str:
+    """The published URL of the backbone, or its place under ``$DUALFLOW_BACKBONE_URL`` when that is set."""
+    mirror = os.environ.get(MIRROR_ENV)
+    return f"{mirror.rstrip('/')}/{BACKBONES[metric].file}" if mirror else BACKBONES[metric].url
+
+
+def _download(url: str, dest: Path, timeout: float) -> str:
+    """Stream ``url`` into ``dest``; returns the SHA-256 of what was written."""
+    sha = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": "dualflow"})
+    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            sha.update(chunk)
+            out.write(chunk)
+    return sha.hexdigest()
+
+
+def fetch_backbone(metric: str, timeout: float = 60.0) -> Path:
+    """Download the backbone of ``metric`` into the torch hub cache, hash-checked; returns its path.
+
+    Raises :class:`BackboneWeightsMissing` naming the file, its URL and where to put it when the download
+    fails, and when what arrived is not the published file (nothing is left in the cache then)."""
+    backbone, dest, url = BACKBONES[metric], hub_checkpoint(metric), backbone_url(metric)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f"{dest.name}.{os.getpid()}.partial")  # own name per process: DDP ranks race
+    print(f"[dualflow] downloading the {metric.upper()} backbone {url} → {dest}", file=sys.stderr, flush=True)
+    try:
+        digest = _download(url, partial, timeout)
+    except (OSError, ValueError) as e:  # URLError and socket timeouts are OSErrors; ValueError: a bad URL
+        partial.unlink(missing_ok=True)
+        raise BackboneWeightsMissing(_missing(metric, f"the download from {url} failed ({e})")) from e
+    if not digest.startswith(backbone.sha256_prefix):
+        partial.unlink(missing_ok=True)
+        raise BackboneWeightsMissing(_missing(
+            metric, f"{url} gave a file with SHA-256 {digest[:16]}…, not the published {backbone.sha256_prefix}… "
+                    f"(a corrupt download or a wrong mirror; nothing was kept)"))
+    os.replace(partial, dest)
+    return dest
+
+
+def _missing(metric: str, reason: str) -> str:
+    path, name = hub_checkpoint(metric), metric.upper()
+    return (f"{name} needs its pretrained backbone {path.name}, not in the torch hub cache: {reason}. Without "
+            f"internet, download {BACKBONES[metric].url} elsewhere and copy it to {path} "
+            f"(TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or set ${MIRROR_ENV} to a folder or "
+            f"server that holds it; or set allow_random_backbone: true to run {metric} on a randomly initialised "
+            f"backbone (logged as {metric}_randinit).")
 
 
 def backbone_is_pretrained(metric: str, allow_random_backbone: bool) -> bool:
-    """True: the cached pretrained weights exist. False: they do not, and a random backbone is allowed.
-    Raises :class:`BackboneWeightsMissing` otherwise."""
-    path = hub_checkpoint(metric)
-    if path.is_file():
+    """True: the pretrained weights are cached (downloaded now if needed). False: they are not cached and a
+    random backbone is allowed (then nothing is downloaded). Raises :class:`BackboneWeightsMissing` when the
+    weights are needed and cannot be had."""
+    if hub_checkpoint(metric).is_file():
         return True
     if allow_random_backbone:
         return False
-    raise BackboneWeightsMissing(
-        f"{metric.upper()} needs its pretrained backbone {path.name}, not found at {path}. These machines do not "
-        f"download: copy the file there (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or set "
-        f"allow_random_backbone: true to run {metric} on a randomly initialised backbone (logged as "
-        f"{metric}_randinit)."
-    )
+    fetch_backbone(metric)
+    return True
 
 
 def metric_name(metric: str, pretrained: bool) -> str:
