@@ -302,6 +302,10 @@ def markdown(results: dict[str, Any], command: str) -> str:
     m = results["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}), "
              f"torch {m['torch']}, with `{command}`.", ""]
+    if results.get("breakdown"):
+        from dualflow.bench_steps import markdown as breakdown_table
+
+        lines += breakdown_table(results["breakdown"])
     q = results.get("quality")
     if q:
         names = [n for n in ("dualflow", "baseline") if n in q]
@@ -368,9 +372,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page_size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="small pages and counts (for tests)")
+    parser.add_argument("--breakdown_preset", default="gpu",
+                        help="preset whose sizes the training-step breakdown uses (experiments/presets/)")
+    parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
+    parser.add_argument("--only", choices=["all", "breakdown"], default="all",
+                        help="breakdown: only the training-step breakdown (needs no trained experiment)")
     args = parser.parse_args(argv)
+    from dualflow import bench_steps
     from dualflow.manifest import read_manifest
 
+    results: dict[str, Any] = {"machine": machine(), "experiment": args.experiment}
+    if args.only == "breakdown":
+        results["breakdown"] = bench_steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
+        return _write(results, args.out, argv)
     stages = read_manifest(args.experiment, args.runs_dir).get("stages", {})
     missing = [s for s in ("attention", "primary", "secondary") if s not in stages]
     if missing:
@@ -382,14 +396,18 @@ def main(argv: list[str] | None = None) -> int:
               "ablation; reporting the dual flow and the primary-on-whole-page reference only")
     sizes = TINY_SIZES if args.tiny else SIZES
     kinds = ["dualflow", "baseline", "primary_whole_page"] if has_baseline else ["dualflow", "primary_whole_page"]
-    results: dict[str, Any] = {"machine": machine(), "experiment": args.experiment}
+    results["breakdown"] = bench_steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
     results["data"] = bench_data(args.repeats, 4 if args.tiny else 32)
     results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
     results["quality"] = bench_quality(args.experiment, args.runs_dir, args.pages, args.page_size, has_baseline)
     results["inference"] = bench_inference(args.experiment, args.runs_dir, sizes, args.repeats, kinds)
     results["stage1_inference"] = bench_inference(args.experiment, args.runs_dir, sizes[:2], args.repeats,
                                                   ["attention"])
-    out = Path(args.out)
+    return _write(results, args.out, argv)
+
+
+def _write(results: dict[str, Any], out: str, argv: list[str] | None) -> int:
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     command = "python -m dualflow bench " + " ".join(argv if argv is not None else [])
@@ -397,5 +415,3 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.md").write_text(table)
     print(table)
     return 0
-
-

@@ -1,21 +1,26 @@
 """``python -m dualflow colorize INPUT... --out DIR [--experiment NAME | --ckpt A P S] [--debug]``.
 
-Files or folders in, one PNG per page out (same stem). Pages of any size and aspect. A bad file is reported by
-name and skipped, the others are still written, and the exit code is 1 when any file failed. Colour pages
-are accepted (rendered to B&W manga first, with a warning)."""
+Files or folders in (folders recursively, mirrored under ``--out``), one PNG per page out. Pages of any size
+and aspect; png, jpg, webp, bmp, tif (each frame of a multi-page TIFF is a page) and gif (first frame).
+No single file stops a batch: a page that cannot be read, coloured or written is reported by name with the
+reason and the batch goes on; a summary counts written, failed and skipped pages, and the exit code is 1
+when any page failed. Outputs are written atomically, so ``--skip_existing`` continues a killed batch.
+The next pages are decoded in a background thread while the current one is coloured. Colour pages are
+accepted (rendered to B&W manga first, with a warning)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from dualflow.data.io import IMAGE_EXTENSIONS, ImageReadError, is_color, list_images, read_image, save_image
-from dualflow.data.mangafy import mangafy
+from dualflow.data.io import DEFAULT_MAX_PIXELS, save_image
+from dualflow.pages import Page, collect, read_ahead
 
 
 def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: list[str] | None = None,
@@ -35,69 +40,98 @@ def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: l
     return model.to(device)
 
 
-def collect_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[str]]:
-    """Expand folders (their image files, sorted); returns (files, errors for inputs that do not exist)."""
-    files, errors = [], []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = list_images(item)
-            if not found:
-                errors.append(f"{item}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
-            files += found
-        elif item.exists():
-            files.append(item)
-        else:
-            errors.append(f"{item}: no such file or folder")
-    return files, errors
+@dataclass
+class BatchReport:
+    """What a batch did: pages written, failures (``path: reason``), pages skipped and why."""
+
+    written: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self, out: Path) -> str:
+        rate = f", {60 * len(self.written) / self.seconds:.1f} pages/min" if self.written and self.seconds else ""
+        return (f"wrote {len(self.written)} page(s) to {out}; {len(self.errors)} failed; "
+                f"{len(self.skipped)} skipped{rate}")
 
 
-def read_page(path: Path) -> np.ndarray:
-    """A page as (H,W) B&W in [0,1]; colour pages are rendered to manga with a warning."""
-    page = read_image(path, channels=3)
-    if is_color(page):
-        print(f"warning: {path}: colour page, converted to B&W manga before colorizing", file=sys.stderr)
-        return mangafy(page)
-    return page[..., 0]
+def _failure(page: Page, stage: str, error: BaseException) -> str:
+    """``path: reason`` for a page that failed while colouring or writing; exception types that are not an
+    input or resource problem are named, since they point at a bug."""
+    if isinstance(error, torch.cuda.OutOfMemoryError | MemoryError):
+        return f"{page.source}: out of memory while {stage} (a smaller --max_pixels or the CPU may fit)"
+    if isinstance(error, OSError):
+        return f"{page.output}: cannot write ({error.strerror or error})"
+    return f"{page.source}: {type(error).__name__} while {stage}: {error}"
+
+
+def _autocast(model, precision: str):
+    """bf16 autocast for ``bf16-mixed`` (the networks; colour maths stay float32), nothing for ``32-true``."""
+    if precision == "bf16-mixed":
+        return torch.autocast(model.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool = False, progress: bool = True,
-             **load_kwargs) -> tuple[list[Path], list[str]]:
-    """Colorize files/folders into ``out``; returns (written PNGs, error messages). Never stops at a bad file."""
+             max_pixels: int | None = DEFAULT_MAX_PIXELS, skip_existing: bool = False, strict: bool = False,
+             precision: str = "32-true", **load_kwargs) -> BatchReport:
+    """Colorize files/folders into ``out``; never stops at a bad page unless ``strict`` (then the first
+    failure is raised with its traceback)."""
+    from PIL import Image
     from rich.progress import Progress
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     model = model or load_colorizer(**load_kwargs)
-    files, errors = collect_inputs(inputs)
-    written = []
+    found = collect(inputs, out)
+    report = BatchReport(errors=list(found.errors), skipped=list(found.skipped))
+    start = time.perf_counter()
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("colorizing", total=len(files))
-        for path in files:
+        task = bar.add_task("colorizing", total=len(found.sources))
+        for page in read_ahead(found.sources, max_pixels, skip_existing):
+            bar.update(task, description=page.source.name)
+            if page.skipped:
+                report.skipped.append(f"{page.output}: exists (--skip_existing)")
+                continue
+            if page.error:
+                if strict:
+                    raise RuntimeError(page.error)
+                report.errors.append(page.error)
+                continue
+            if page.converted:
+                print(f"warning: {page.source}: colour page, converted to B&W manga before colorizing",
+                      file=sys.stderr)
+            stage = "colorizing"
             try:
-                bw = torch.from_numpy(read_page(path))
-                start = time.perf_counter()
-                result = model.colorize_page(bw, debug=debug)
-                target = out / f"{path.stem}.png"
-                save_image(target, result["rgb"].permute(1, 2, 0).cpu().numpy())
-                written.append(target)
+                bw = torch.from_numpy(page.bw)
+                began = time.perf_counter()
+                with _autocast(model, precision):
+                    result = model.colorize_page(bw, debug=debug)
+                stage = "writing"
+                page.output.parent.mkdir(parents=True, exist_ok=True)
+                save_image(page.output, result["rgb"].permute(1, 2, 0).float().cpu().numpy())
+                report.written.append(page.output)
                 if debug:
-                    from PIL import Image
-
-                    Image.fromarray(model.debug_panel(bw, result)).save(out / f"{path.stem}_debug.png")
-                    report = ", ".join(f"{k}={v:.2f}" for k, v in result["report"].items())
-                    print(f"{path.name}: {bw.shape[1]}x{bw.shape[0]}, {len(result['plan'])} patches, "
-                          f"{time.perf_counter() - start:.2f}s, {report}")
-            except (ImageReadError, ValueError, RuntimeError) as e:
-                errors.append(f"{path}: {e}" if str(path) not in str(e) else str(e))
+                    Image.fromarray(model.debug_panel(bw, result)).save(page.output.with_name(
+                        page.output.stem + "_debug.png"))
+                    figures = ", ".join(f"{k}={v:.2f}" for k, v in result["report"].items())
+                    print(f"{page.source.name}: {bw.shape[1]}x{bw.shape[0]}, {len(result['plan'])} patches, "
+                          f"{time.perf_counter() - began:.2f}s, {figures}")
+            except Exception as e:  # noqa: BLE001 - one page never stops the batch; --strict re-raises
+                if strict:
+                    raise
+                report.errors.append(_failure(page, stage, e))
+            finally:
+                page.bw = None  # the decoded page is not kept beyond its turn
             bar.advance(task)
-    return written, errors
+    report.seconds = time.perf_counter() - start
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dualflow colorize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", help="image files or folders of pages")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("inputs", nargs="+", help="image files or folders of pages (searched recursively)")
+    parser.add_argument("--out", required=True, help="output folder (input folders are mirrored under it)")
     parser.add_argument("--experiment", default="default", help="use runs/<experiment>/manifest.json")
     parser.add_argument("--runs_dir", default="runs")
     parser.add_argument("--ckpt", nargs=3, metavar=("ATTENTION", "PRIMARY", "SECONDARY"),
@@ -106,9 +140,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write <stem>_debug.png (bw|importance|boxes|canvas|secondary|fused) and print "
                              "each page's coherence figures")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--precision", choices=["auto", "32-true", "bf16-mixed"], default="auto",
+                        help="auto: bf16-mixed on a GPU that supports it, 32-true otherwise")
     parser.add_argument("--budget", type=int, default=None, help="override the patch budget per page")
     parser.add_argument("--max_working_size", type=int, default=None,
                         help="cap on the secondary's working long side on large pages (default 512; memory)")
+    parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse pages larger than this many pixels before decoding them (default "
+                             f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
+    parser.add_argument("--skip_existing", action="store_true",
+                        help="leave pages whose output PNG exists (continue a killed batch)")
+    parser.add_argument("--strict", action="store_true", help="stop at the first failing page, with its traceback")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("patch_budget", args.budget), ("max_working_size", args.max_working_size))
                  if v is not None}
@@ -117,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    written, errors = colorize(args.inputs, args.out, model=model, debug=args.debug)
-    for err in errors:
+    precision = args.precision
+    if precision == "auto":
+        bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        precision = "bf16-mixed" if bf16 else "32-true"
+    report = colorize(args.inputs, args.out, model=model, debug=args.debug, max_pixels=args.max_pixels or None,
+                      skip_existing=args.skip_existing, strict=args.strict, precision=precision)
+    for line in report.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    for err in report.errors:
         print(f"error: {err}", file=sys.stderr)
-    print(f"wrote {len(written)} page(s) to {args.out}; {len(errors)} failed")
-    return 1 if errors else 0
+    print(report.summary(Path(args.out)))
+    return 1 if report.errors else 0

@@ -48,7 +48,7 @@ def test_colorize_missing_experiment_is_a_clear_error(tmp_path, capsys):
 def test_large_page_runs_in_tiles_and_matches_untiled_attention(tiny_experiment):
     from dualflow.pipeline import importance_tiled
 
-    model = load_colorizer("tiny", str(tiny_experiment), attention_tile=128)
+    model = load_colorizer("tiny", str(tiny_experiment), device="cpu", attention_tile=128)
     bw = torch.from_numpy(SynthManga(3)(0, (300, 260)).bw)[None, None]
     net = model.frozen["attention"]
     with torch.inference_mode():

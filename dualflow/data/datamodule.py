@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dualflow.data.datasets import ColorFolderDataset, PairedFolderDataset, SynthMangaDataset, collate_skipping
+from dualflow.data.io import DEFAULT_MAX_PIXELS
 
 
 class ResumableSampler(Sampler[int]):
@@ -61,13 +62,15 @@ class MangaDataModule(L.LightningDataModule):
         eval_size: side of the centre region used for validation/test pages from folders.
         n_train, n_val, n_test: SynthManga split sizes; for folders, ``n_val``/``n_test`` files are held out.
         strict: raise on an unreadable file instead of skipping it.
+        max_pixels: files larger than this are refused before decoding (skipped and counted, as unreadable
+            ones); ``colorize --max_pixels`` applies the same rule.
     """
 
     def __init__(self, source: str = "synth", root: str | None = None, image_size: int = 256,
                  crop_size: int | None = None, eval_size: int = 256, n_train: int = 2000, n_val: int = 32,
                  n_test: int = 64, batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 2,
                  seed: int = 0, strict: bool = False, hflip: bool = True, min_scale: float = 1.0,
-                 degrade_p: float = 0.0):
+                 degrade_p: float = 0.0, max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__()
         if source not in ("synth", "paired", "color"):
             raise ValueError(f"data.source must be synth, paired or color, got {source!r}")
@@ -88,7 +91,8 @@ class MangaDataModule(L.LightningDataModule):
         else:
             tf = None if hp.source == "synth" else geometry((hp.eval_size, hp.eval_size), hflip=False, center=True)
             degrade = None
-        return {"transform": tf, "degrade": degrade, "strict": hp.strict, "aug_seed": hp.seed}
+        return {"transform": tf, "degrade": degrade, "strict": hp.strict, "aug_seed": hp.seed,
+                "max_pixels": hp.max_pixels or None}
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hp
@@ -115,7 +119,8 @@ class MangaDataModule(L.LightningDataModule):
         # Own generator: creating an iterator then draws worker seeds from it, not from the global RNG
         # (which training uses and checkpoints restore).
         common = {"batch_size": batch_size, "num_workers": self.hp.num_workers, "collate_fn": collate_skipping,
-                  "persistent_workers": self.hp.num_workers > 0, "drop_last": False,
+                  "persistent_workers": self.hp.num_workers > 0, "pin_memory": torch.cuda.is_available(),
+                  "drop_last": False,
                   "generator": torch.Generator().manual_seed(self.hp.seed)}
         return DataLoader(dataset, sampler=sampler, **common)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from dualflow.data.io import ImageReadError, list_images, read_image
+from dualflow.data.io import DEFAULT_MAX_PIXELS, ImageReadError, list_images, read_image
 from dualflow.data.mangafy import mangafy
 from dualflow.data.synth import SynthManga
 
@@ -37,8 +37,10 @@ class _Transformed(Dataset):
     is seeded from (seed, epoch, index), so a sample looks the same whichever worker draws it and whether or
     not the run was resumed in between."""
 
-    def __init__(self, transform=None, degrade=None, strict: bool = False, aug_seed: int = 0):
+    def __init__(self, transform=None, degrade=None, strict: bool = False, aug_seed: int = 0,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
         self.transform, self.degrade, self.strict, self.aug_seed = transform, degrade, strict, aug_seed
+        self.max_pixels = max_pixels  # larger files are refused before decoding, like unreadable ones
         self._epoch = 0
 
     def __getitem__(self, key):
@@ -116,8 +118,8 @@ class PairedFolderDataset(_Transformed):
     def load(self, i: int):
         stem = self.stems[i]
         try:
-            bw = read_image(self.bw_files[stem], channels=1)
-            color = read_image(self.color_files[stem], channels=3)
+            bw = read_image(self.bw_files[stem], channels=1, max_pixels=self.max_pixels)
+            color = read_image(self.color_files[stem], channels=3, max_pixels=self.max_pixels)
         except ImageReadError as err:
             return self._skip(err)
         if bw.shape[:2] != color.shape[:2]:
@@ -141,7 +143,7 @@ class ColorFolderDataset(_Transformed):
     def load(self, i: int):
         path = self.files[i]
         try:
-            color = read_image(path, channels=3)
+            color = read_image(path, channels=3, max_pixels=self.max_pixels)
         except ImageReadError as err:
             return self._skip(err)
         return self._finish(mangafy(color), color, path.stem, index=i)

@@ -1,17 +1,29 @@
-"""Image files → float arrays, converting every common PIL mode correctly, with errors that name the file."""
+"""Image files → float arrays, converting every common PIL mode correctly, with errors that name the file.
+
+One opener serves training data and ``colorize``: the page size is read from the file's header and checked
+against a pixel limit before anything is decoded (a 300-byte PNG can claim 40000×40000 pixels), and any
+failure becomes an :class:`ImageReadError` that names the file and the problem."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# Well above a 600-dpi A4 scan (4961×7016 ≈ 35 MP) or A3 (≈ 70 MP); below what the composite can hold in memory
+# on a 16 GiB machine (its peak grows about 90 MiB per megapixel above the loaded models).
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
 class ImageReadError(ValueError):
-    """An image file that cannot be used: unreadable, truncated, not an image, or empty."""
+    """An image file that cannot be used: unreadable, truncated, not an image, empty or too large."""
 
 
 def _to_float(img: Image.Image) -> np.ndarray:
@@ -33,30 +45,77 @@ def _to_float(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """Read ``path`` as (H,W) grey (channels=1) or (H,W,3) RGB (channels=3) float32 in [0,1].
-
-    Raises :class:`ImageReadError` naming the file when it is missing, empty, corrupt or not an image."""
-    path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            raise ImageReadError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as img:
-            img.load()
-            arr = _to_float(img)
-    except ImageReadError:
-        raise
-    except FileNotFoundError as e:
-        raise ImageReadError(f"{path}: file not found") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{path}: not a readable image ({e})") from e
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageReadError(f"{path}: zero-sized image")
+def _channels(arr: np.ndarray, channels: int) -> np.ndarray:
     if channels == 1 and arr.ndim == 3:
         arr = arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     elif channels == 3 and arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[Image.Image]:
+    """Open ``path`` lazily (header only), refusing pages over ``max_pixels`` before decoding them; every
+    failure inside the block, decoding included, is re-raised as :class:`ImageReadError` naming the file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            # Our own limit below decides; PIL's bomb check (2× its default limit) would pre-empt a user's
+            # larger --max_pixels, so it is lifted for this call only.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with img:
+            w, h = img.size
+            if w == 0 or h == 0:
+                raise ImageReadError(f"{path}: zero-sized image ({w}x{h})")
+            if max_pixels and w * h > max_pixels:
+                raise ImageReadError(
+                    f"{path}: {w}x{h} = {w * h / 1e6:.0f} MP is over the page limit of {max_pixels / 1e6:.0f} MP "
+                    f"(a decompression bomb or a huge scan); not decoded. Raise --max_pixels to allow it")
+            yield img
+    except ImageReadError:
+        raise
+    except FileNotFoundError as e:
+        raise ImageReadError(f"{path}: file not found") from e
+    except IsADirectoryError as e:
+        raise ImageReadError(f"{path}: a folder, not an image file") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(f"{path}: not a readable image ({e})") from e
+
+
+def read_image(path: str | Path, channels: int, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read ``path`` (its first frame) as (H,W) grey (channels=1) or (H,W,3) RGB (channels=3) float32 in [0,1].
+
+    Raises :class:`ImageReadError` naming the file when it is missing, empty, corrupt, not an image or over
+    ``max_pixels``."""
+    with open_image(path, max_pixels) as img:
+        img.load()
+        return _channels(_to_float(img), channels)
+
+
+def frame_count(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> int:
+    """Number of pages in an image file (multi-page TIFF: one per frame; GIF: its first frame only)."""
+    with open_image(path, max_pixels) as img:
+        return 1 if img.format == "GIF" else int(getattr(img, "n_frames", 1))
+
+
+def read_frame(path: str | Path, frame: int, channels: int, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Frame ``frame`` of a multi-page file as :func:`read_image` reads the first; every frame is checked
+    against ``max_pixels`` (frames of one TIFF may differ in size)."""
+    with open_image(path, max_pixels) as img:
+        page = ImageSequence.Iterator(img)[frame]
+        w, h = page.size
+        if max_pixels and w * h > max_pixels:
+            raise ImageReadError(f"{path}: page {frame + 1} is {w}x{h}, over the page limit of "
+                                 f"{max_pixels / 1e6:.0f} MP; not decoded. Raise --max_pixels to allow it")
+        page.load()
+        return _channels(_to_float(page), channels)
 
 
 def is_color(arr: np.ndarray, tol: float = 2.0 / 255) -> bool:
@@ -65,10 +124,21 @@ def is_color(arr: np.ndarray, tol: float = 2.0 / 255) -> bool:
 
 
 def save_image(path: str | Path, arr: np.ndarray) -> None:
-    """Write (H,W) or (H,W,3) float in [0,1] as an 8-bit PNG."""
-    Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    """Write (H,W) or (H,W,3) float in [0,1] as an 8-bit PNG, atomically: into a temporary file beside the
+    target, then renamed over it, so a killed run never leaves a truncated PNG under the final name."""
+    path = Path(path)
+    img = Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png.partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def list_images(folder: Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (and its subfolders when ``recursive``), sorted by path."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

@@ -1,0 +1,207 @@
+"""Where a training step's time goes, stage by stage, at a preset's sizes on whatever device runs it: waiting
+for data, the frozen earlier stages, building the step's inputs (targets, planning, cropping, canvas), the
+trained network's forward and backward pass, and the optimizer; and the data loader alone, which should
+deliver at least twice what the step consumes.
+
+Networks are randomly initialised at the preset's sizes (the timing does not depend on their weights), so
+this runs on any machine without a trained experiment; metric backbones are random for the same reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from dualflow.orchestrator import EXPERIMENTS, STAGE_FILES
+
+STAGES = ("1", "2", "3")
+EARLIER = {"2": ("1",), "3": ("1", "2")}
+CKPT_ARG = {"1": "attention_ckpt", "2": "primary_ckpt"}
+PHASES = ("data", "frozen", "inputs", "forward_backward", "optimizer")
+
+# Small models and pages for tests (`dualflow bench --tiny`).
+TINY = {
+    "model": {"1": dict(dim=16, depth=1, heads=2, window=4, stem_channels=8),
+              "2": dict(base=8, depth=2, attn_heads=2, window=4, patch_size=32, patch_budget=2, lpips_weight=0.0),
+              "3": dict(base=8, depth=2, attn_heads=2, window=4, working_size=32)},
+    "data": dict(image_size=64, crop_size=64, batch_size=2, num_workers=0, n_train=16),
+}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def preset_config(stage: str, preset: str) -> dict[str, Any]:
+    """base.yaml ⊕ the stage's file ⊕ the preset's file for it, as LightningCLI would merge them."""
+    cfg: dict[str, Any] = {}
+    for path in (EXPERIMENTS / "base.yaml", EXPERIMENTS / f"{STAGE_FILES[stage]}.yaml",
+                 EXPERIMENTS / "presets" / preset / f"{STAGE_FILES[stage]}.yaml"):
+        if path.is_file():
+            cfg = _merge(cfg, yaml.safe_load(path.read_text()) or {})
+    return cfg
+
+
+def _module(stage: str, preset: str, tiny: bool, folder: Path):
+    """The stage's LightningModule at the preset's sizes, its earlier stages randomly initialised and saved
+    as stage checkpoints in ``folder`` (as later stages load them)."""
+    import importlib
+
+    cfg = preset_config(stage, preset)["model"]
+    init = {**cfg.get("init_args", {}), **(TINY["model"][stage] if tiny else {})}
+    if stage != "1":
+        init["allow_random_backbone"] = True
+    for earlier in EARLIER.get(stage, ()):
+        init[CKPT_ARG[earlier]] = str(_stage_checkpoint(earlier, preset, tiny, folder))
+    module_name, _, cls = cfg["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module_name), cls)(**init)
+
+
+def _stage_checkpoint(stage: str, preset: str, tiny: bool, folder: Path) -> Path:
+    path = folder / f"stage{stage}.ckpt"
+    if not path.is_file():
+        module = _module(stage, preset, tiny, folder)
+        torch.save({"state_dict": {f"net.{k}": v for k, v in module.net.state_dict().items()},
+                    "dualflow": {"stage": module.stage, "net": dict(module.net_config), **module.extra_meta()}}, path)
+    return path
+
+
+def _loader(stage: str, preset: str, tiny: bool):
+    from dualflow.data.datamodule import MangaDataModule
+
+    data = dict(preset_config(stage, preset).get("data", {}))
+    data = {**data, **(TINY["data"] if tiny else {})}
+    data["num_workers"] = min(int(data.get("num_workers", 0)), os.cpu_count() or 1)
+    dm = MangaDataModule(**data)
+    dm.setup("fit")
+    return dm.train_dataloader(), data
+
+
+def _endless(loader):
+    """Batches of ``loader`` epoch after epoch (a benchmark may need more than one epoch holds)."""
+    while True:
+        yield from loader
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _frozen_forward(module, batch: dict) -> None:
+    """The frozen networks of a step on its batch (the part of ``training_inputs`` that is not planning)."""
+    from dualflow.pipeline import run_primary
+
+    if "attention" not in module.frozen:
+        return
+    bw = batch["bw"]
+    importance = module.frozen["attention"].importance(bw)
+    if "primary" in module.frozen:
+        boxes, _, _ = module.plan_settings.select(importance, tuple(bw.shape[-2:]))
+        flat = boxes.reshape(-1, 4)
+        page = torch.arange(bw.shape[0], device=bw.device).repeat_interleave(boxes.shape[1])
+        p = min(module.plan_settings.patch_size, *bw.shape[-2:])
+        run_primary(module.frozen["primary"], bw, importance, flat, page, (p, p), module.hparams.patch_batch)
+
+
+def _timed(fn, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, tiny: bool,
+                    loader_batches: int) -> dict[str, Any]:
+    """Median seconds of each phase of ``steps`` training steps (after one warm-up step), their shares, it/s,
+    and the data loader's pages/s alone."""
+    with tempfile.TemporaryDirectory(prefix="dualflow-bench-") as folder:
+        module = _module(stage, preset, tiny, Path(folder)).to(device).train()
+    loader, data = _loader(stage, preset, tiny)
+    precision = str(preset_config(stage, preset).get("trainer", {}).get("precision", "32-true"))
+    use_bf16 = precision.startswith("bf16") and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    opt = torch.optim.AdamW([p for p in module.net.parameters() if p.requires_grad], lr=1e-4)
+    times: dict[str, list[float]] = {k: [] for k in PHASES}
+    it = _endless(loader)
+    for step in range(steps + 1):
+        marks = [time.perf_counter()]
+        batch = _to(next(it), device)
+        _sync(device)
+        marks.append(time.perf_counter())
+        with autocast():
+            inputs = module.training_inputs(batch)
+            _sync(device)
+            marks.append(time.perf_counter())
+            loss = module.training_loss(batch, inputs)
+        loss.backward()
+        _sync(device)
+        marks.append(time.perf_counter())
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+        marks.append(time.perf_counter())
+        with torch.no_grad(), autocast():
+            frozen = _timed(lambda batch=batch: _frozen_forward(module, batch), device)
+        if step == 0:
+            continue  # warm-up: allocator, kernels, worker start
+        data_s, inputs_s, fb_s, opt_s = (b - a for a, b in zip(marks, marks[1:], strict=False))
+        for key, value in zip(PHASES, (data_s, frozen, inputs_s - frozen, fb_s, opt_s), strict=True):
+            times[key].append(max(0.0, value))
+    seconds = {k: statistics.median(v) for k, v in times.items()}
+    total = sum(seconds.values())
+    pages = int(data["batch_size"])
+    out: dict[str, Any] = {"seconds": seconds, "share": {k: v / total for k, v in seconds.items()},
+                           "step_seconds": total, "it_per_s": 1.0 / total, "pages_per_step": pages,
+                           "precision": "bf16-mixed" if use_bf16 else "32-true", "device": str(device),
+                           "num_workers": data["num_workers"], "page_size": data.get("image_size")}
+    # The loader alone (its workers already started above), against what the step consumes.
+    start = time.perf_counter()
+    for _ in range(loader_batches):
+        next(it)
+    out["loader_pages_per_s"] = loader_batches * pages / (time.perf_counter() - start)
+    out["loader_vs_step"] = out["loader_pages_per_s"] / (pages * out["it_per_s"])
+    return out
+
+
+def breakdown(preset: str = "gpu", steps: int = 3, tiny: bool = False, loader_batches: int = 8) -> dict[str, Any]:
+    """:func:`breakdown_stage` for stages 1, 2 and 3 on CUDA when visible, else the CPU."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results = {}
+    for stage in STAGES:
+        results[f"stage{stage}"] = breakdown_stage(stage, preset, steps, device, tiny, loader_batches)
+        print(f"[bench] step breakdown stage {stage} ({preset} preset): {results[f'stage{stage}']}", flush=True)
+    return {"preset": preset, "steps": steps, **results}
+
+
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The breakdown as a Markdown table (milliseconds and shares per phase)."""
+    lines = [f"**Training step breakdown** ({result['preset']} preset sizes, median of {result['steps']} steps "
+             "after a warm-up; `inputs` is planning, cropping, targets and canvas without the frozen networks):", "",
+             "| stage | device, precision | " + " | ".join(PHASES) + " | step s | it/s | loader pages/s (× step) |",
+             "|---" * (len(PHASES) + 5) + "|"]
+    for stage in STAGES:
+        r = result.get(f"stage{stage}")
+        if not r:
+            continue
+        cells = [f"{1000 * r['seconds'][k]:.1f} ms ({r['share'][k]:.0%})" for k in PHASES]
+        lines.append(f"| {stage} | {r['device']}, {r['precision']} | " + " | ".join(cells) +
+                     f" | {r['step_seconds']:.3f} | {r['it_per_s']:.2f} | {r['loader_pages_per_s']:.1f} "
+                     f"({r['loader_vs_step']:.1f}×) |")
+    return lines + [""]

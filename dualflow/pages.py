@@ -1,0 +1,143 @@
+"""Pages of a batch for ``colorize``: which files a set of inputs holds, where each page's output goes, and a
+reader that decodes the next pages in a background thread while the current one is coloured.
+
+Folders are searched recursively and mirrored under the output folder; every frame of a multi-page TIFF is
+a page of its own (``scan_p002.png``); files whose extension is not an image's are named and skipped; two
+inputs of one folder with the same stem (``a.png``, ``a.jpg``) keep their extension in the output name."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dualflow.data.io import IMAGE_EXTENSIONS, ImageReadError, frame_count, is_color, read_frame
+from dualflow.data.mangafy import mangafy
+
+
+@dataclass
+class Source:
+    """One input file and the output name its pages take (without the page suffix and ``.png``)."""
+
+    path: Path
+    target: Path
+
+
+@dataclass
+class Inputs:
+    sources: list[Source] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files passed over for their extension, with why
+    errors: list[str] = field(default_factory=list)  # inputs that do not exist, folders without images
+
+
+def _targets(files: list[Path], root: Path, out: Path) -> list[Source]:
+    stems = Counter((f.parent, f.stem) for f in files)
+    sources = []
+    for f in files:
+        name = f.name if stems[(f.parent, f.stem)] > 1 else f.stem
+        sources.append(Source(f, out / f.parent.relative_to(root) / name))
+    return sources
+
+
+def collect(inputs: list[str | Path], out: str | Path) -> Inputs:
+    """Expand files and folders (recursively, sorted) into sources with mirrored output names."""
+    found, out = Inputs(), Path(out)
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.is_file())
+            images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+            found.skipped += [f"{p}: not an image file by its extension (reads {', '.join(IMAGE_EXTENSIONS)})"
+                              for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+            if not images:
+                found.errors.append(f"{item}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            found.sources += _targets(images, item, out)
+        elif item.is_file():
+            found.sources.append(Source(item, out / item.stem))
+        else:
+            found.errors.append(f"{item}: no such file or folder")
+    return found
+
+
+@dataclass
+class Page:
+    """One page to colour, or why it cannot be: ``bw`` (H,W) in [0,1], or ``error``; ``skipped`` when its
+    output already exists (``--skip_existing``)."""
+
+    source: Path
+    output: Path
+    bw: np.ndarray | None = None
+    error: str | None = None
+    skipped: bool = False
+    converted: bool = False  # a colour page rendered to B&W manga first
+
+
+def _pages_of(source: Source, max_pixels: int | None, skip_existing: bool) -> Iterator[Page]:
+    try:
+        n = frame_count(source.path, max_pixels)
+    except ImageReadError as e:
+        yield Page(source.path, source.target.with_suffix(".png"), error=str(e))
+        return
+    for frame in range(n):
+        name = source.target.name + (f"_p{frame + 1:03d}" if n > 1 else "")
+        output = source.target.with_name(name + ".png")
+        if skip_existing and output.is_file():
+            yield Page(source.path, output, skipped=True)
+            continue
+        try:
+            page = read_frame(source.path, frame, channels=3, max_pixels=max_pixels)
+        except ImageReadError as e:
+            yield Page(source.path, output, error=str(e) + (f" (page {frame + 1})" if n > 1 else ""))
+            continue
+        except MemoryError:
+            yield Page(source.path, output, error=f"{source.path}: out of memory while decoding")
+            continue
+        if is_color(page):
+            yield Page(source.path, output, bw=mangafy(page), converted=True)
+        else:
+            yield Page(source.path, output, bw=page[..., 0])
+
+
+def read_ahead(sources: list[Source], max_pixels: int | None, skip_existing: bool, depth: int = 2) -> Iterator[Page]:
+    """Pages of ``sources`` in order, decoded by a background thread up to ``depth`` pages ahead (PIL and
+    numpy release the GIL while decoding, so this overlaps with colouring the current page)."""
+    pages: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for source in sources:
+                for page in _pages_of(source, max_pixels, skip_existing):
+                    while not stop.is_set():
+                        try:
+                            pages.put(page, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which decides
+            pages.put(e)
+        finally:
+            pages.put(done)
+
+    worker = threading.Thread(target=produce, name="dualflow-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while (item := pages.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue, then let it finish
+            try:
+                pages.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.1)
+
