@@ -7,6 +7,7 @@ PRESET ?= auto
 GPUS   ?=
 ARGS   ?=
 IN     ?=
+EXPS   ?=
 OUT    ?= out
 STAMP  := $(VENV)/.installed-stamp
 TRAIN  := $(BIN)/python -m dualflow train --experiment $(EXP) --preset $(PRESET) $(if $(GPUS),--gpus $(GPUS))
@@ -14,7 +15,7 @@ TRAIN  := $(BIN)/python -m dualflow train --experiment $(EXP) --preset $(PRESET)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: help install train train-stage1 train-stage2 train-stage3 train-baseline test lint bench colorize synth \
-        sweep-stage1 sweep-stage2 sweep-stage3 sync clean
+        compare sweep-stage1 sweep-stage2 sweep-stage3 sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -55,6 +56,10 @@ bench: $(STAMP) ## benchmark quality, speed and memory → bench/results.json + 
 colorize: $(STAMP) ## colorize IN=<files or folders> into OUT=<folder> with experiment EXP
 	@test -n "$(IN)" || { echo "usage: make colorize IN=page.png|folder OUT=folder [EXP=name]"; exit 2; }
 	$(BIN)/python -m dualflow colorize $(IN) --out $(OUT) --experiment $(EXP) $(ARGS)
+
+compare: $(STAMP) ## compare experiments EXPS="a b" side by side (metrics, differing config) → runs/compare.md
+	@test -n "$(EXPS)" || { echo "usage: make compare EXPS='exp1 exp2'"; exit 2; }
+	$(BIN)/python -m dualflow compare $(EXPS)
 
 synth: $(STAMP) ## write 16 SynthManga pages to OUT/synth (bw/, color/, labels/, preview.png)
 	$(BIN)/python -m dualflow synth $(OUT)/synth --n 16 $(ARGS)

@@ -78,6 +78,8 @@ def metric_directions(pl_module) -> dict[str, str]:
             hib = getattr(metric, "higher_is_better", None)
             if hib is not None:
                 directions[log_key(name)] = "max" if hib else "min"
+    if getattr(pl_module, "fid_key", None):
+        directions[pl_module.fid_key] = "min"
     return directions
 
 

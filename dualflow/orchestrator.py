@@ -3,8 +3,8 @@
 Runs each stage as its own ``python -m dualflow fit`` process: Lightning's DDP launcher re-runs the command
 line on every rank, so orchestrating several stages in one process would run them once per rank. Stage N
 refuses to start without stage N−1 of the same experiment (unless its checkpoint is passed explicitly).
-After stage 3 the composite is tested (metrics into the manifest) and sample pages are written to
-``runs/<NAME>/samples/``."""
+After stage 3 sample pages are written to ``runs/<NAME>/samples/`` and the composite is tested (metrics into
+the manifest and into a W&B run of its own, with the samples)."""
 
 from __future__ import annotations
 
@@ -85,14 +85,9 @@ def training_scale(experiment: str, runs_dir: str) -> float:
 
 
 def finish(args) -> int:
-    """Composite test metrics into the manifest and sample pages under runs/<NAME>/samples/."""
+    """Sample pages under runs/<NAME>/samples/, then the composite test: its metrics go into the manifest and,
+    with the sample pages, a per-page table and debug panels, into a W&B run (job_type ``composite``)."""
     exp_dir = Path(args.runs_dir) / args.experiment
-    cmd = [sys.executable, "-m", "dualflow", "test", *configs("composite", args.preset),
-           "--experiment", args.experiment, "--runs_dir", args.runs_dir]
-    print(f"[dualflow] composite test: {' '.join(cmd[1:])}", flush=True)
-    code = subprocess.run(cmd).returncode
-    if code:
-        return code
     inputs = exp_dir / "samples" / "input"
     from dualflow.data.synth_cli import main as synth_main
 
@@ -101,8 +96,13 @@ def finish(args) -> int:
                 "--scale", str(scale)])
     from dualflow.inference import main as colorize_main
 
-    return colorize_main([str(inputs / "bw"), "--out", str(exp_dir / "samples"), "--experiment", args.experiment,
-                          "--runs_dir", args.runs_dir, "--debug"])
+    samples_code = colorize_main([str(inputs / "bw"), "--out", str(exp_dir / "samples"), "--experiment",
+                                  args.experiment, "--runs_dir", args.runs_dir, "--debug"])
+    cmd = [sys.executable, "-m", "dualflow", "test", *configs("composite", args.preset),
+           "--experiment", args.experiment, "--runs_dir", args.runs_dir,
+           f"--model.samples_dir={exp_dir / 'samples'}"]
+    print(f"[dualflow] composite test: {' '.join(cmd[1:])}", flush=True)
+    return subprocess.run(cmd).returncode or samples_code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,3 +97,25 @@ def test_sample_pages_are_drawn_at_the_scale_stage_3_was_trained_at(tiny_experim
     from dualflow.orchestrator import training_scale
 
     assert training_scale("tiny", str(tiny_experiment)) == 64 / 256  # tiny configs train on 64-px pages
+
+
+def test_compare_lists_headline_figures_and_differing_config(tiny_experiment, tmp_path, capsys):
+    import shutil
+
+    from dualflow.compare import main as compare_main
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_experiment / "tiny", runs / "tiny")
+    main(fit_args("stage1", runs, "fast", "--model.lr=0.01", "--data.batch_size=2"))
+    out = tmp_path / "cmp.md"
+    capsys.readouterr()
+    assert compare_main(["tiny", "fast", "--runs_dir", str(runs), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text == capsys.readouterr().out.split("[dualflow] written")[0].rstrip("\n") + "\n"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "attention: model.init_args.lr" in rows and "| 0.001 | 0.01 |" in rows["attention: model.init_args.lr"]
+    assert "attention: data.batch_size" in rows
+    assert not any("experiment" in k or "_ckpt" in k or "default_root_dir" in k for k in rows)
+    assert "attention: val/attention/auroc" in rows and "secondary: val/color/delta_e2000" in rows
+    assert rows["secondary: val/color/delta_e2000"].endswith("| — |")  # 'fast' has no stage 3
+    assert compare_main(["tiny", "ghost", "--runs_dir", str(runs)]) == 2

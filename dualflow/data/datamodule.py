@@ -61,6 +61,8 @@ class MangaDataModule(L.LightningDataModule):
         crop_size: training crop side (``None``: whole pages; needs equal page sizes).
         eval_size: side of the centre region used for validation/test pages from folders.
         n_train, n_val, n_test: SynthManga split sizes; for folders, ``n_val``/``n_test`` files are held out.
+        n_fid: SynthManga pages of the fixed held-out set FID is measured on during training (its own seed;
+            0: the validation pages). Folders use their validation files.
         strict: raise on an unreadable file instead of skipping it.
         max_pixels: files larger than this are refused before decoding (skipped and counted, as unreadable
             ones); ``colorize --max_pixels`` applies the same rule.
@@ -68,8 +70,8 @@ class MangaDataModule(L.LightningDataModule):
 
     def __init__(self, source: str = "synth", root: str | None = None, image_size: int = 256,
                  crop_size: int | None = None, eval_size: int = 256, n_train: int = 2000, n_val: int = 32,
-                 n_test: int = 64, batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 2,
-                 seed: int = 0, strict: bool = False, hflip: bool = True, min_scale: float = 1.0,
+                 n_test: int = 64, n_fid: int = 0, batch_size: int = 8, eval_batch_size: int | None = None,
+                 num_workers: int = 2, seed: int = 0, strict: bool = False, hflip: bool = True, min_scale: float = 1.0,
                  degrade_p: float = 0.0, max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__()
         if source not in ("synth", "paired", "color"):
@@ -102,18 +104,22 @@ class MangaDataModule(L.LightningDataModule):
             # Held-out pages come from other indices of another seed: never seen in training.
             self.val_set = SynthMangaDataset(hp.n_val, size, hp.seed + 1_000_003, 0, **self._kwargs(False))
             self.test_set = SynthMangaDataset(hp.n_test, size, hp.seed + 2_000_003, 0, **self._kwargs(False))
+            self.fid_set = (SynthMangaDataset(hp.n_fid, size, hp.seed + 3_000_017, 0, **self._kwargs(False))
+                            if hp.n_fid else self.val_set)
         elif hp.source == "paired":
             full = PairedFolderDataset(hp.root)
             tr, va, te = _split(full.stems, hp.seed, hp.n_val, hp.n_test)
             self.train_set = PairedFolderDataset(hp.root, tr, **self._kwargs(True))
             self.val_set = PairedFolderDataset(hp.root, va, **self._kwargs(False))
             self.test_set = PairedFolderDataset(hp.root, te, **self._kwargs(False))
+            self.fid_set = self.val_set
         else:
             files = ColorFolderDataset(Path(hp.root)).files
             tr, va, te = _split(files, hp.seed, hp.n_val, hp.n_test)
             self.train_set = ColorFolderDataset(hp.root, tr, **self._kwargs(True))
             self.val_set = ColorFolderDataset(hp.root, va, **self._kwargs(False))
             self.test_set = ColorFolderDataset(hp.root, te, **self._kwargs(False))
+            self.fid_set = self.val_set
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: ResumableSampler) -> DataLoader:
         # Own generator: creating an iterator then draws worker seeds from it, not from the global RNG
@@ -149,6 +155,10 @@ class MangaDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self._eval_batch(), ResumableSampler(len(self.val_set), 0, False))
+
+    def fid_dataloader(self) -> DataLoader:
+        """The fixed FID pages, in order, sharded over ranks (each rank scores its part)."""
+        return self._loader(self.fid_set, self._eval_batch(), ResumableSampler(len(self.fid_set), 0, False))
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self._eval_batch(), ResumableSampler(len(self.test_set), 0, False))

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
-from dualflow.metrics.suite import compute_logged
+from dualflow.metrics.perceptual import FID, metric_name
+from dualflow.metrics.suite import compute_logged, update_suite
 from dualflow.precision import float32
 from dualflow.stages.frozen import FrozenStagesMixin
 
@@ -108,6 +109,35 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.log_suite(self.val_metrics)
+        if getattr(self, "val_fid", None) is not None and not self.trainer.sanity_checking:
+            self._validations = getattr(self, "_validations", 0) + 1
+            if (self._validations - 1) % self.fid_every_n_val == 0:
+                self.log_fid()
+
+    # ---- FID during training (stage 3 and the baseline) ----------------------------------------------
+    def build_val_fid(self, every_n_val: int, allow_random_backbone: bool) -> None:
+        """FID is costly (an Inception pass per page): it runs every ``every_n_val``-th validation (0: never),
+        on the data module's fixed FID pages (``data.n_fid``), not on the validation batches."""
+        self.fid_every_n_val = every_n_val
+        self.val_fid = FID(allow_random_backbone) if every_n_val > 0 else None
+        self.fid_key = f"val/global/{metric_name('fid', self.val_fid.pretrained)}" if self.val_fid else None
+
+    def predict_rgb(self, batch: dict) -> torch.Tensor:
+        """The pages this stage produces for a batch, RGB (B,3,H,W) (what FID scores)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def log_fid(self) -> torch.Tensor:
+        """FID of :meth:`predict_rgb` against the colour pages of the FID set; each rank scores its shard and
+        the metric's states are summed across ranks before the distance is computed."""
+        for batch in self.trainer.datamodule.fid_dataloader():
+            batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            if batch["bw"].shape[0]:
+                update_suite(self.val_fid, preds=self.predict_rgb(batch), target=batch["color"])
+        value = self.val_fid.compute()
+        self.val_fid.reset()
+        self.log(self.fid_key, value, sync_dist=True)  # equal on every rank already
+        return value
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval(batch, self.test_metrics, "test")

@@ -22,7 +22,7 @@ class BaselineModule(StageModule):
     def __init__(self, base: int = 40, depth: int = 3, attn_heads: int = 4, attn_depth: int = 1, window: int = 8,
                  norm: str = "group", l1_weight: float = 1.0, lpips_weight: float = 0.0, lr: float = 5e-4,
                  weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
-                 val_lpips: bool = True):
+                 val_lpips: bool = True, fid_every_n_val: int = 0):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
         self.net_config = dict(in_channels=1, base=base, depth=depth, attn_heads=attn_heads, attn_depth=attn_depth,
@@ -32,10 +32,14 @@ class BaselineModule(StageModule):
         self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
         self.test_metrics = build_suite("page", "test", lpips=val_lpips,
                                         allow_random_backbone=allow_random_backbone)
+        self.build_val_fid(fid_every_n_val, allow_random_backbone)
 
     def forward(self, bw: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) → (B,3,H,W) normalised Lab."""
         return self.net(bw)
+
+    def predict_rgb(self, batch: dict) -> torch.Tensor:
+        return nlab_to_rgb(self(batch["bw"]))
 
     def training_loss(self, batch: dict, inputs: None) -> torch.Tensor:
         loss = self.colour_losses(self(batch["bw"]), batch["color"])["total"]

@@ -2,10 +2,13 @@
 
 attention (tiled) → PatchPlan → primary on patches (batched within the budget) → secondary at its working
 resolution (guided upsampling) → fusion. ``predict_step`` colours pages; ``test_step`` scores them with the
-full metric suite. Nothing here trains: every stage is frozen."""
+full metric suite and, with a W&B logger, logs a table of every test page (to find the worst), debug panels
+of the first pages and the experiment's sample pages. Nothing here trains: every stage is frozen."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +17,9 @@ from torch import nn
 
 from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion, priority_canvas
+from dualflow.metrics.color import DeltaE2000
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
+from dualflow.metrics.transition import SeamScore
 from dualflow.pipeline import (
     PlanSettings,
     importance_tiled,
@@ -33,7 +38,9 @@ from dualflow.stages.primary import require_ckpt
 class DualFlowColorizer(StageModule):
     """Composite inference module. Checkpoints come from the experiment's manifest (filled by the CLI or
     :meth:`from_experiment`) or explicit paths. ``patch_budget``/``patch_threshold`` override stage 2's plan;
-    ``max_working_size`` caps the secondary's working long side (its memory) on large pages."""
+    ``max_working_size`` caps the secondary's working long side (its memory) on large pages. ``log_pages``
+    test pages get debug panels in W&B; ``samples_dir`` (``runs/<exp>/samples``, set by ``dualflow train``)
+    holds sample pages to log with the test run."""
 
     stage = "composite"
 
@@ -44,7 +51,7 @@ class DualFlowColorizer(StageModule):
                  coherence_threshold: float = 6.0, postprocess: bool = True, smooth_radius: int = 2,
                  keep_ink: bool = True, keep_white: bool = True,
                  patch_batch: int = 16, attention_tile: int = 1024, lpips: bool = True, fid: bool = False,
-                 allow_random_backbone: bool = False):
+                 allow_random_backbone: bool = False, log_pages: int = 4, samples_dir: str | None = None):
         super().__init__(lr=0.0, weight_decay=0.0, warmup_steps=0)
         self.save_hyperparameters(logger=False)
         self.frozen["attention"], _ = load_stage_net(
@@ -105,20 +112,59 @@ class DualFlowColorizer(StageModule):
 
     def on_test_start(self) -> None:
         self.test_metrics = self._suite("test")
+        self.page_rows: list[list] = []
+        self.page_panels: list[tuple[str, np.ndarray]] = []
 
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):
             return
-        bw = batch["bw"]
-        outs = [self.colorize_page(bw[i]) for i in range(bw.shape[0])]
+        bw, testing = batch["bw"], split == "test"
+        outs, seconds = [], []
+        for i in range(bw.shape[0]):
+            start = time.perf_counter()
+            debug = testing and len(self.page_panels) + i < self.hparams.log_pages
+            outs.append(self.colorize_page(bw[i], debug=debug))
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds.append(time.perf_counter() - start)
         preds = torch.stack([o["rgb"] for o in outs])
-        update_suite(suite, preds=preds, **page_inputs(batch, [o["plan"] for o in outs]))
+        inputs = page_inputs(batch, [o["plan"] for o in outs])
+        update_suite(suite, preds=preds, **inputs)
         for o in outs:
             for k, v in o["report"].items():
                 self.log(f"{split}/coherence/{k}", v, batch_size=1)
+        if testing:
+            names = batch.get("name") or [str(len(self.page_rows) + i) for i in range(bw.shape[0])]
+            for i, o in enumerate(outs):
+                self.page_rows.append(page_row(names[i], preds[i:i + 1], inputs, i, o, seconds[i]))
+                if "fill" in o:
+                    self.page_panels.append((names[i], self.debug_panel(bw[i], o)))
 
     def on_test_epoch_end(self) -> None:
         self.last_metrics = {k: float(v) for k, v in self.log_suite(self.test_metrics).items()}
+        rows, panels = self.page_rows, self.page_panels
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, (rows, panels))
+            rows = [r for part in gathered for r in part[0]]
+            panels = [p for part in gathered for p in part[1]][: self.hparams.log_pages]
+        if self.global_rank == 0:
+            self._log_to_wandb(rows, panels)
+
+    def _log_to_wandb(self, rows: list[list], panels: list[tuple[str, np.ndarray]]) -> None:
+        """The per-page table, the debug panels and the sample pages, to every W&B logger of the run."""
+        from lightning.pytorch.loggers import WandbLogger
+
+        samples = sample_pages(self.hparams.samples_dir)
+        for logger in self.loggers:
+            if not isinstance(logger, WandbLogger):
+                continue
+            logger.log_table(key="test/pages", columns=PAGE_COLUMNS, data=sorted(rows, key=lambda r: -r[1]))
+            if panels:
+                logger.log_image(key="test/panels", images=[p for _, p in panels], caption=[n for n, _ in panels])
+            for key, images in samples.items():
+                logger.log_image(key=f"test/{key}", images=[img for _, img in images],
+                                 caption=[name for name, _ in images])
 
     def debug_panel(self, bw: torch.Tensor, out: dict) -> np.ndarray:
         """bw | importance | patch boxes | primary canvas | secondary | fused, for ``colorize --debug``."""
@@ -127,3 +173,29 @@ class DualFlowColorizer(StageModule):
         bw3 = bw.reshape(1, *size).cpu()
         return panel(bw3, imp.cpu(), draw_boxes(bw3, out["plan"].boxes), nlab_to_rgb(out["canvas"][None])[0].cpu(),
                      nlab_to_rgb(out["fill"][None])[0].cpu(), out["rgb"].cpu())
+
+
+PAGE_COLUMNS = ["page", "delta_e2000", "seam", "patches", "seconds", "seam_disagreement", "reharmonized"]
+
+
+def page_row(name: str, pred: torch.Tensor, inputs: dict, i: int, out: dict, seconds: float) -> list:
+    """One test page's row of the W&B table (:data:`PAGE_COLUMNS`); the seam score is None on a page without
+    patches."""
+    de, seam = DeltaE2000(), SeamScore()
+    update_suite(de, preds=pred, target=inputs["target"][i:i + 1])
+    update_suite(seam, preds=pred, target=inputs["target"][i:i + 1], seams=inputs["seams"][i:i + 1])
+    seam_value = float(seam.compute())
+    report = out["report"]
+    return [name, float(de.compute()), seam_value if seam_value == seam_value else None, len(out["plan"]),
+            seconds, report["seam_disagreement"], report["reharmonized"]]
+
+
+def sample_pages(folder: str | None) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """``samples`` (coloured pages) and ``samples_debug`` (their debug panels) from a samples folder."""
+    from PIL import Image
+
+    out: dict[str, list[tuple[str, np.ndarray]]] = {"samples": [], "samples_debug": []}
+    for path in sorted(Path(folder).glob("*.png")) if folder else []:
+        key = "samples_debug" if path.stem.endswith("_debug") else "samples"
+        out[key].append((path.stem, np.asarray(Image.open(path).convert("RGB"))))
+    return {k: v for k, v in out.items() if v}

@@ -77,7 +77,7 @@ class FrozenStagesMixin:
     - Checkpoints drop the frozen stages and metric backbones (keys under ``NOT_SAVED``); on load they are
       put back from the live module, so resuming stays strict about everything else."""
 
-    NOT_SAVED = ("frozen.", "val_metrics.", "test_metrics.", "lpips_loss.")
+    NOT_SAVED = ("frozen.", "val_metrics.", "test_metrics.", "val_fid.", "lpips_loss.")
 
     def train(self, mode: bool = True):
         super().train(mode)  # type: ignore[misc]

@@ -46,7 +46,7 @@ class SecondaryModule(StageModule):
                  fill_weight: float = 1.0, band_weight: float = 2.0, priority_weight: float = 0.25,
                  corrupt_p: float = 0.5, corrupt_shift: float = 0.15, drop_p: float = 0.2, patch_batch: int = 32,
                  lr: float = 5e-4, weight_decay: float = 1e-4, warmup_steps: int = 50,
-                 allow_random_backbone: bool = False, val_lpips: bool = True):
+                 allow_random_backbone: bool = False, val_lpips: bool = True, fid_every_n_val: int = 0):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
         self.frozen["attention"], _ = load_stage_net(
@@ -62,6 +62,7 @@ class SecondaryModule(StageModule):
         self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
         self.test_metrics = build_suite("page", "test", lpips=val_lpips,
                                         allow_random_backbone=allow_random_backbone)
+        self.build_val_fid(fid_every_n_val, allow_random_backbone)
 
     def extra_meta(self) -> dict:
         hp = self.hparams
@@ -145,22 +146,26 @@ class SecondaryModule(StageModule):
         fused = [self.fusion(patches, plan, fill[i], bw[i]).page for i, (patches, plan) in enumerate(pages)]
         return nlab_to_rgb(torch.stack(fused))
 
+    def _pages(self, bw: torch.Tensor) -> tuple[dict, torch.Tensor, list, torch.Tensor]:
+        """Flow, fill, per-page plans and the fused RGB pages of a batch (what users get)."""
+        flow = self.primary_flow(bw, corrupt=False)
+        fill = self(bw, flow)
+        pages = self.page_plans(flow)
+        return flow, fill, pages, self.fuse(bw, pages, fill)
+
+    def predict_rgb(self, batch: dict) -> torch.Tensor:
+        return self._pages(batch["bw"])[3]
+
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):
             return
-        bw, color = batch["bw"], batch["color"]
-        flow = self.primary_flow(bw, corrupt=False)
-        fill = self(bw, flow)
-        self.log_loss(split, self._loss(fill, color, flow["coverage"], flow["band"]), bw.shape[0])
-        pages = self.page_plans(flow)
-        update_suite(suite, preds=self.fuse(bw, pages, fill), **page_inputs(batch, [plan for _, plan in pages]))
+        flow, fill, pages, fused = self._pages(batch["bw"])
+        self.log_loss(split, self._loss(fill, batch["color"], flow["coverage"], flow["band"]), fill.shape[0])
+        update_suite(suite, preds=fused, **page_inputs(batch, [plan for _, plan in pages]))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]
-        flow = self.primary_flow(bw, corrupt=False)
-        fill = self(bw, flow)
-        pages = self.page_plans(flow)
-        fused = self.fuse(bw, pages, fill)
+        flow, fill, pages, fused = self._pages(bw)
         rows = [panel(bw[i], draw_boxes(nlab_to_rgb(flow["canvas"][i:i + 1])[0], pages[i][1].boxes),
                       nlab_to_rgb(fill[i:i + 1])[0], fused[i], color[i]) for i in range(bw.shape[0])]
         return {"val/panels/secondary": np.concatenate(rows, axis=0)}
