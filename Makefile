@@ -7,6 +7,8 @@ PRESET ?= auto
 GPUS   ?=
 ARGS   ?=
 IN     ?=
+SRC    ?=
+KIND   ?= color
 EXPS   ?=
 OUT    ?= out
 STAMP  := $(VENV)/.installed-stamp
@@ -15,7 +17,7 @@ TRAIN  := $(BIN)/python -m dualflow train --experiment $(EXP) --preset $(PRESET)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: help install train train-stage1 train-stage2 train-stage3 train-baseline test lint bench colorize synth \
-        compare sweep-stage1 sweep-stage2 sweep-stage3 sync clean
+        prepare compare sweep-stage1 sweep-stage2 sweep-stage3 sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -56,6 +58,10 @@ bench: $(STAMP) ## benchmark quality, speed and memory → bench/results.json + 
 colorize: $(STAMP) ## colorize IN=<files or folders> into OUT=<folder> with experiment EXP
 	@test -n "$(IN)" || { echo "usage: make colorize IN=page.png|folder OUT=folder [EXP=name]"; exit 2; }
 	$(BIN)/python -m dualflow colorize $(IN) --out $(OUT) --experiment $(EXP) $(ARGS)
+
+prepare: $(STAMP) ## LitData shards from SRC=<colour images | bw/+color/ pairs> into OUT=<folder or bucket> (KIND=color|paired)
+	@test -n "$(SRC)" || { echo "usage: make prepare SRC=images/ OUT=shards/ [KIND=color|paired] [ARGS='--size 1024']"; exit 2; }
+	$(BIN)/python -m dualflow prepare $(SRC) $(OUT) --kind $(KIND) $(ARGS)
 
 compare: $(STAMP) ## compare experiments EXPS="a b" side by side (metrics, differing config) → runs/compare.md
 	@test -n "$(EXPS)" || { echo "usage: make compare EXPS='exp1 exp2'"; exit 2; }

@@ -89,6 +89,39 @@ def bench_data(repeats: int, n: int) -> dict[str, float]:
     return out
 
 
+def bench_sources(n: int, size: int) -> dict[str, float]:
+    """Training pages/s of each data source in one process (no loader workers), on the same pages and
+    augmentation: SynthManga drawing them, a folder of their colour PNGs (decoded and mangafied), and the same
+    folder prepared as LitData shards (streamed, decoded and mangafied)."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from dualflow.data.datamodule import MangaDataModule
+    from dualflow.data.stream import prepare
+    from dualflow.data.synth import SynthManga
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="dualflow-sources-") as folder:
+        colour, shards = Path(folder) / "colour", Path(folder) / "shards"
+        colour.mkdir()
+        gen = SynthManga(0)
+        for i in range(n):
+            Image.fromarray((gen(i, size).color * 255).astype(np.uint8)).save(colour / f"{i:05d}.png")
+        prepare(colour, str(shards), "color", workers=1)
+        for source, root in (("synth", None), ("color", str(colour)), ("stream", str(shards))):
+            dm = MangaDataModule(source=source, root=root, image_size=size, crop_size=size, n_train=n, n_val=1,
+                                 n_test=1, batch_size=4, num_workers=0)
+            dm.setup("fit")
+            loader = dm.train_dataloader()
+            start, pages = time.perf_counter(), 0
+            for batch in loader:
+                pages += batch["bw"].shape[0]
+            out[f"{source}_pages_per_s_{size}"] = pages / (time.perf_counter() - start)
+    return out
+
+
 # ---- inference speed and memory (one fresh process per measurement) -------------------------------------
 def _load(kind: str, experiment: str, runs_dir: str):
     from dualflow.inference import load_colorizer
@@ -398,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["dualflow", "baseline", "primary_whole_page"] if has_baseline else ["dualflow", "primary_whole_page"]
     results["breakdown"] = bench_steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
     results["data"] = bench_data(args.repeats, 4 if args.tiny else 32)
+    results["data"].update(bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
     results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
     results["quality"] = bench_quality(args.experiment, args.runs_dir, args.pages, args.page_size, has_baseline)
     results["inference"] = bench_inference(args.experiment, args.runs_dir, sizes, args.repeats, kinds)

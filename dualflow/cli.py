@@ -1,5 +1,5 @@
 """Command line: ``python -m dualflow {fit,validate,test,predict}`` (LightningCLI) and the subcommands
-``train`` (orchestrated stages), ``colorize``, ``synth``, ``bench`` and ``compare``.
+``train`` (orchestrated stages), ``colorize``, ``synth``, ``bench``, ``compare`` and ``prepare``.
 
 Every hyperparameter is a ``--model.x`` / ``--data.x`` / ``--trainer.x`` flag (W&B sweeps pass exactly those).
 ``experiments/base.yaml`` is read first when it exists in the working directory, so
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 BASE_CONFIG = Path("experiments") / "base.yaml"
-SUBCOMMANDS = ("train", "colorize", "synth", "bench", "compare")
+SUBCOMMANDS = ("train", "colorize", "synth", "bench", "compare", "prepare")
 CKPT_ARGS = {"attention_ckpt": "attention", "primary_ckpt": "primary", "secondary_ckpt": "secondary"}
 MONITOR = {"attention": ("val/loss", "min"), "primary": ("val/color/delta_e2000", "min"),
            "secondary": ("val/color/delta_e2000", "min"), "baseline": ("val/color/delta_e2000", "min")}
@@ -134,7 +134,7 @@ def main(args: list[str] | None = None) -> Any:
     if argv and argv[0] in SUBCOMMANDS:
         module = {"train": "dualflow.orchestrator", "colorize": "dualflow.inference",
                   "synth": "dualflow.data.synth_cli", "bench": "dualflow.bench",
-                  "compare": "dualflow.compare"}[argv[0]]
+                  "compare": "dualflow.compare", "prepare": "dualflow.data.stream"}[argv[0]]
         code = importlib.import_module(module).main(argv[1:])
         if args is None:
             sys.exit(code)

@@ -21,6 +21,8 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert {"cpu", "cores", "torch", "date", "gpu"} <= set(results["machine"])
     assert results["data"]["synth_pages_per_s_256x256"] > 0 and results["data"]["synth_pages_per_s_512x724"] > 0
+    for source in ("synth", "color", "stream"):
+        assert results["data"][f"{source}_pages_per_s_64"] > 0
     for key in ("stage1_inference_seconds_128x181", "stage1_inference_seconds_256x362",
                 "stage2_inference_seconds_per_16_patches"):
         assert results["stages"][key] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -54,9 +55,10 @@ class MangaDataModule(L.LightningDataModule):
     """Pages for every stage.
 
     Args:
-        source: ``synth`` (built-in generator), ``paired`` (``root/bw`` + ``root/color``) or ``color``
-            (a folder of colour images, mangafied on the fly).
-        root: data folder for ``paired`` / ``color``.
+        source: ``synth`` (built-in generator), ``paired`` (``root/bw`` + ``root/color``), ``color``
+            (a folder of colour images, mangafied on the fly) or ``stream`` (LitData shards written by
+            ``dualflow prepare``, in a folder or a bucket; sharded over ranks and nodes).
+        root: data folder for ``paired`` / ``color``; shards folder or bucket URL for ``stream``.
         image_size: SynthManga page size (square side).
         crop_size: training crop side (``None``: whole pages; needs equal page sizes).
         eval_size: side of the centre region used for validation/test pages from folders.
@@ -74,8 +76,8 @@ class MangaDataModule(L.LightningDataModule):
                  num_workers: int = 2, seed: int = 0, strict: bool = False, hflip: bool = True, min_scale: float = 1.0,
                  degrade_p: float = 0.0, max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__()
-        if source not in ("synth", "paired", "color"):
-            raise ValueError(f"data.source must be synth, paired or color, got {source!r}")
+        if source not in ("synth", "paired", "color", "stream"):
+            raise ValueError(f"data.source must be synth, paired, color or stream, got {source!r}")
         if source != "synth" and not root:
             raise ValueError(f"data.source={source} needs data.root (a folder)")
         self.save_hyperparameters()
@@ -113,6 +115,8 @@ class MangaDataModule(L.LightningDataModule):
             self.val_set = PairedFolderDataset(hp.root, va, **self._kwargs(False))
             self.test_set = PairedFolderDataset(hp.root, te, **self._kwargs(False))
             self.fid_set = self.val_set
+        elif hp.source == "stream":
+            self._setup_stream()
         else:
             files = ColorFolderDataset(Path(hp.root)).files
             tr, va, te = _split(files, hp.seed, hp.n_val, hp.n_test)
@@ -120,6 +124,39 @@ class MangaDataModule(L.LightningDataModule):
             self.val_set = ColorFolderDataset(hp.root, va, **self._kwargs(False))
             self.test_set = ColorFolderDataset(hp.root, te, **self._kwargs(False))
             self.fid_set = self.val_set
+
+    def _setup_stream(self) -> None:
+        """Train, validation and test splits of a prepared collection: ``n_val`` and ``n_test`` samples held
+        out by litdata's chunk-level split (fixed by the seed), the rest for training."""
+        from litdata import train_test_split
+
+        from dualflow.data.datasets import _Transformed
+        from dualflow.data.stream import MangaStreamDataset
+
+        hp = self.hp
+
+        def stream(train: bool) -> MangaStreamDataset:
+            return MangaStreamDataset(hp.root, shuffle=train, seed=hp.seed, pages=_Transformed(**self._kwargs(train)))
+
+        n = sum(end - start for start, end in stream(False).region_of_interest)  # all ranks' (len() is per rank)
+        if n < hp.n_val + hp.n_test + 1:
+            raise ValueError(f"{hp.root}: {n} samples are too few for {hp.n_val} validation and {hp.n_test} test")
+        # litdata floors each split's n·fraction and drops the remainder: held-out fractions are rounded up by
+        # one ulp so their counts are exact; training then gets the rest, or one sample less.
+        held_out = [math.nextafter(hp.n_val / n, 1.0), math.nextafter(hp.n_test / n, 1.0)]
+        splits = [math.nextafter(1.0 - sum(held_out), 0.0), *held_out]
+        self.train_set = train_test_split(stream(True), splits, seed=hp.seed)[0]
+        _, self.val_set, self.test_set = train_test_split(stream(False), splits, seed=hp.seed)
+        self.fid_set = self.val_set
+
+    def _stream_loader(self, dataset, batch_size: int, train: bool):
+        from dualflow.data.stream import StreamLoader
+
+        consumed = (lambda: int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)) if train else None
+        loader = StreamLoader(dataset, batch_size=batch_size, num_workers=self.hp.num_workers,
+                              collate_fn=collate_skipping, pin_memory=torch.cuda.is_available(),
+                              persistent_workers=False, consumed=consumed if self.trainer is not None else None)
+        return loader
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: ResumableSampler) -> DataLoader:
         # Own generator: creating an iterator then draws worker seeds from it, not from the global RNG
@@ -131,6 +168,12 @@ class MangaDataModule(L.LightningDataModule):
         return DataLoader(dataset, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader:
+        if self.hp.source == "stream":
+            self.train_loader = self._stream_loader(self.train_set, self.hp.batch_size, train=True)
+            if self._resume_state and "stream" in self._resume_state:
+                self.train_loader.load_state_dict(self._resume_state["stream"])
+            self._resume_state = None
+            return self.train_loader
         self.train_sampler = ResumableSampler(len(self.train_set), self.hp.seed, shuffle=True)
         if self._resume_state:
             self.train_sampler.epoch = int(self._resume_state["epoch"])
@@ -141,6 +184,9 @@ class MangaDataModule(L.LightningDataModule):
     def state_dict(self) -> dict:
         """Position in the training data, saved in checkpoints: the epoch in progress and how many of its
         batches were trained on. (The loader itself runs one batch ahead, so it cannot count them.)"""
+        if self.hp.source == "stream":
+            loader = getattr(self, "train_loader", None)
+            return {"stream": loader.state_dict()} if loader is not None and self.trainer is not None else {}
         sampler = getattr(self, "train_sampler", None)
         if sampler is None or self.trainer is None:
             return {}
@@ -154,13 +200,19 @@ class MangaDataModule(L.LightningDataModule):
         return self.hp.eval_batch_size or self.hp.batch_size
 
     def val_dataloader(self) -> DataLoader:
+        if self.hp.source == "stream":
+            return self._stream_loader(self.val_set, self._eval_batch(), train=False)
         return self._loader(self.val_set, self._eval_batch(), ResumableSampler(len(self.val_set), 0, False))
 
     def fid_dataloader(self) -> DataLoader:
         """The fixed FID pages, in order, sharded over ranks (each rank scores its part)."""
+        if self.hp.source == "stream":
+            return self._stream_loader(self.fid_set, self._eval_batch(), train=False)
         return self._loader(self.fid_set, self._eval_batch(), ResumableSampler(len(self.fid_set), 0, False))
 
     def test_dataloader(self) -> DataLoader:
+        if self.hp.source == "stream":
+            return self._stream_loader(self.test_set, self._eval_batch(), train=False)
         return self._loader(self.test_set, self._eval_batch(), ResumableSampler(len(self.test_set), 0, False))
 
     def predict_dataloader(self) -> DataLoader:

@@ -50,7 +50,8 @@ class _Transformed(Dataset):
     def load(self, index: int):
         raise NotImplementedError
 
-    def _finish(self, bw, color, name, labels=None, index: int = 0) -> dict:
+    def finish(self, bw, color, name, labels=None, index: int = 0) -> dict:
+        """Augment (seeded from (seed, epoch, index)) and convert one page to the batch convention."""
         seed = int(np.random.SeedSequence([self.aug_seed, self._epoch, index]).generate_state(1)[0])
         if self.transform is not None:
             from dualflow.data.transforms import apply_pair
@@ -83,7 +84,7 @@ class SynthMangaDataset(_Transformed):
 
     def load(self, i: int) -> dict:
         page = self.gen(self.offset + i, self.size)
-        return self._finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels, i)
+        return self.finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels, i)
 
 
 def _require_folder(folder: Path) -> list[Path]:
@@ -127,7 +128,7 @@ class PairedFolderDataset(_Transformed):
                 f"size mismatch in pair {stem!r}: {self.bw_files[stem]} is {bw.shape[1]}x{bw.shape[0]}, "
                 f"{self.color_files[stem]} is {color.shape[1]}x{color.shape[0]}"
             )
-        return self._finish(bw, color, stem, index=i)
+        return self.finish(bw, color, stem, index=i)
 
 
 class ColorFolderDataset(_Transformed):
@@ -146,7 +147,7 @@ class ColorFolderDataset(_Transformed):
             color = read_image(path, channels=3, max_pixels=self.max_pixels)
         except ImageReadError as err:
             return self._skip(err)
-        return self._finish(mangafy(color), color, path.stem, index=i)
+        return self.finish(mangafy(color), color, path.stem, index=i)
 
 
 def collate_skipping(samples: list[dict | None]) -> dict:
