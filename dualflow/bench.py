@@ -234,12 +234,14 @@ def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_bas
     from dualflow.stages.frozen import load_stage_net
 
     model = load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True)
+    # The same composite with no priority patches: what the primary flow adds is the difference.
+    secondary_only = load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True, patch_budget=0)
     baseline = None
     if has_baseline:
         baseline = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")[0]
     data = SynthMangaDataset(pages, size, seed=31337)
-    suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True)
-              for name in (["dualflow", "baseline"] if baseline is not None else ["dualflow"])}
+    names = ["dualflow", "secondary_only"] + (["baseline"] if baseline is not None else [])
+    suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True) for name in names}
     metric_seconds = []
     with torch.inference_mode():
         for i in range(pages):
@@ -250,6 +252,7 @@ def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_bas
             start = time.perf_counter()
             update_suite(suites["dualflow"], preds=out["rgb"][None], **common)
             metric_seconds.append(time.perf_counter() - start)
+            update_suite(suites["secondary_only"], preds=secondary_only.colorize_page(s["bw"])["rgb"][None], **common)
             if baseline is not None:
                 update_suite(suites["baseline"], preds=nlab_to_rgb(baseline(batch["bw"])), **common)
     result = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
@@ -341,12 +344,12 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines += breakdown_table(results["breakdown"])
     q = results.get("quality")
     if q:
-        names = [n for n in ("dualflow", "baseline") if n in q]
+        names = [n for n in ("dualflow", "secondary_only", "baseline") if n in q]
         lines += [f"**Quality** on {q['pages']} held-out SynthManga pages ({q['page_size']}²):", "",
                   "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "global/lpips",
-                    "color/delta_cf", "transition/seam", "transition/delta_e2000", "edge/chroma_on_ink", "edge/f1",
-                    "color/psnr", "color/ssim"):
+                    "color/delta_cf", "color/tone_residue", "transition/seam", "transition/delta_e2000",
+                    "edge/chroma_on_ink", "edge/f1", "color/psnr", "color/ssim"):
             if key in q["dualflow"]:
                 lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
         lines.append("")

@@ -30,8 +30,9 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
         assert results["stages"][f"train_{stage}"]["pages_per_s"] > 0
     assert results["stages"]["train_primary"]["patches_per_s"] > 0
     quality = results["quality"]
-    for name in ("dualflow", "baseline"):
+    for name in ("dualflow", "secondary_only", "baseline"):
         for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "color/delta_cf",
+                    "color/tone_residue",
                     "transition/seam", "edge/chroma_on_ink", "edge/f1"):
             assert key in quality[name], (name, key)
     assert quality["metric_suite_seconds_per_page"] > 0

@@ -243,6 +243,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 def _all_metrics(rank: int = 0, world: int = 1) -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
     preds, target = torch.rand(4, 3, 64, 64, generator=g), torch.rand(4, 3, 64, 64, generator=g)
+    target[..., :32, :32] = 0.5  # a flat region, where the tone residue is measured
     bw = (torch.rand(4, 1, 64, 64, generator=g) > 0.3).float()
     masks = (torch.rand(4, 1, 64, 64, generator=g) > 0.5).float()
     imp, detailed = torch.rand(4, 1, 8, 8, generator=g), (torch.rand(4, 1, 64, 64, generator=g) > 0.5).float()
@@ -266,7 +267,7 @@ def test_metrics_synchronise_across_two_processes(tmp_path):
     single = _all_metrics()
     for rank in range(2):
         synced = torch.load(tmp_path / f"rank{rank}.pt")
-        assert synced.keys() == single.keys() and len(single) == 13
+        assert synced.keys() == single.keys() and len(single) == 14
         for k, v in single.items():
             assert synced[k] == pytest.approx(v, rel=1e-4, abs=1e-5), k
 
@@ -297,3 +298,26 @@ def test_ink_lines_keep_strokes_and_drop_screentone_of_any_density():
     solid[..., 16:48, 16:48] = 0  # solid black: its border is a stroke, its inside is not
     ink = ink_lines(solid)[0, 0]
     assert ink[16, 20:44].all() and not ink[24:40, 24:40].any()
+
+
+def test_tone_residue_known_answers():
+    from dualflow.metrics.color import ToneResidue, flat_mask
+
+    target = torch.full((1, 3, 40, 40), 0.6)
+    target[..., 20:, :] = 0.2  # one lightness edge across the page, between rows 19 and 20
+    flat = flat_mask(target)
+    assert flat[0, 0, 5, 5] == 1 and flat[0, 0, 20, 5] == 0 and flat[0, 0, 15, 5] == 1 and flat[0, 0, 16, 5] == 0
+    clean = ToneResidue()
+    clean.update(target.clone(), target)  # flat colour where the page is flat: no residue
+    assert float(clean.compute()) == pytest.approx(0.0, abs=1e-3)
+    dots = target.clone()
+    dots[..., ::2, ::2] = 0.0  # a dot screentone over the flat fills
+    dotted = ToneResidue()
+    dotted.update(dots, target)
+    assert float(dotted.compute()) > 10
+    # Texture where the colour page has an edge does not count: only flat regions are scored.
+    edge_only = target.clone()
+    edge_only[..., 18:22, ::2] = 1.0  # texture within 2 px of the edge (the local mean reaches 2 px)
+    near_edge = ToneResidue()
+    near_edge.update(edge_only, target)
+    assert float(near_edge.compute()) == pytest.approx(0.0, abs=1e-3)

@@ -9,6 +9,7 @@ import torch
 from torchmetrics import Metric
 
 from dualflow.color import rgb_to_lab
+from dualflow.filters import box, dilate
 
 
 def delta_e2000(lab1: torch.Tensor, lab2: torch.Tensor, dim: int = -3) -> torch.Tensor:
@@ -80,6 +81,32 @@ class DeltaE2000(MaskedMean):
     def update(self, preds: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         de = delta_e2000(rgb_to_lab(preds.float()), rgb_to_lab(target.float()))[:, None]
         self._accumulate(de, mask)
+
+
+def flat_mask(target_rgb: torch.Tensor, step: float = 3.0, reach: int = 3) -> torch.Tensor:
+    """(B,1,H,W) {0,1}: pixels of the colour page with no lightness edge (a step of more than ``step`` L*
+    between 4-neighbours) within ``reach`` pixels: flat colour, where the output should be flat too."""
+    lightness = rgb_to_lab(target_rgb.float())[:, :1]
+    edge = torch.zeros_like(lightness, dtype=torch.bool)
+    dx = (lightness[..., :, 1:] - lightness[..., :, :-1]).abs() > step
+    dy = (lightness[..., 1:, :] - lightness[..., :-1, :]).abs() > step
+    edge[..., :, 1:] |= dx
+    edge[..., :, :-1] |= dx
+    edge[..., 1:, :] |= dy
+    edge[..., :-1, :] |= dy
+    return 1.0 - dilate(edge.float(), reach)
+
+
+class ToneResidue(MaskedMean):
+    """Screentone left in the colours: mean |L* − its 5×5 local mean| of the output (L* units) over the pixels
+    where the colour page is flat (:func:`flat_mask`). 0 for flat fills; dot texture raises it (a B&W
+    screentone page scores ~25). The colour page itself scores ~0 there by construction."""
+
+    higher_is_better = False
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        lightness = rgb_to_lab(preds.float())[:, :1]
+        self._accumulate((lightness - box(lightness, 2)).abs(), flat_mask(target))
 
 
 def colorfulness(rgb: torch.Tensor) -> torch.Tensor:

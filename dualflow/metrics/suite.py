@@ -8,7 +8,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from dualflow.data.synth import DETAILED_IDS
 from dualflow.metrics.attention import AttentionAUROC, AttentionIoU, RankCorrelation
-from dualflow.metrics.color import DeltaColorfulness, DeltaE2000
+from dualflow.metrics.color import DeltaColorfulness, DeltaE2000, ToneResidue
 from dualflow.metrics.edges import ChromaOnInk, EdgeF1
 from dualflow.metrics.perceptual import FID, LPIPS, metric_name
 from dualflow.metrics.transition import SeamScore, TransitionDeltaE
@@ -24,6 +24,7 @@ def _color() -> dict[str, Metric]:
         "color/psnr": PeakSignalNoiseRatio(data_range=1.0),
         "color/ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
         "color/delta_cf": DeltaColorfulness(),
+        "color/tone_residue": ToneResidue(),
     }
 
 
