@@ -88,7 +88,7 @@ class DualFlowColorizer(StageModule):
         long_side = inference_long_side(size, m, self.hparams.max_working_size)
         canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))
         fill = run_secondary(self.frozen["secondary"], bw, canvas[None], coverage[None], importance, long_side,
-                             m["guide_radius"], m["guide_eps"])
+                             m["guide_radius"], m["guide_eps"], m.get("tone_radius", 0))  # 0: older checkpoints
         fused = self.fusion(patches, plan, fill, bw[0], rgb=True)
         out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
         if debug:

@@ -42,7 +42,7 @@ class SecondaryModule(StageModule):
 
     def __init__(self, attention_ckpt: str | None = None, primary_ckpt: str | None = None, base: int = 24,
                  depth: int = 3, attn_heads: int = 4, attn_depth: int = 1, window: int = 8, norm: str = "group",
-                 working_size: int = 512, guide_radius: int = 2, guide_eps: float = 1e-3,
+                 working_size: int = 512, guide_radius: int = 2, guide_eps: float = 1e-3, tone_radius: int = 2,
                  fill_weight: float = 1.0, band_weight: float = 2.0, priority_weight: float = 0.25,
                  corrupt_p: float = 0.5, corrupt_shift: float = 0.15, drop_p: float = 0.2, patch_batch: int = 32,
                  lr: float = 5e-4, weight_decay: float = 1e-4, warmup_steps: int = 50,
@@ -67,6 +67,7 @@ class SecondaryModule(StageModule):
     def extra_meta(self) -> dict:
         hp = self.hparams
         return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
+                "tone_radius": hp.tone_radius,
                 "trained_long_side": self.trained_long_side}
 
     @torch.no_grad()
@@ -120,7 +121,7 @@ class SecondaryModule(StageModule):
         """Fill colours (B,3,H,W) normalised Lab for pages ``bw`` given the primary flow."""
         hp = self.hparams
         return run_secondary(self.net, bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size,
-                             hp.guide_radius, hp.guide_eps).full()
+                             hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
 
     @float32
     def _loss(self, fill: torch.Tensor, color: torch.Tensor, coverage: torch.Tensor,
