@@ -86,9 +86,9 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
     report = BatchReport(errors=list(found.errors), skipped=list(found.skipped))
     start = time.perf_counter()
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("colorizing", total=len(found.sources))
+        task = bar.add_task("colorizing", total=None)  # pages, not files: a TIFF can hold many
         for page in read_ahead(found.sources, max_pixels, skip_existing):
-            bar.update(task, description=page.source.name)
+            bar.update(task, description=page.source.name, advance=1)
             if page.skipped:
                 report.skipped.append(f"{page.output}: exists (--skip_existing)")
                 continue
@@ -122,7 +122,6 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
                 report.errors.append(_failure(page, stage, e))
             finally:
                 page.bw = None  # the decoded page is not kept beyond its turn
-            bar.advance(task)
     report.seconds = time.perf_counter() - start
     return report
 
