@@ -189,6 +189,12 @@ def _above_start(result: dict) -> float:
     return result["peak_rss_mib"] - result["rss_before_mib"]
 
 
+def _peak(result: dict) -> float:
+    """The memory figure that bounds the page size: GPU memory (``max_memory_allocated``) when the page ran on a
+    GPU, else the process's peak RSS."""
+    return result.get("peak_gpu_mib", result["peak_rss_mib"])
+
+
 def _available_mib() -> float:
     available = _proc_mib("/proc/meminfo", "MemAvailable")
     return available if available is not None else float("inf")
@@ -218,8 +224,8 @@ def bench_inference(experiment: str, runs_dir: str, sizes, repeats: int, kinds: 
             o = out[key].get(other, {})
             if "seconds" in ref and "seconds" in o:
                 out[key][f"time_ratio_vs_{other}"] = ref["seconds"] / o["seconds"]
-                out[key][f"memory_ratio_vs_{other}"] = ref["peak_rss_mib"] / o["peak_rss_mib"]
-                if _above_start(o) > 0:  # tiny pages may not raise the peak at all
+                out[key][f"memory_ratio_vs_{other}"] = _peak(ref) / _peak(o)
+                if "peak_gpu_mib" not in o and _above_start(o) > 0:  # tiny pages may not raise the peak at all
                     out[key][f"memory_above_start_ratio_vs_{other}"] = _above_start(ref) / _above_start(o)
     return out
 
@@ -356,16 +362,19 @@ def markdown(results: dict[str, Any], command: str) -> str:
     inf = results.get("inference")
     if inf:
         kinds = [k for k in ("dualflow", "baseline", "primary_whole_page") if any(k in v for v in inf.values())]
-        lines += ["**Inference** per page (median after warm-up; peak process RSS, and in brackets its part above "
-                  "the process with libraries and models loaded):", "",
-                  "| page | " + " | ".join(f"{k} s | {k} peak MiB" for k in kinds) + " |",
+        gpu = any("peak_gpu_mib" in r for v in inf.values() for r in v.values() if isinstance(r, dict))
+        memory = ("peak GPU memory (`max_memory_allocated`)" if gpu else "peak process RSS, and in brackets its part "
+                  "above the process with libraries and models loaded")
+        lines += [f"**Inference** per page (median after warm-up; {memory}):", "",
+                  "| page | " + " | ".join(f"{k} s | {k} peak {'GPU ' if gpu else ''}MiB" for k in kinds) + " |",
                   "|---" * (2 * len(kinds) + 1) + "|"]
         for size, row in inf.items():
             cells = []
             for k in kinds:
                 r = row.get(k, {})
                 if "seconds" in r:
-                    cells += [f"{r['seconds']:.2f}", f"{r['peak_rss_mib']:.0f} (+{_above_start(r):.0f})"]
+                    cells += [f"{r['seconds']:.2f}", f"{_peak(r):.0f}" if gpu else
+                              f"{r['peak_rss_mib']:.0f} (+{_above_start(r):.0f})"]
                 else:
                     cells += ["—", r.get("skipped") or r.get("error", "—")]
             lines.append(f"| {size} | " + " | ".join(cells) + " |")
@@ -381,7 +390,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
     for size, row in results.get("stage1_inference", {}).items():
         r = row.get("attention", {})
         if "seconds" in r:
-            lines.append(f"Stage 1 alone at {size}: {r['seconds']:.2f} s, peak RSS {r['peak_rss_mib']:.0f} MiB.")
+            memory = f"peak GPU {r['peak_gpu_mib']:.0f}" if "peak_gpu_mib" in r else f"peak RSS {r['peak_rss_mib']:.0f}"
+            lines.append(f"Stage 1 alone at {size}: {r['seconds']:.2f} s, {memory} MiB.")
     lines.append("")
     other = {**results.get("data", {}), **results.get("stages", {})}
     if other:
@@ -411,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown_preset", default="gpu",
                         help="preset whose sizes the training-step breakdown uses (experiments/presets/)")
     parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
-    parser.add_argument("--only", choices=["all", "breakdown"], default="all",
-                        help="breakdown: only the training-step breakdown (needs no trained experiment)")
+    parser.add_argument("--only", choices=["all", "breakdown", "inference"], default="all",
+                        help="breakdown: only the training-step breakdown (needs no trained experiment); "
+                             "inference: only page inference time and memory")
     args = parser.parse_args(argv)
     from dualflow import bench_steps
     from dualflow.manifest import read_manifest
@@ -432,15 +443,22 @@ def main(argv: list[str] | None = None) -> int:
               "ablation; reporting the dual flow and the primary-on-whole-page reference only")
     sizes = TINY_SIZES if args.tiny else SIZES
     kinds = ["dualflow", "baseline", "primary_whole_page"] if has_baseline else ["dualflow", "primary_whole_page"]
+    if args.only == "inference":
+        return _write(_inference(results, args, sizes, kinds), args.out, argv)
     results["breakdown"] = bench_steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
     results["data"] = bench_data(args.repeats, 4 if args.tiny else 32)
     results["data"].update(bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
     results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
     results["quality"] = bench_quality(args.experiment, args.runs_dir, args.pages, args.page_size, has_baseline)
+    return _write(_inference(results, args, sizes, kinds), args.out, argv)
+
+
+def _inference(results: dict[str, Any], args: argparse.Namespace, sizes, kinds: list[str]) -> dict[str, Any]:
+    """Whole-page inference time and memory per page size, and stage-1 inference alone."""
     results["inference"] = bench_inference(args.experiment, args.runs_dir, sizes, args.repeats, kinds)
     results["stage1_inference"] = bench_inference(args.experiment, args.runs_dir, sizes[:2], args.repeats,
                                                   ["attention"])
-    return _write(results, args.out, argv)
+    return results
 
 
 def _write(results: dict[str, Any], out: str, argv: list[str] | None) -> int:

@@ -177,7 +177,12 @@ def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, t
                            "step_seconds": total, "it_per_s": 1.0 / total, "pages_per_step": pages,
                            "precision": "bf16-mixed" if use_bf16 else "32-true", "device": str(device),
                            "num_workers": data["num_workers"], "page_size": data.get("image_size")}
-    # The loader alone (its workers already started above), against what the step consumes.
+    # The loader alone, against what the step consumes: first drain the batches its workers prefetched while
+    # the steps ran (timing those would measure a queue, not the loader), then time steady-state production.
+    workers = int(getattr(loader, "num_workers", 0) or 0)
+    for _ in range(workers * int(getattr(loader, "prefetch_factor", None) or 0)):
+        next(it)
+    loader_batches = max(loader_batches, 2 * workers)
     start = time.perf_counter()
     for _ in range(loader_batches):
         next(it)

@@ -23,6 +23,17 @@ def box(x: torch.Tensor, r: int) -> torch.Tensor:
     return x.reshape(shape)
 
 
+def sobel(x: torch.Tensor) -> torch.Tensor:
+    """Normalised Sobel derivatives of (B,C,H,W) with replicated borders → (B,C,2,H,W) as (d/dx, d/dy): kornia's
+    ``spatial_gradient``, written as shifted sums so that no kernel tensor is copied to the device per call."""
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    dx = p[..., :, 2:] - p[..., :, :-2]
+    dy = p[..., 2:, :] - p[..., :-2, :]
+    gx = (dx[..., :-2, :] + 2 * dx[..., 1:-1, :] + dx[..., 2:, :]) / 8
+    gy = (dy[..., :, :-2] + 2 * dy[..., :, 1:-1] + dy[..., :, 2:]) / 8
+    return torch.stack([gx, gy], dim=2)
+
+
 def gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur of (B,C,H,W) with standard deviation ``sigma`` (radius round(2σ), replicated borders),
     separable; the kernel is built on the input's device, so nothing is read back from it."""
@@ -117,11 +128,11 @@ def _bilinear_matrix(n_in: int, n_out: int, starts: torch.Tensor, length: int, l
 def area_matrix(n_in: int, n_out: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(n_out, n_in) matrix of ``F.adaptive_avg_pool`` along one axis (bin i averages inputs
     floor(i·n_in/n_out) … ceil((i+1)·n_in/n_out) - 1): pooling by parts is a sum of column blocks."""
-    i = torch.arange(n_out)
+    i = torch.arange(n_out, device=device)
     start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
-    j = torch.arange(n_in)
+    j = torch.arange(n_in, device=device)
     inside = (j[None] >= start[:, None]) & (j[None] < end[:, None])
-    return (inside / (end - start)[:, None]).to(device)
+    return inside / (end - start)[:, None]
 
 
 @float32
@@ -130,8 +141,8 @@ def bilinear_window(x: torch.Tensor, size: tuple[int, int], window: tuple[int, i
     rest: (...,h,w) → (..., y1-y0, x1-x0), as two small matrix products (differentiable)."""
     y0, x0, y1, x1 = window
     h, w = x.shape[-2:]
-    rows = _bilinear_matrix(h, size[0], torch.tensor([y0]), y1 - y0, x)[0]
-    cols = _bilinear_matrix(w, size[1], torch.tensor([x0]), x1 - x0, x)[0]
+    rows = _bilinear_matrix(h, size[0], x.new_full((1,), y0), y1 - y0, x)[0]
+    cols = _bilinear_matrix(w, size[1], x.new_full((1,), x0), x1 - x0, x)[0]
     return rows @ x @ cols.T
 
 

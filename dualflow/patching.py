@@ -50,14 +50,15 @@ class PatchPlan:
 
 
 @lru_cache(maxsize=32)
-def candidate_boxes(page_size: tuple[int, int], patch: tuple[int, int], stride: int) -> torch.Tensor:
-    """All windows of size ``patch`` on a ``stride`` grid, the last row/column flush with the page edge
-    (built once per page geometry, on the CPU; callers move it to their device)."""
+def candidate_boxes(page_size: tuple[int, int], patch: tuple[int, int], stride: int,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """All windows of size ``patch`` on a ``stride`` grid, the last row/column flush with the page edge, built
+    on ``device`` (no host-to-device copy)."""
     (h, w), (ph, pw) = page_size, patch
 
     def starts(n: int, p: int) -> torch.Tensor:
-        s = torch.arange(0, n - p + 1, stride)
-        return torch.unique(torch.cat([s, torch.tensor([n - p])]))
+        s = torch.arange(0, n - p + 1, stride, device=device)
+        return s if (n - p) % stride == 0 else torch.cat([s, s.new_full((1,), n - p)])
 
     ys, xs = torch.meshgrid(starts(h, ph), starts(w, pw), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
@@ -94,7 +95,7 @@ def select_boxes(importance: torch.Tensor, page_size: tuple[int, int], patch_siz
     h, w = page_size
     ph, pw = min(patch_size, h), min(patch_size, w)
     stride = stride or max(1, patch_size // 2)
-    cand = candidate_boxes((h, w), (ph, pw), stride).to(importance.device)
+    cand = candidate_boxes((h, w), (ph, pw), stride, importance.device)
     scores = box_scores(importance, cand, (h, w))
     scores = scores.masked_fill(scores < threshold, float("-inf"))
     limit = max_overlap * ph * pw  # kept boxes overlap by less than this area (all boxes have one size)

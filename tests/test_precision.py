@@ -93,16 +93,40 @@ def test_planning_inputs_and_fusion_from_bfloat16_match_float32():
     assert canvas.dtype == torch.float32 and torch.allclose(canvas, ref_canvas, atol=1e-5)
 
 
-def test_every_stage_and_the_composite_run_under_bf16_mixed(tmp_path):
-    bf16 = ("--trainer.precision=bf16-mixed", "--trainer.max_steps=2", "--trainer.val_check_interval=2")
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no GPU"))])
+def test_every_stage_and_the_composite_run_under_bf16_mixed(tmp_path, accelerator):
+    """On a GPU too: the metrics the composite test builds per page must live on the pages' device."""
+    bf16 = ("--trainer.precision=bf16-mixed", "--trainer.max_steps=2", "--trainer.val_check_interval=2",
+            f"--trainer.accelerator={accelerator}")
     for stage in ("stage1", "stage2", "stage3", "baseline"):
         main(fit_args(stage, tmp_path, "bf16", *bf16))
     conf = "tests/conf/tiny_composite.yaml"
     main(["test", "--config", "experiments/composite.yaml", "--config", "tests/conf/tiny_common.yaml", "--config",
-          conf, "--experiment", "bf16", "--runs_dir", str(tmp_path), "--trainer.precision=bf16-mixed"])
+          conf, "--experiment", "bf16", "--runs_dir", str(tmp_path), *bf16[:1], *bf16[3:]])
     stages = json.loads((tmp_path / "bf16" / "manifest.json").read_text())["stages"]
     for name in ("attention", "primary", "secondary", "baseline"):
         assert stages[name]["global_step"] == 2 and stages[name]["metrics"], name
         assert all(v == v for v in stages[name]["metrics"].values()), name  # no NaN
     composite = stages["composite"]["metrics"]
     assert 0 < composite["test/color/delta_e2000"] < 100 and "test/global/fid_randinit" in composite
+
+
+def test_colour_conversions_and_sobel_match_kornia_without_device_constants():
+    """Our Lab conversions and Sobel derivatives are kornia's (which build constant tensors on the device each
+    call: a blocking copy on a GPU), to float rounding, including the gamut and black/white corners."""
+    import kornia.color
+    import kornia.filters
+
+    from dualflow.color import lab_to_rgb, rgb_to_lab
+    from dualflow.filters import sobel
+
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(2, 3, 17, 23, generator=g)
+    rgb[0, :, 0, 0], rgb[0, :, 0, 1], rgb[0, :, 0, 2] = 0.0, 1.0, 0.02  # black, white, the linear segment
+    assert torch.allclose(rgb_to_lab(rgb), kornia.color.rgb_to_lab(rgb), atol=1e-4)
+    lab = torch.cat([torch.rand(2, 1, 9, 9, generator=g) * 100, torch.randn(2, 2, 9, 9, generator=g) * 80], 1)
+    assert torch.allclose(lab_to_rgb(lab), kornia.color.lab_to_rgb(lab, clip=True), atol=1e-5)
+    assert torch.allclose(lab_to_rgb(rgb_to_lab(rgb)), rgb, atol=1e-4)
+    x = torch.rand(2, 2, 13, 19, generator=g)
+    assert torch.allclose(sobel(x), kornia.filters.spatial_gradient(x), atol=1e-6)

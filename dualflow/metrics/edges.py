@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import kornia.filters
 import torch
 from torchmetrics import Metric
 
 from dualflow.color import luminance, rgb_to_lab
-from dualflow.filters import dilate
+from dualflow.filters import dilate, sobel
 from dualflow.lineart import ink_lines
 
 
@@ -27,7 +26,7 @@ class ChromaOnInk(Metric):
 
     def update(self, preds: torch.Tensor, bw: torch.Tensor) -> None:
         ab = rgb_to_lab(preds.float())[:, 1:]
-        energy = kornia.filters.spatial_gradient(ab).pow(2).sum(dim=(1, 2)).sqrt()[:, None]
+        energy = sobel(ab).pow(2).sum(dim=(1, 2)).sqrt()[:, None]
         near = dilate(ink_lines(bw), self.radius)
         self.on_ink += (energy * near).sum().double()
         self.total += energy.sum().double()
@@ -50,7 +49,7 @@ class EdgeF1(Metric):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, bw: torch.Tensor) -> None:
-        edges = (kornia.filters.sobel(luminance(preds.float())) > self.threshold).float()
+        edges = (sobel(luminance(preds.float())).pow(2).sum(2).add(1e-6).sqrt() > self.threshold).float()
         ref = ink_lines(bw)
         self.pred_hit += (edges * dilate(ref, self.tolerance)).sum().double()
         self.pred_n += edges.sum().double()

@@ -6,13 +6,12 @@ SynthManga's region labels are only used to evaluate (AUROC / IoU of detailed vs
 
 from __future__ import annotations
 
-import kornia.filters
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dualflow.color import AB_SCALE, rgb_to_lab
-from dualflow.filters import gaussian
+from dualflow.filters import gaussian, sobel
 from dualflow.metrics.suite import build_suite, detailed_mask, update_suite
 from dualflow.models import AttentionNet
 from dualflow.models.blocks import pad_to_multiple
@@ -35,7 +34,7 @@ def complexity_target(color: torch.Tensor, stride: int, quantile: float = 0.98, 
     lab = rgb_to_lab(color)
     ab = lab[:, 1:] / AB_SCALE
     chroma = ab.norm(dim=1, keepdim=True)
-    grad = kornia.filters.spatial_gradient(ab).abs().sum(dim=(1, 2))[:, None]  # chroma edges
+    grad = sobel(ab).abs().sum(dim=(1, 2))[:, None]  # chroma edges
     mean = F.avg_pool2d(ab, stride, stride)
     var = (F.avg_pool2d(ab * ab, stride, stride) - mean * mean).sum(1, keepdim=True).clamp_min(0)
     hue = ab / chroma.clamp_min(1e-3)  # unit hue vectors, weighted by whether there is chroma at all

@@ -181,7 +181,7 @@ PAGE_COLUMNS = ["page", "delta_e2000", "seam", "patches", "seconds", "seam_disag
 def page_row(name: str, pred: torch.Tensor, inputs: dict, i: int, out: dict, seconds: float) -> list:
     """One test page's row of the W&B table (:data:`PAGE_COLUMNS`); the seam score is None on a page without
     patches."""
-    de, seam = DeltaE2000(), SeamScore()
+    de, seam = DeltaE2000().to(pred.device), SeamScore().to(pred.device)
     update_suite(de, preds=pred, target=inputs["target"][i:i + 1])
     update_suite(seam, preds=pred, target=inputs["target"][i:i + 1], seams=inputs["seams"][i:i + 1])
     seam_value = float(seam.compute())
