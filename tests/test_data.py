@@ -89,7 +89,7 @@ def test_clear_errors_for_missing_partner_size_mismatch_and_empty_folders(tmp_pa
 
 def test_color_folder_is_mangafied(tmp_path):
     (tmp_path / "c").mkdir()
-    page = SynthManga(0)(0, 96)
+    page = SynthManga(0)(1, 96)
     Image.fromarray((page.color * 255).astype(np.uint8)).save(tmp_path / "c" / "x.png")
     s = ColorFolderDataset(tmp_path / "c")[0]
     bw = s["bw"][0].numpy()
@@ -104,6 +104,50 @@ def test_mangafy_lines_on_edges_and_tone_follows_darkness():
     assert (bw[:, :24] < 0.5).mean() < 0.01  # white stays paper
     assert 0.2 < (bw[:, 40:] < 0.5).mean() < 0.9  # tone: a screen, not solid
     assert ((bw > 0.2) & (bw < 0.8)).mean() == 0
+
+
+def test_mangafy_draws_colour_edges_hatches_dark_tones_and_keeps_white_paper():
+    from dualflow.data.mangafy import MangafyOptions
+
+    img = np.ones((64, 96, 3), np.float32)
+    red, green = np.float32([1.0, 0.55, 0.55]), np.float32([0.55, 0.8, 0.55])  # near-equal lightness
+    img[:, 32:64], img[:, 64:] = red, green
+    img[40:, :32] = 0.25  # dark: cross-hatched, not dotted
+    with_chroma, lum_only = mangafy(img), mangafy(img, MangafyOptions(chroma_lines=0.0))
+    assert (with_chroma[:20, 62:67] < 0.5).mean() > 0.5 > (lum_only[:20, 62:67] < 0.5).mean()
+    assert (with_chroma[:30, :24] < 0.5).mean() == 0  # white stays paper
+    dark = with_chroma[46:, 4:26] < 0.5
+    assert 0.6 < dark.mean() < 0.98  # hatched: dark, yet with paper showing through the lines
+    coarse = mangafy(img, MangafyOptions(period=6.0, angle=15.0))
+    assert not np.array_equal(coarse[:, 34:60], with_chroma[:, 34:60])  # pitch and angle are knobs
+
+
+def test_scan_degradations_are_seeded_and_keep_the_pair_aligned():
+    from dualflow.data.mangafy import MangafyOptions, scan
+
+    page = SynthManga(0)(0, 96)
+    options = MangafyOptions(paper=0.2, blur=0.6, jpeg=60, rotate=2.0)
+    bw1, c1 = scan(page.color, options, np.random.default_rng(5))
+    bw2, c2 = scan(page.color, options, np.random.default_rng(5))
+    assert np.array_equal(bw1, bw2) and np.array_equal(c1, c2)
+    assert not np.allclose(c1, page.color)  # the colour page turned with the scan
+    assert np.array_equal(mangafy(c1, MangafyOptions()) < 0.5, scan(c1, MangafyOptions(), None)[0] < 0.5)
+    assert ((bw1 > 0.05) & (bw1 < 0.95)).mean() > 0.1  # greys of paper, blur and JPEG: a scan, not a bitmap
+
+
+def test_color_folder_takes_the_mangafy_options_of_the_data_module(tmp_path):
+    from dualflow.data.datamodule import MangaDataModule
+
+    (tmp_path / "c").mkdir()
+    for i in range(6):
+        Image.fromarray((SynthManga(0)(i, 64).color * 255).astype(np.uint8)).save(tmp_path / "c" / f"{i}.png")
+    plain = MangaDataModule(source="color", root=str(tmp_path / "c"), n_val=1, n_test=1, eval_size=64)
+    scanned = MangaDataModule(source="color", root=str(tmp_path / "c"), n_val=1, n_test=1, eval_size=64,
+                              mangafy_paper=0.3, mangafy_blur=0.8)
+    for dm in (plain, scanned):
+        dm.setup("fit")
+    a, b = plain.val_set[0]["bw"].numpy(), scanned.val_set[0]["bw"].numpy()
+    assert ((a > 0.05) & (a < 0.95)).mean() < 0.01 < ((b > 0.05) & (b < 0.95)).mean()
 
 
 def test_transform_alignment_is_pixel_exact():

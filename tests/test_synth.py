@@ -4,7 +4,7 @@ import hashlib
 
 import numpy as np
 
-from dualflow.data.synth import CLASS_ID, CLASSES, SynthManga, render_bw
+from dualflow.data.synth import CLASS_ID, CLASSES, STYLE, Screens, SynthManga, render_bw
 from dualflow.data.synth_cli import main as synth_main
 
 
@@ -26,21 +26,67 @@ def test_bw_is_manga_not_grey_photo():
     assert sky.size > 1000 and 0.02 < (sky < 0.5).mean() < 0.6  # sky is a dot screentone, not flat white or black
 
 
-def test_screentone_density_follows_lightness():
+def test_screentone_density_follows_lightness_in_every_style():
     h = w = 96
-    labels = np.full((h, w), CLASS_ID["skin"], np.uint8)
     ink = np.zeros((h, w), bool)
-    fractions = []
-    for level in (0.9, 0.7, 0.5, 0.3):
-        color = np.full((h, w, 3), level, np.float32)
-        bw = render_bw(color, labels, ink)
-        fractions.append((bw < 0.5).mean())
-        assert set(np.unique(bw)) <= {0.0, 1.0}
-    assert fractions == sorted(fractions) and fractions[-1] - fractions[0] > 0.3
-    # A mid tone is a dot pattern: both ink and paper in every 8×8 tile.
-    bw = render_bw(np.full((h, w, 3), 0.5, np.float32), labels, ink)
-    tiles = bw[:64, :64].reshape(8, 8, 8, 8).mean(axis=(1, 3))
-    assert ((tiles > 0.1) & (tiles < 0.9)).all()
+    for name in ("dots", "coarse", "hatch", "cross"):
+        style = np.full((h, w), STYLE[name], np.uint8)
+        fractions = []
+        for level in (0.9, 0.7, 0.5, 0.3):
+            bw = render_bw(np.full((h, w, 3), level, np.float32), style, ink)
+            fractions.append((bw < 0.5).mean())
+            assert set(np.unique(bw)) <= {0.0, 1.0}
+        assert fractions == sorted(fractions) and fractions[-1] - fractions[0] > 0.3, name
+        # A mid tone is a texture (dots or lines): both ink and paper in every 8×8 tile.
+        bw = render_bw(np.full((h, w, 3), 0.5, np.float32), style, ink)
+        tiles = bw[:64, :64].reshape(8, 8, 8, 8).mean(axis=(1, 3))
+        assert ((tiles > 0.1) & (tiles < 0.9)).all(), name
+    flat = render_bw(np.full((h, w, 3), 0.5, np.float32), np.full((h, w), STYLE["flat"], np.uint8), ink)
+    assert len(np.unique(flat)) == 1  # no tone: paper or solid black
+
+
+def test_pages_use_several_screens_pitches_and_angles():
+    a, b = render_bw(np.full((64, 64, 3), 0.5, np.float32), np.zeros((64, 64), np.uint8), np.zeros((64, 64), bool),
+                     Screens(fine=(3.0, 45.0))), \
+        render_bw(np.full((64, 64, 3), 0.5, np.float32), np.zeros((64, 64), np.uint8), np.zeros((64, 64), bool),
+                  Screens(fine=(4.0, 30.0)))
+    assert not np.array_equal(a, b)
+    drawn = {Screens.draw(np.random.default_rng(i), 1.0) for i in range(20)}
+    assert len(drawn) > 5
+
+
+def test_layout_has_slanted_borders_bleeds_and_insets():
+    from dualflow.data.synth_layout import panels
+
+    slanted = bleed = inset = 0
+    for i in range(60):
+        ps = panels(np.random.default_rng(i), 362, 256, 6.0)
+        for p in ps:
+            ys, xs = sorted(c[0] for c in p.corners), sorted(c[1] for c in p.corners)
+            slanted += (ys[1] - ys[0] > 1) or (xs[1] - xs[0] > 1)
+            bleed += p.box[0] <= 0.5 or p.box[2] >= 361.5
+        boxes = [p.box for p in ps]
+        inset += any(a is not b and a[0] >= b[0] and a[1] >= b[1] and a[2] <= b[2] and a[3] <= b[3]
+                     for a in boxes for b in boxes)
+    assert slanted > 5 and bleed > 3 and inset > 3
+
+
+def test_figures_have_parts_in_varied_poses_and_one_look_keeps_its_palette():
+    from dualflow.data.synth_figures import random_look
+
+    look = random_look(np.random.default_rng(3))
+    pages = [SynthManga(2)(i, 256, cast=[look]) for i in range(12)]
+    skin = np.concatenate([p.color[p.labels == CLASS_ID["skin"]] for p in pages])
+    assert len(skin) > 2000
+    # The look's skin is the most common skin colour (light, and shadow hue or time of day multiply it).
+    lit = skin[np.abs(skin - np.asarray(look.skin)).max(1) < 0.02]
+    assert len(lit) > 0.2 * len(skin)
+    hair = [p.labels == CLASS_ID["hair"] for p in pages]
+    eyes = [p.labels == CLASS_ID["eyes"] for p in pages]
+    assert sum(h.any() for h in hair) >= 8 and sum(e.any() for e in eyes) >= 6
+    # Heads at different sizes (close-ups, busts, full bodies): the hair areas span a wide range.
+    areas = sorted(h.sum() for h in hair if h.any())
+    assert areas[-1] > 5 * areas[0]
 
 
 def test_label_coverage_detailed_and_flat():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dualflow.data.datasets import ColorFolderDataset, PairedFolderDataset, SynthMangaDataset, collate_skipping
 from dualflow.data.io import DEFAULT_MAX_PIXELS
+from dualflow.data.mangafy import MangafyOptions
 
 
 class ResumableSampler(Sampler[int]):
@@ -68,13 +70,22 @@ class MangaDataModule(L.LightningDataModule):
         strict: raise on an unreadable file instead of skipping it.
         max_pixels: files larger than this are refused before decoding (skipped and counted, as unreadable
             ones); ``colorize --max_pixels`` applies the same rule.
+        mangafy_*: how colour-only pages become B&W scans (:class:`dualflow.data.mangafy.MangafyOptions`):
+            screentone ``period`` (px) and ``angle``, tone ``levels``, cross-hatching from darkness ``hatch_from``,
+            lightness lines (``line_threshold``, ``line_sigma``) and colour-edge lines (``chroma_lines``, 0: off),
+            paper ``white`` level; scan degradations, off by default: ``paper`` texture, ``blur`` sigma, ``jpeg``
+            quality, ``rotate`` (largest angle, degrees; the colour page turns with it).
     """
 
     def __init__(self, source: str = "synth", root: str | None = None, image_size: int = 256,
                  crop_size: int | None = None, eval_size: int = 256, n_train: int = 2000, n_val: int = 32,
                  n_test: int = 64, n_fid: int = 0, batch_size: int = 8, eval_batch_size: int | None = None,
                  num_workers: int = 2, seed: int = 0, strict: bool = False, hflip: bool = True, min_scale: float = 1.0,
-                 degrade_p: float = 0.0, max_pixels: int = DEFAULT_MAX_PIXELS):
+                 degrade_p: float = 0.0, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 mangafy_period: float = 4.0, mangafy_angle: float = 45.0, mangafy_levels: int = 6,
+                 mangafy_hatch_from: float = 0.8, mangafy_line_threshold: float = 0.5, mangafy_line_sigma: float = 0.8,
+                 mangafy_chroma_lines: float = 0.06, mangafy_white: float = 0.9, mangafy_paper: float = 0.0,
+                 mangafy_blur: float = 0.0, mangafy_jpeg: int = 0, mangafy_rotate: float = 0.0):
         super().__init__()
         if source not in ("synth", "paired", "color", "stream"):
             raise ValueError(f"data.source must be synth, paired, color or stream, got {source!r}")
@@ -96,7 +107,11 @@ class MangaDataModule(L.LightningDataModule):
             tf = None if hp.source == "synth" else geometry((hp.eval_size, hp.eval_size), hflip=False, center=True)
             degrade = None
         return {"transform": tf, "degrade": degrade, "strict": hp.strict, "aug_seed": hp.seed,
-                "max_pixels": hp.max_pixels or None}
+                "max_pixels": hp.max_pixels or None, "mangafy": self.mangafy_options()}
+
+    def mangafy_options(self) -> MangafyOptions:
+        """How colour-only pages (``source: color``, colour shards) become B&W scans: the ``mangafy_*`` options."""
+        return MangafyOptions(**{f.name: self.hp[f"mangafy_{f.name}"] for f in fields(MangafyOptions)})
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hp

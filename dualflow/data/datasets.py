@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from dualflow.data.io import DEFAULT_MAX_PIXELS, ImageReadError, list_images, read_image
-from dualflow.data.mangafy import mangafy
+from dualflow.data.mangafy import MangafyOptions, scan
 from dualflow.data.synth import SynthManga
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,10 @@ class _Transformed(Dataset):
     not the run was resumed in between."""
 
     def __init__(self, transform=None, degrade=None, strict: bool = False, aug_seed: int = 0,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, mangafy: MangafyOptions | None = None):
         self.transform, self.degrade, self.strict, self.aug_seed = transform, degrade, strict, aug_seed
         self.max_pixels = max_pixels  # larger files are refused before decoding, like unreadable ones
+        self.mangafy = mangafy or MangafyOptions()
         self._epoch = 0
 
     def __getitem__(self, key):
@@ -50,9 +51,17 @@ class _Transformed(Dataset):
     def load(self, index: int):
         raise NotImplementedError
 
+    def _seed(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.aug_seed, self._epoch, index]).generate_state(1)[0])
+
+    def mangafied(self, color: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(bw, color) of a colour-only page: its scan as :func:`mangafy.scan` renders it with this dataset's
+        options (random parts seeded like the augmentation)."""
+        return scan(color, self.mangafy, np.random.default_rng(self._seed(index) + 2))
+
     def finish(self, bw, color, name, labels=None, index: int = 0) -> dict:
         """Augment (seeded from (seed, epoch, index)) and convert one page to the batch convention."""
-        seed = int(np.random.SeedSequence([self.aug_seed, self._epoch, index]).generate_state(1)[0])
+        seed = self._seed(index)
         if self.transform is not None:
             from dualflow.data.transforms import apply_pair
 
@@ -132,7 +141,7 @@ class PairedFolderDataset(_Transformed):
 
 
 class ColorFolderDataset(_Transformed):
-    """A folder of colour images; the B&W side is rendered on the fly by :func:`mangafy`."""
+    """A folder of colour images; the B&W side is rendered on the fly by :func:`mangafy.scan`."""
 
     def __init__(self, root: str | Path, files: list[Path] | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -147,7 +156,8 @@ class ColorFolderDataset(_Transformed):
             color = read_image(path, channels=3, max_pixels=self.max_pixels)
         except ImageReadError as err:
             return self._skip(err)
-        return self.finish(mangafy(color), color, path.stem, index=i)
+        bw, color = self.mangafied(color, i)
+        return self.finish(bw, color, path.stem, index=i)
 
 
 def collate_skipping(samples: list[dict | None]) -> dict:

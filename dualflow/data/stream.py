@@ -26,7 +26,6 @@ from PIL import Image  # noqa: E402
 
 from dualflow.data.datasets import _Transformed  # noqa: E402
 from dualflow.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, read_image  # noqa: E402
-from dualflow.data.mangafy import mangafy  # noqa: E402
 
 REPORT = "prepare_report.json"
 
@@ -177,12 +176,15 @@ class MangaStreamDataset(StreamingDataset):
         sample = super().__getitem__(index)
         try:
             color = decode_png(sample["color"], 3)
-            bw = decode_png(sample["bw"], 1) if sample["bw"] else mangafy(color)
+            bw = decode_png(sample["bw"], 1) if sample["bw"] else None
         except (OSError, ValueError) as e:
             return self.pages._skip(ImageReadError(f"{self.input_dir.url or self.input_dir.path}: sample "
                                                    f"{sample.get('name')}: cannot decode ({e})"))
         self.pages._epoch = self.current_epoch
-        return self.pages.finish(bw, color, sample["name"], index=getattr(index, "index", index))
+        i = getattr(index, "index", index)
+        if bw is None:
+            bw, color = self.pages.mangafied(color, i)
+        return self.pages.finish(bw, color, sample["name"], index=i)
 
 
 class StreamLoader(StreamingDataLoader):
