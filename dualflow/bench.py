@@ -232,8 +232,28 @@ def bench_inference(experiment: str, runs_dir: str, sizes, repeats: int, kinds: 
 
 # ---- quality --------------------------------------------------------------------------------------------
 def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_baseline: bool) -> dict[str, Any]:
-    from dualflow.color import nlab_to_rgb
+    """The metric suite on held-out SynthManga pages: dual flow, secondary only, baseline."""
     from dualflow.data.datasets import SynthMangaDataset
+
+    data = SynthMangaDataset(pages, size, seed=31337)
+    result = _quality([data[i] for i in range(pages)], experiment, runs_dir, has_baseline)
+    result["pages"], result["page_size"] = pages, size
+    return result
+
+
+def bench_transfer(experiment: str, runs_dir: str, size: int, crops: int, has_baseline: bool) -> dict[str, Any]:
+    """The same suite on real colour photographs rendered B&W by mangafy (:mod:`dualflow.data.real`): what the
+    models carry from SynthManga to pictures they were not drawn from."""
+    from dualflow.data.real import REAL_IMAGES, real_pages
+
+    pages = real_pages(size, crops)
+    result = _quality(pages, experiment, runs_dir, has_baseline)
+    result["pages"], result["page_size"], result["images"] = len(pages), size, list(REAL_IMAGES)
+    return result
+
+
+def _quality(samples: list[dict], experiment: str, runs_dir: str, has_baseline: bool) -> dict[str, Any]:
+    from dualflow.color import nlab_to_rgb
     from dualflow.inference import load_colorizer
     from dualflow.manifest import stage_checkpoint
     from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
@@ -245,14 +265,12 @@ def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_bas
     baseline = None
     if has_baseline:
         baseline = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")[0]
-    data = SynthMangaDataset(pages, size, seed=31337)
     names = ["dualflow", "secondary_only"] + (["baseline"] if baseline is not None else [])
     suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True) for name in names}
     metric_seconds = []
     with torch.inference_mode():
-        for i in range(pages):
-            s = data[i]
-            batch = {"bw": s["bw"][None], "color": s["color"][None], "labels": s["labels"][None]}
+        for s in samples:
+            batch = {k: s[k][None] for k in ("bw", "color", "labels") if k in s}
             out = model.colorize_page(s["bw"])
             common = page_inputs(batch, [out["plan"]])
             start = time.perf_counter()
@@ -261,9 +279,8 @@ def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_bas
             update_suite(suites["secondary_only"], preds=secondary_only.colorize_page(s["bw"])["rgb"][None], **common)
             if baseline is not None:
                 update_suite(suites["baseline"], preds=nlab_to_rgb(baseline(batch["bw"])), **common)
-    result = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
-              for name, suite in suites.items()}
-    result["pages"], result["page_size"] = pages, size
+    result: dict[str, Any] = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
+                              for name, suite in suites.items()}
     result["metric_suite_seconds_per_page"] = statistics.median(metric_seconds)
     return result
 
@@ -359,6 +376,20 @@ def markdown(results: dict[str, Any], command: str) -> str:
             if key in q["dualflow"]:
                 lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
         lines.append("")
+    t = results.get("transfer")
+    if q and t:
+        names = [n for n in ("dualflow", "secondary_only", "baseline") if n in t]
+        lines += [f"**Transfer** to {t['pages']} real photographs ({', '.join(t['images'])}; {t['page_size']}² "
+                  "crops rendered B&W by mangafy) beside the SynthManga pages above; the gap is the domain gap:", "",
+                  "| metric | " + " | ".join(f"{n}: synth | {n}: real | {n}: gap" for n in names) + " |",
+                  "|---" * (3 * len(names) + 1) + "|"]
+        for key in ("color/delta_e2000", "color/delta_cf", "color/psnr"):
+            cells = []
+            for n in names:
+                a, b = q[n].get(key, float("nan")), t[n].get(key, float("nan"))
+                cells += [f"{a:.2f}", f"{b:.2f}", f"{b - a:+.2f}"]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append("")
     inf = results.get("inference")
     if inf:
         kinds = [k for k in ("dualflow", "baseline", "primary_whole_page") if any(k in v for v in inf.values())]
@@ -450,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     results["data"].update(bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
     results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
     results["quality"] = bench_quality(args.experiment, args.runs_dir, args.pages, args.page_size, has_baseline)
+    results["transfer"] = bench_transfer(args.experiment, args.runs_dir, args.page_size, 1 if args.tiny else 4,
+                                         has_baseline)
     return _write(_inference(results, args, sizes, kinds), args.out, argv)
 
 

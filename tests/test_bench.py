@@ -36,6 +36,11 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
                     "transition/seam", "edge/chroma_on_ink", "edge/f1"):
             assert key in quality[name], (name, key)
     assert quality["metric_suite_seconds_per_page"] > 0
+    transfer = results["transfer"]  # real photographs (scikit-image's samples) rendered B&W by mangafy
+    assert transfer["pages"] == 5 and transfer["page_size"] == 64 and "astronaut" in transfer["images"]
+    for name in ("dualflow", "secondary_only", "baseline"):
+        assert 0 < transfer[name]["color/delta_e2000"] < 100 and "color/delta_cf" in transfer[name]
+    assert "**Transfer** to 5 real photographs" in (out / "results.md").read_text()
     assert results["stages"]["metric_suite_seconds_per_page_512"] > 0
     assert results["stage1_inference"]["256x362"]["attention"]["peak_rss_mib"] > 0
     for size in ("128x181", "256x362"):

@@ -212,3 +212,14 @@ def test_folder_validation_crops_are_centred_and_stable(tmp_path):
     stem = first["name"][0]
     full = read_image(root / "bw" / f"{stem}.png", 1)
     assert torch.allclose(first["bw"][0, 0], torch.from_numpy(full[12:28, 16:32]))
+
+
+def test_real_pages_are_mangafied_crops_of_packaged_photographs():
+    from dualflow.data.real import REAL_IMAGES, real_pages
+
+    pages = real_pages(48, crops_per_image=4)
+    assert len(pages) == 4 * len(REAL_IMAGES) and pages[0]["name"] == "astronaut_0"
+    crops = [p["color"] for p in pages[:4]]
+    assert all(c.shape == (3, 48, 48) for c in crops) and not torch.equal(crops[0], crops[1])
+    bw = torch.stack([p["bw"] for p in pages])
+    assert set(bw.unique().tolist()) <= {0.0, 1.0} and 0.05 < (bw < 0.5).float().mean() < 0.8
