@@ -134,3 +134,22 @@ def test_detail_scale_is_fixed_by_scale_not_by_page_size():
     assert enlarged >= 2 * small  # by default a larger page is a 256-px page drawn 3x larger
     assert abs(fixed - small) <= 1  # at scale 1 it keeps the details of a 256-px page
     assert np.array_equal(gen(0, 512).bw, gen(0, 512, scale=2.0).bw)
+
+
+def test_shapes_off_the_page_are_empty_and_combine_with_shapes_on_it():
+    from dualflow.data.draw import clip_box, ellipse, grid
+
+    g = grid(40, 30)
+    assert clip_box(50, 35, 60, 45, 40, 30) == (slice(40, 40), slice(30, 30))
+    union = ellipse(g, 20, 25, 8, 8) | ellipse(g, 20, 45, 6, 6)  # the second lies right of the page
+    assert union.m.shape == g[0][union.sl].shape and union.m.any()
+    cut = union - ellipse(g, -20, -20, 5, 5)
+    assert np.array_equal(cut.m, union.m)
+
+
+def test_many_pages_of_every_size_draw_without_error():
+    gen = SynthManga(11)
+    for i in range(150):
+        size = [(256, 256), (362, 256), (97, 181), (64, 64)][i % 4]
+        page = gen(i, size)
+        assert page.bw.shape == size and page.identity.shape == size

@@ -27,8 +27,7 @@ def grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 def clip_box(y0: float, x0: float, y1: float, x1: float, h: int, w: int) -> Box:
     """Slices of the page covering [y0, y1) × [x0, x1), clipped to it (possibly empty)."""
-    ys, xs = math.floor(y0), math.floor(x0)
-    ys, xs = (ys if ys > 0 else 0), (xs if xs > 0 else 0)
+    ys, xs = min(h, max(0, math.floor(y0))), min(w, max(0, math.floor(x0)))  # a box off the page is empty
     ye, xe = min(h, math.ceil(y1)), min(w, math.ceil(x1))
     return slice(ys, ye if ye > ys else ys), slice(xs, xe if xe > xs else xs)
 
@@ -145,7 +144,8 @@ def polyline(g, pts, width: float) -> Shape:
 
 class Canvas:
     """Mutable page state: colour, class, instance id (outlines are drawn where it changes), bold-outline flag,
-    B&W style (which screen renders the pixel's tone) and extra ink strokes."""
+    B&W style (which screen renders the pixel's tone), extra ink strokes, and the character each pixel belongs
+    to (for chapter-consistency evaluation)."""
 
     def __init__(self, h: int, w: int, background_class: int, style: int = 0):
         self.h, self.w = h, w
@@ -157,6 +157,8 @@ class Canvas:
         self.style = np.full((h, w), style, dtype=np.uint8)
         self.ink = np.zeros((h, w), dtype=bool)
         self.clip: Box = (slice(0, h), slice(0, w))  # what is drawn is kept inside this box (the panel's)
+        self.owner = np.zeros((h, w), dtype=np.uint8)  # which character a pixel belongs to (0: none)
+        self.owner_id = 0  # the character being drawn now
         self._next = 1
 
     def fill(self, shape: Shape, color, cls: int, style: int | None = None, outline: bool = True,
@@ -172,6 +174,7 @@ class Canvas:
         else:
             self.color[sl][m] = color
         self.labels[sl][m] = cls
+        self.owner[sl][m] = self.owner_id
         if style is not None:
             self.style[sl][m] = style
         if outline:
@@ -195,11 +198,14 @@ class Canvas:
         self.ink[shape.sl] |= shape.m
 
     def snapshot(self, sl: Box) -> tuple[np.ndarray, ...]:
-        return tuple(a[sl].copy() for a in (self.color, self.labels, self.inst, self.thick, self.style, self.ink))
+        return tuple(a[sl].copy() for a in self._layers())
+
+    def _layers(self) -> tuple[np.ndarray, ...]:
+        return self.color, self.labels, self.inst, self.thick, self.style, self.ink, self.owner
 
     def restore_outside(self, saved: tuple[np.ndarray, ...], sl: Box, keep: np.ndarray) -> None:
         """Undo what was drawn in ``sl`` outside the ``keep`` mask (a panel's polygon)."""
-        for a, old in zip((self.color, self.labels, self.inst, self.thick, self.style, self.ink), saved, strict=True):
+        for a, old in zip(self._layers(), saved, strict=True):
             a[sl][~keep] = old[~keep]
 
     def outlines(self, bold_px: int) -> np.ndarray:

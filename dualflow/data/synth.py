@@ -27,11 +27,14 @@ __all__ = ["CLASSES", "CLASS_ID", "DETAILED_CLASSES", "DETAILED_IDS", "STYLE", "
 
 @dataclass
 class SynthPage:
-    """One generated page: ``bw`` (H,W) float32 in [0,1], ``color`` (H,W,3) float32, ``labels`` (H,W) uint8."""
+    """One generated page: ``bw`` (H,W) float32 in [0,1], ``color`` (H,W,3) float32, ``labels`` (H,W) uint8 and
+    ``identity`` (H,W) uint8, the cast member each pixel belongs to (1-based; 0: nobody, ink lines included):
+    with the labels it names each character's hair, skin and clothes, for evaluation only."""
 
     bw: np.ndarray
     color: np.ndarray
     labels: np.ndarray
+    identity: np.ndarray
 
     @property
     def detailed(self) -> np.ndarray:
@@ -113,8 +116,20 @@ class SynthManga:
             self._panel(cv, rng, panel, cast, scale)
         ink = cv.ink | cv.outlines(max(2, int(round(1.5 * scale))))
         cv.color[ink] *= 0.3  # line art is dark in the colour page too
+        cv.owner[ink] = 0
         bw = render_bw(cv.color, cv.style, ink, screens)
-        return SynthPage(bw=bw, color=np.clip(cv.color, 0, 1), labels=cv.labels)
+        return SynthPage(bw=bw, color=np.clip(cv.color, 0, 1), labels=cv.labels, identity=cv.owner)
+
+    def cast(self, chapter: int, size: int = 3) -> list[Look]:
+        """The recurring characters of ``chapter``: the same looks on every page of it."""
+        rng = np.random.default_rng([self.seed, 7_777_777, int(chapter)])
+        return [random_look(rng) for _ in range(size)]
+
+    def chapter_page(self, chapter: int, page: int, pages: int, size: int | tuple[int, int] = 256,
+                     scale: float | None = None) -> SynthPage:
+        """Page ``page`` of chapter ``chapter`` (chapters of ``pages`` pages): the chapter's cast in this page's
+        own layout, scenes, poses and framings."""
+        return self(chapter * pages + page, size, scale, cast=self.cast(chapter))
 
     @staticmethod
     def _panel(cv: Canvas, rng: np.random.Generator, panel, cast: list[Look], scale: float) -> None:
@@ -128,12 +143,10 @@ class SynthManga:
         SCENES[scene](cv, rng, box, time, scale)
         _, _, light, tint = (np.asarray(c, np.float32) for c in TIMES[time])
         n = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.5, 0.2, 0.05])) or int(scene == "plain")  # never empty paper
-        looks = [cast[int(i)] for i in rng.choice(len(cast), min(n, len(cast)), replace=False)]
-        heads = draw_figures(cv, rng, box, looks, (-1, int(rng.choice([-1, 1]))), tint, scale)
-        keep = polygon(cv.g, panel.corners).within(panel.sl)
-        region = np.zeros(cv.color[panel.sl].shape[:2], dtype=bool)
-        region[keep.sl[0].start - panel.sl[0].start:keep.sl[0].stop - panel.sl[0].start,
-               keep.sl[1].start - panel.sl[1].start:keep.sl[1].stop - panel.sl[1].start] = keep.m
+        chosen = [int(i) for i in rng.choice(len(cast), min(n, len(cast)), replace=False)]
+        heads = draw_figures(cv, rng, box, [cast[i] for i in chosen], (-1, int(rng.choice([-1, 1]))), tint, scale,
+                             ids=[i + 1 for i in chosen])
+        region = polygon(cv.g, panel.corners).within(panel.sl).placed(panel.sl)
         if time in ("sunset", "night") or rng.random() < 0.3:
             cv.color[panel.sl][region] *= light
         for k in range(int(rng.choice([0, 1, 2], p=[0.35, 0.45, 0.2]))):

@@ -273,9 +273,11 @@ FRAMINGS = ("close", "bust", "full")
 
 
 def draw_figures(cv: Canvas, rng: np.random.Generator, box: tuple[int, int, int, int], looks: list[Look],
-                 light: tuple[int, int], tint: np.ndarray, scale: float) -> list[tuple[float, float, float]]:
-    """Draw ``looks`` in one panel, one framing for the panel (several figures overlap, back to front).
-    Returns each figure's head (y, x, radius), for speech-balloon tails."""
+                 light: tuple[int, int], tint: np.ndarray, scale: float,
+                 ids: list[int] | None = None) -> list[tuple[float, float, float]]:
+    """Draw ``looks`` in one panel, one framing for the panel (several figures overlap, back to front), each
+    owning its pixels as ``ids[k]`` in ``cv.owner``. Returns each figure's head (y, x, radius), for speech-balloon
+    tails."""
     y0, x0, y1, x1 = box
     ph, pw = y1 - y0, x1 - x0
     framing = str(rng.choice(FRAMINGS, p=[0.25, 0.45, 0.3] if len(looks) == 1 else [0.05, 0.5, 0.45]))
@@ -296,6 +298,8 @@ def draw_figures(cv: Canvas, rng: np.random.Generator, box: tuple[int, int, int,
             continue
         cx = x0 + pw * slots[k] + rng.uniform(-0.05, 0.05) * pw
         facing = int(rng.choice([-1, 0, 1])) if k == 0 else int(np.sign(x0 + pw / 2 - cx))
+        cv.owner_id = ids[k] if ids else 0
         Figure(cv, rng, look, cy, cx, r, facing, light, tint, scale).draw()
+        cv.owner_id = 0
         heads.append((cy, cx, r))
     return heads
