@@ -41,6 +41,9 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     for name in ("dualflow", "secondary_only", "baseline"):
         assert 0 < transfer[name]["color/delta_e2000"] < 100 and "color/delta_cf" in transfer[name]
     assert "**Transfer** to 5 real photographs" in (out / "results.md").read_text()
+    consistency = results["consistency"]  # recurring characters across the pages of SynthManga chapters
+    assert consistency["chapters"] == 2 and consistency["pages_per_chapter"] == 3 and consistency["page_size"] == 128
+    assert 0 <= consistency["truth"] < consistency["dualflow_per_page"] < 100
     assert results["stages"]["metric_suite_seconds_per_page_512"] > 0
     assert results["stage1_inference"]["256x362"]["attention"]["peak_rss_mib"] > 0
     for size in ("128x181", "256x362"):

@@ -153,3 +153,19 @@ def test_many_pages_of_every_size_draw_without_error():
         size = [(256, 256), (362, 256), (97, 181), (64, 64)][i % 4]
         page = gen(i, size)
         assert page.bw.shape == size and page.identity.shape == size
+
+
+def test_synth_chapters_keep_their_cast_and_write_identity_maps(tmp_path):
+    from PIL import Image
+
+    assert synth_main([str(tmp_path), "--n", "6", "--size", "128", "--chapter", "3", "--seed", "2"]) == 0
+    names = sorted(p.name for p in (tmp_path / "identity").glob("*.png"))
+    assert names == [f"ch00{c}_p0{p}.png" for c in range(2) for p in range(3)]
+    gen = SynthManga(2)
+    assert gen.cast(0) == gen.cast(0) and gen.cast(0) != gen.cast(1)
+    page = gen.chapter_page(1, 2, 3, 128)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "identity" / "ch001_p02.png")), page.identity)
+    # A character's pixels are its parts (skin, hair, eyes, clothes), never the background.
+    owned = page.labels[page.identity > 0]
+    figure_classes = {CLASS_ID[c] for c in ("skin", "hair", "eyes", "cloth_plain", "cloth_pattern")}
+    assert owned.size > 0 and set(np.unique(owned)) <= figure_classes
