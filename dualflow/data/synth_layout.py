@@ -41,7 +41,11 @@ def panels(rng: np.random.Generator, h: int, w: int, gutter: float) -> list[Pane
     margin = gutter * rng.uniform(1.0, 2.0)
     n_rows = int(rng.integers(1, 5)) if h >= 128 else 1
     cuts = np.sort((np.arange(1, n_rows) + rng.uniform(-0.25, 0.25, n_rows - 1)) / n_rows)
-    slant = lambda size: rng.uniform(-0.08, 0.08) * size if rng.random() < 0.35 else 0.0  # noqa: E731
+
+    def slant(size: float) -> float:
+        """A border's tilt over the page (0 for most borders)."""
+        return rng.uniform(-0.08, 0.08) * size if rng.random() < 0.35 else 0.0
+
     rows = [(margin, 0.0)] + [(margin + c * (h - 2 * margin), slant(h) / w) for c in cuts] + [(h - margin, 0.0)]
     bleed_row = int(rng.integers(n_rows)) if rng.random() < 0.2 else -1
     out = []
