@@ -231,36 +231,50 @@ def bench_inference(experiment: str, runs_dir: str, sizes, repeats: int, kinds: 
 
 
 # ---- quality --------------------------------------------------------------------------------------------
-def bench_quality(experiment: str, runs_dir: str, pages: int, size: int, has_baseline: bool) -> dict[str, Any]:
+def bench_models(experiment: str, runs_dir: str, has_baseline: bool) -> dict[str, Any]:
+    """The models the quality figures compare, loaded once: the composite, the same composite with no priority
+    patches (what the primary flow adds is the difference) and, when trained, the single-flow baseline."""
+    from dualflow.inference import load_colorizer
+    from dualflow.manifest import stage_checkpoint
+    from dualflow.stages.frozen import load_stage_net
+
+    models = {"dualflow": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True),
+              "secondary_only": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True,
+                                               patch_budget=0)}
+    if has_baseline:
+        models["baseline"] = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")[0]
+    return models
+
+
+def bench_quality(models: dict[str, Any], pages: int, size: int) -> dict[str, Any]:
     """The metric suite on held-out SynthManga pages: dual flow, secondary only, baseline."""
     from dualflow.data.datasets import SynthMangaDataset
 
     data = SynthMangaDataset(pages, size, seed=31337)
-    result = _quality([data[i] for i in range(pages)], experiment, runs_dir, has_baseline)
+    result = _quality([data[i] for i in range(pages)], models)
     result["pages"], result["page_size"] = pages, size
     return result
 
 
-def bench_transfer(experiment: str, runs_dir: str, size: int, crops: int, has_baseline: bool) -> dict[str, Any]:
+def bench_transfer(models: dict[str, Any], size: int, crops: int) -> dict[str, Any]:
     """The same suite on real colour photographs rendered B&W by mangafy (:mod:`dualflow.data.real`): what the
     models carry from SynthManga to pictures they were not drawn from."""
     from dualflow.data.real import REAL_IMAGES, real_pages
 
     pages = real_pages(size, crops)
-    result = _quality(pages, experiment, runs_dir, has_baseline)
+    result = _quality(pages, models)
     result["pages"], result["page_size"], result["images"] = len(pages), size, list(REAL_IMAGES)
     return result
 
 
-def bench_consistency(experiment: str, runs_dir: str, chapters: int, pages: int, size: int) -> dict[str, Any]:
+def bench_consistency(models: dict[str, Any], chapters: int, pages: int, size: int) -> dict[str, Any]:
     """Cross-page consistency (:class:`ChapterConsistency`) on SynthManga chapters with recurring characters:
     of the colour pages themselves (time of day and shading vary, so it is not 0) and of the dual flow colouring
     each page on its own."""
     from dualflow.data.synth import SynthManga
-    from dualflow.inference import load_colorizer
     from dualflow.metrics.consistency import ChapterConsistency
 
-    model = load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True)
+    model = models["dualflow"]
     gen = SynthManga(4242)
     truth, per_page = ChapterConsistency(), ChapterConsistency()
     with torch.inference_mode():
@@ -275,20 +289,12 @@ def bench_consistency(experiment: str, runs_dir: str, chapters: int, pages: int,
             "truth": float(truth.compute()), "dualflow_per_page": float(per_page.compute())}
 
 
-def _quality(samples: list[dict], experiment: str, runs_dir: str, has_baseline: bool) -> dict[str, Any]:
+def _quality(samples: list[dict], models: dict[str, Any]) -> dict[str, Any]:
     from dualflow.color import nlab_to_rgb
-    from dualflow.inference import load_colorizer
-    from dualflow.manifest import stage_checkpoint
     from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
-    from dualflow.stages.frozen import load_stage_net
 
-    model = load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True)
-    # The same composite with no priority patches: what the primary flow adds is the difference.
-    secondary_only = load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True, patch_budget=0)
-    baseline = None
-    if has_baseline:
-        baseline = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")[0]
-    names = ["dualflow", "secondary_only"] + (["baseline"] if baseline is not None else [])
+    model, secondary_only, baseline = models["dualflow"], models["secondary_only"], models.get("baseline")
+    names = list(models)
     suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True) for name in names}
     metric_seconds = []
     with torch.inference_mode():
@@ -509,11 +515,12 @@ def main(argv: list[str] | None = None) -> int:
     results["data"] = bench_data(args.repeats, 4 if args.tiny else 32)
     results["data"].update(bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
     results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
-    results["quality"] = bench_quality(args.experiment, args.runs_dir, args.pages, args.page_size, has_baseline)
-    results["transfer"] = bench_transfer(args.experiment, args.runs_dir, args.page_size, 1 if args.tiny else 4,
-                                         has_baseline)
-    results["consistency"] = bench_consistency(args.experiment, args.runs_dir, 2 if args.tiny else 8,
-                                               3 if args.tiny else 8, 128 if args.tiny else args.page_size)
+    models = bench_models(args.experiment, args.runs_dir, has_baseline)
+    results["quality"] = bench_quality(models, args.pages, args.page_size)
+    results["transfer"] = bench_transfer(models, args.page_size, 1 if args.tiny else 4)
+    results["consistency"] = bench_consistency(models, 2 if args.tiny else 8, 3 if args.tiny else 8,
+                                               128 if args.tiny else args.page_size)
+    del models  # the inference figures are taken in fresh processes; free these first
     return _write(_inference(results, args, sizes, kinds), args.out, argv)
 
 
