@@ -43,7 +43,6 @@ FOLIAGE = np.array([[0.25, 0.55, 0.25], [0.40, 0.65, 0.30], [0.20, 0.42, 0.28], 
                    dtype=np.float32)
 SFX = np.array([[0.95, 0.20, 0.15], [1.00, 0.85, 0.20], [1.00, 0.55, 0.10], [0.30, 0.55, 1.00]], dtype=np.float32)
 WHITE = np.ones(3, dtype=np.float32)
-INK = np.array([0.08, 0.07, 0.09], dtype=np.float32)
 
 # Time of day: sky gradient (top, bottom), the light that multiplies the whole panel, and the shadow hue.
 TIMES = {
