@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from dualflow.data.synth import _screen
+from dualflow.data.synth import STYLE, Screens, screen_tone
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,9 @@ def mangafy(rgb: np.ndarray, options: MangafyOptions | None = None) -> np.ndarra
     lum = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     dark = np.clip((o.white - gaussian_filter(lum, 0.7)) / (o.white - 0.15), 0.0, 1.0)
     dark = np.round(dark * o.levels) / o.levels
-    h, w = lum.shape
-    dots = _screen(h, w, float(o.period), float(o.angle), "dots")
-    hatch = _screen(h, w, max(3.0, 0.8 * o.period), float(o.angle), "lines")
-    cross = np.minimum(hatch, _screen(h, w, max(3.0, 0.8 * o.period), float(o.angle) + 90.0, "lines"))
-    hatched = dark >= o.hatch_from
-    bw = np.where(hatched, 1.0 - np.sqrt(1.0 - dark) <= cross, dark <= dots).astype(np.float32)
+    style = np.where(dark >= o.hatch_from, STYLE["cross"], STYLE["dots"]).astype(np.uint8)
+    screens = Screens(fine=(float(o.period), float(o.angle)), hatch=(max(3.0, 0.8 * o.period), float(o.angle)))
+    bw = screen_tone(dark, style, screens)
     lines = xdog(lum, sigma=o.line_sigma) < o.line_threshold
     if o.chroma_lines > 0:
         lines |= _chroma_edges(rgb, o.line_sigma, o.chroma_lines)

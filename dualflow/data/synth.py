@@ -22,7 +22,7 @@ from dualflow.data.synth_layout import balloon, panels, sound_effect
 from dualflow.data.synth_scenes import OUTDOOR, SCENE_P, SCENES
 
 __all__ = ["CLASSES", "CLASS_ID", "DETAILED_CLASSES", "DETAILED_IDS", "STYLE", "Look", "Screens", "SynthManga",
-           "SynthPage", "render_bw"]
+           "SynthPage", "render_bw", "screen_tone"]
 
 
 @dataclass
@@ -76,22 +76,25 @@ class Screens:
 
 def render_bw(color: np.ndarray, style: np.ndarray, ink: np.ndarray, screens: Screens | None = None) -> np.ndarray:
     """Manga rendering of a colour page: each pixel's darkness (8 tone sheets) becomes ink through its style's
-    screen (fine or coarse dots, hatching, cross-hatching, or flat: paper or solid black); ink lines black.
-    Returns (H,W) float32 in [0,1], all pixels black or white."""
-    h, w = style.shape
-    screens = screens or Screens()
+    screen (:func:`screen_tone`); ink lines black. Returns (H,W) float32 in [0,1], all pixels black or white."""
     lum = color @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     dark = np.clip((1.0 - lum - 0.1) / 0.75, 0.0, 1.0)  # light colours → white paper, dark → solid black
-    dark = np.round(dark * 8) / 8
+    bw = screen_tone(np.round(dark * 8) / 8, style, screens or Screens())
+    bw[ink] = 0.0
+    return bw
+
+
+def screen_tone(dark: np.ndarray, style: np.ndarray, screens: Screens) -> np.ndarray:
+    """(H,W) darkness in [0,1] → (H,W) float32 B&W (1: paper), inked through each pixel's style: fine or coarse
+    dots, hatching, cross-hatching, or flat (paper or solid black)."""
+    h, w = style.shape
     hatch = _screen(h, w, screens.hatch[0], screens.hatch[1], "lines")
     cross = np.minimum(hatch, _screen(h, w, screens.hatch[0], screens.hatch[1] + 90.0, "lines"))
     thresholds = (_screen(h, w, *screens.fine, "dots"), _screen(h, w, *screens.coarse, "dots"), hatch, cross,
                   np.full((h, w), 0.55, np.float32))
     # Cross-hatching inks 1-(1-d)² of the area at darkness d: remap so that its ink share follows darkness too.
     dark = np.where(style == STYLE["cross"], 1.0 - np.sqrt(1.0 - dark), dark)
-    bw = (dark <= np.choose(style, thresholds)).astype(np.float32)
-    bw[ink] = 0.0
-    return bw
+    return (dark <= np.choose(style, thresholds)).astype(np.float32)
 
 
 class SynthManga:
