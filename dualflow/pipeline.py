@@ -182,23 +182,35 @@ class StoredFill:
         return self.lab
 
 
-def run_secondary(net: nn.Module, bw: torch.Tensor, canvas: torch.Tensor, coverage: torch.Tensor,
-                  importance: torch.Tensor, long_side: int, radius: int = 2,
-                  eps: float = 1e-3, tone_radius: int = 0) -> GuidedFill | StoredFill:
-    """Secondary flow on (B,·,H,W) pages at a working resolution (``canvas`` and ``coverage`` at page or at
-    working resolution, see :func:`pooled_canvas`) → the fill at page resolution, as a
-    :class:`GuidedFill` whose colour edges snap to the page's ink lines (``.full()`` renders it whole).
-    ``tone_radius`` is the least blur of the screentone guide (about the dot pitch; 0: the downscale factor's)."""
+def secondary_input(bw: torch.Tensor, canvas: torch.Tensor, coverage: torch.Tensor, importance: torch.Tensor,
+                    long_side: int) -> torch.Tensor:
+    """What the secondary net sees (B,6,h,w) at its working resolution: the page, the primary canvas and its
+    coverage (at page or at working resolution, see :func:`pooled_canvas`), and the importance map."""
     size = working_size(tuple(bw.shape[-2:]), long_side)
     area = lambda x: F.adaptive_avg_pool2d(x, size) if tuple(x.shape[-2:]) != size else x  # noqa: E731
-    guide_low = area(bw)
-    x = torch.cat([guide_low, area(canvas), area(coverage), upsample(importance, size)], dim=1)
-    low = net(x).float()  # the guided filter and its coefficients need float32 under mixed precision
-    if tuple(size) == tuple(bw.shape[-2:]):
+    return torch.cat([area(bw), area(canvas), area(coverage), upsample(importance, size)], dim=1)
+
+
+def guided_fill(low: torch.Tensor, guide_low: torch.Tensor, bw: torch.Tensor, radius: int = 2, eps: float = 1e-3,
+                tone_radius: int = 0) -> GuidedFill | StoredFill:
+    """The secondary net's output ``low`` (B,3,h,w) brought to the page's resolution through a guided filter
+    on the B&W page (``guide_low``: the page at h×w), so colour edges snap to the ink lines. ``tone_radius`` is
+    the least blur of the screentone guide (about the dot pitch; 0: the downscale factor's)."""
+    low = low.float()  # the guided filter and its coefficients need float32 under mixed precision
+    if tuple(low.shape[-2:]) == tuple(bw.shape[-2:]):
         return StoredFill(low)
     a, b = guided_coefficients(low, guide_low, radius, eps)
     # The tone guide blurs the page by the downscale factor, and at least by ``tone_radius``: a box narrower
     # than the screentone's dot pitch lets the dots through into the colours (measured: tone residue 0.61 L*
     # with radius 1 on 256-px pages, 0.16 with radius 2).
-    factor = max(1, round(bw.shape[-1] / size[1]))
+    factor = max(1, round(bw.shape[-1] / low.shape[-1]))
     return GuidedFill(a, b, bw, max(factor // 2, tone_radius))
+
+
+def run_secondary(net: nn.Module, bw: torch.Tensor, canvas: torch.Tensor, coverage: torch.Tensor,
+                  importance: torch.Tensor, long_side: int, radius: int = 2,
+                  eps: float = 1e-3, tone_radius: int = 0) -> GuidedFill | StoredFill:
+    """Secondary flow on (B,·,H,W) pages: :func:`secondary_input`, the net, then :func:`guided_fill` → the fill
+    at page resolution (``.full()`` renders it whole)."""
+    x = secondary_input(bw, canvas, coverage, importance, long_side)
+    return guided_fill(net(x), x[:, :1], bw, radius, eps, tone_radius)

@@ -146,11 +146,19 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
         self.log_suite(self.test_metrics)
 
     @float32
-    def colour_losses(self, pred: torch.Tensor, target_rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+    def colour_losses(self, pred: torch.Tensor, target_rgb: torch.Tensor,
+                      logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """L1 in normalised Lab, plus LPIPS on RGB when the stage has an ``lpips_loss`` network; ``total`` is
-        their sum weighted by the ``l1_weight`` / ``lpips_weight`` hyperparameters. Float32 under mixed precision."""
-        losses = {"l1": F.l1_loss(pred, rgb_to_nlab(target_rgb))}
-        total = self.hparams.l1_weight * losses["l1"]
+        their sum weighted by the ``l1_weight`` / ``lpips_weight`` hyperparameters. With chroma ``logits`` (a
+        net with a chroma grid), the L1 covers lightness only and ab is learned by the rebalanced cross-entropy
+        (``chroma`` term, weighted by ``chroma_weight``). Float32 under mixed precision."""
+        target = rgb_to_nlab(target_rgb)
+        if logits is None:
+            losses = {"l1": F.l1_loss(pred, target)}
+        else:
+            losses = {"l1": F.l1_loss(pred[:, :1], target[:, :1]),
+                      "chroma": self.net.chroma.loss(logits, target[:, 1:])}
+        total = self.hparams.l1_weight * losses["l1"] + self.hparams.chroma_weight * losses.get("chroma", 0.0)
         if getattr(self, "lpips_loss", None) is not None:
             losses["lpips"] = self.lpips_loss(nlab_to_rgb(pred) * 2 - 1, target_rgb * 2 - 1).mean()
             total = total + self.hparams.lpips_weight * losses["lpips"]

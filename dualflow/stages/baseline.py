@@ -20,13 +20,15 @@ class BaselineModule(StageModule):
     reference_untrained = True
 
     def __init__(self, base: int = 40, depth: int = 3, attn_heads: int = 4, attn_depth: int = 1, window: int = 8,
-                 norm: str = "group", l1_weight: float = 1.0, lpips_weight: float = 0.0, lr: float = 5e-4,
+                 norm: str = "group", chroma_grid: int = 0, chroma_temperature: float = 0.38,
+                 l1_weight: float = 1.0, chroma_weight: float = 1.0, lpips_weight: float = 0.0, lr: float = 5e-4,
                  weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
                  val_lpips: bool = True, fid_every_n_val: int = 0):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
         self.net_config = dict(in_channels=1, base=base, depth=depth, attn_heads=attn_heads, attn_depth=attn_depth,
-                               window=window, norm=norm)
+                               window=window, norm=norm, chroma_grid=chroma_grid,
+                               chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
         self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
         self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
@@ -42,7 +44,8 @@ class BaselineModule(StageModule):
         return nlab_to_rgb(self(batch["bw"]))
 
     def training_loss(self, batch: dict, inputs: None) -> torch.Tensor:
-        loss = self.colour_losses(self(batch["bw"]), batch["color"])["total"]
+        pred, logits = self.net(batch["bw"], with_logits=True)
+        loss = self.colour_losses(pred, batch["color"], logits)["total"]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
         return loss
 
@@ -50,8 +53,8 @@ class BaselineModule(StageModule):
         if not self.count_skipped(batch):
             return
         bw, color = batch["bw"], batch["color"]
-        pred = self(bw)
-        self.log_loss(split, self.colour_losses(pred, color)["total"], bw.shape[0])
+        pred, logits = self.net(bw, with_logits=True)
+        self.log_loss(split, self.colour_losses(pred, color, logits)["total"], bw.shape[0])
         update_suite(suite, preds=nlab_to_rgb(pred), **page_inputs(batch, plans=None))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:

@@ -40,7 +40,8 @@ class PrimaryModule(StageModule):
     def __init__(self, attention_ckpt: str | None = None, base: int = 32, depth: int = 3, attn_heads: int = 4,
                  attn_depth: int = 1, window: int = 8, norm: str = "batch", patch_size: int = 64,
                  patch_budget: int = 8, patch_threshold: float = 0.3, patch_overlap: float = 0.25,
-                 band_width: int = 8, random_share: float = 0.25, l1_weight: float = 1.0,
+                 band_width: int = 8, random_share: float = 0.25, chroma_grid: int = 0,
+                 chroma_temperature: float = 0.38, l1_weight: float = 1.0, chroma_weight: float = 1.0,
                  lpips_weight: float = 0.0, gan_weight: float = 0.0, disc_lr: float = 2e-4, lr: float = 5e-4,
                  weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
                  val_lpips: bool = True):
@@ -50,7 +51,8 @@ class PrimaryModule(StageModule):
         self.frozen["attention"] = attention
         self.plan_settings = PlanSettings(patch_size, patch_budget, patch_threshold, patch_overlap, band_width)
         self.net_config = dict(in_channels=2, base=base, depth=depth, attn_heads=attn_heads,
-                               attn_depth=attn_depth, window=window, norm=norm)
+                               attn_depth=attn_depth, window=window, norm=norm, chroma_grid=chroma_grid,
+                               chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
         self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
         self.disc = PatchDiscriminator(in_channels=4) if gan_weight > 0 else None
@@ -101,8 +103,8 @@ class PrimaryModule(StageModule):
 
     def training_loss(self, batch: dict, inputs: tuple[torch.Tensor, torch.Tensor]):
         x, y = inputs
-        pred = self.net(x)
-        losses = self.colour_losses(pred, y)
+        pred, logits = self.net(x, with_logits=True)
+        losses = self.colour_losses(pred, y, logits)
         loss = losses.pop("total")
         n = x.shape[0]
         if self.disc is not None:
@@ -145,8 +147,8 @@ class PrimaryModule(StageModule):
             return
         gen = torch.Generator().manual_seed(0)  # the same random fallback patches every validation
         x, y = self.patches(batch, random_extra=False, generator=gen)
-        pred = self.net(x)
-        self.log_loss(split, self.colour_losses(pred, y)["l1"], x.shape[0])
+        pred, logits = self.net(x, with_logits=True)
+        self.log_loss(split, self.colour_losses(pred, y, logits)["total"], x.shape[0])
         update_suite(suite, preds=nlab_to_rgb(pred), target=y)
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
 from dualflow.patching import PatchPlan, blend_ramps, paste_pages, transition_bands, window_sums
-from dualflow.pipeline import PlanSettings, run_primary, run_secondary
+from dualflow.pipeline import PlanSettings, guided_fill, run_primary, run_secondary, secondary_input
 from dualflow.precision import float32
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
@@ -43,6 +44,7 @@ class SecondaryModule(StageModule):
     def __init__(self, attention_ckpt: str | None = None, primary_ckpt: str | None = None, base: int = 24,
                  depth: int = 3, attn_heads: int = 4, attn_depth: int = 1, window: int = 8, norm: str = "group",
                  working_size: int = 512, guide_radius: int = 2, guide_eps: float = 1e-3, tone_radius: int = 2,
+                 chroma_grid: int = 0, chroma_temperature: float = 0.38, chroma_weight: float = 1.0,
                  fill_weight: float = 1.0, band_weight: float = 2.0, priority_weight: float = 0.25,
                  corrupt_p: float = 0.5, corrupt_shift: float = 0.15, drop_p: float = 0.2, patch_batch: int = 32,
                  lr: float = 5e-4, weight_decay: float = 1e-4, warmup_steps: int = 50,
@@ -55,7 +57,8 @@ class SecondaryModule(StageModule):
             require_ckpt(primary_ckpt, "primary", "make train-stage2"), "primary")
         self.plan_settings = PlanSettings(**meta["plan"])
         self.net_config = dict(in_channels=6, base=base, depth=depth, attn_heads=attn_heads, attn_depth=attn_depth,
-                               window=window, norm=norm)
+                               window=window, norm=norm, chroma_grid=chroma_grid,
+                               chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
         self.fusion = Fusion()
         self.trained_long_side = 0  # page long side of the training batches, recorded for inference
@@ -123,14 +126,30 @@ class SecondaryModule(StageModule):
         return run_secondary(self.net, bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size,
                              hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
 
-    @float32
-    def _loss(self, fill: torch.Tensor, color: torch.Tensor, coverage: torch.Tensor,
-              band: torch.Tensor) -> torch.Tensor:
-        """L1 in Lab weighted towards the fill zone and the transition band."""
+    def _weights(self, coverage: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        """Per-pixel loss weight (B,1,H,W): towards the fill zone and the transition band."""
         hp = self.hparams
-        weight = hp.priority_weight * coverage + hp.fill_weight * (1 - coverage) + hp.band_weight * band
-        err = (fill - rgb_to_nlab(color)).abs().sum(1, keepdim=True)
-        return (weight * err).sum() / (weight.sum() * 3).clamp_min(1e-6)
+        return hp.priority_weight * coverage + hp.fill_weight * (1 - coverage) + hp.band_weight * band
+
+    @float32
+    def _loss(self, fill: torch.Tensor, color: torch.Tensor, coverage: torch.Tensor, band: torch.Tensor,
+              x: torch.Tensor | None = None, logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Weighted L1 in Lab at page resolution (``l1``) and ``total``. With chroma ``logits`` (B,Q,h,w) at
+        the working resolution of the net's input ``x``, the L1 covers lightness only and ab is learned by the
+        rebalanced cross-entropy against the colour page pooled to h×w (``chroma``), with pooled weights."""
+        weight = self._weights(coverage, band)
+        target = rgb_to_nlab(color)
+        channels = slice(0, 3) if logits is None else slice(0, 1)
+        err = (fill[:, channels] - target[:, channels]).abs().sum(1, keepdim=True)
+        n = channels.stop - channels.start
+        losses = {"l1": (weight * err).sum() / (weight.sum() * n).clamp_min(1e-6)}
+        losses["total"] = losses["l1"]
+        if logits is not None:
+            size = tuple(x.shape[-2:])
+            losses["chroma"] = self.net.chroma.loss(logits, F.adaptive_avg_pool2d(target[:, 1:], size),
+                                                    F.adaptive_avg_pool2d(weight, size))
+            losses["total"] = losses["l1"] + self.hparams.chroma_weight * losses["chroma"]
+        return losses
 
     def training_inputs(self, batch: dict) -> dict:
         """The frozen stages' flow on the batch, with training-time damage to the primary patches."""
@@ -138,8 +157,15 @@ class SecondaryModule(StageModule):
         return self.primary_flow(batch["bw"], corrupt=True)
 
     def training_loss(self, batch: dict, flow: dict) -> torch.Tensor:
-        loss = self._loss(self(batch["bw"], flow), batch["color"], flow["coverage"], flow["band"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
+        hp, bw = self.hparams, batch["bw"]
+        x = secondary_input(bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size)
+        low, logits = self.net(x, with_logits=True)
+        fill = guided_fill(low, x[:, :1], bw, hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
+        losses = self._loss(fill, batch["color"], flow["coverage"], flow["band"], x, logits)
+        loss = losses.pop("total")
+        for k, v in losses.items():
+            self.log(f"train/{k}", v, batch_size=bw.shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=bw.shape[0])
         return loss
 
     def fuse(self, bw: torch.Tensor, pages: list[tuple[torch.Tensor, PatchPlan]], fill: torch.Tensor) -> torch.Tensor:
@@ -161,7 +187,7 @@ class SecondaryModule(StageModule):
         if not self.count_skipped(batch):
             return
         flow, fill, pages, fused = self._pages(batch["bw"])
-        self.log_loss(split, self._loss(fill, batch["color"], flow["coverage"], flow["band"]), fill.shape[0])
+        self.log_loss(split, self._loss(fill, batch["color"], flow["coverage"], flow["band"])["l1"], fill.shape[0])
         update_suite(suite, preds=fused, **page_inputs(batch, [plan for _, plan in pages]))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:

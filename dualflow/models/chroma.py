@@ -1,0 +1,77 @@
+"""Chroma as classification over a quantised ab plane (Zhang, Isola & Efros 2016, "Colorful Image Colorization").
+
+L1 regression of ab averages the plausible colours of a region into a grey or a sepia: the washed-out look of
+short training runs. Here the network predicts a distribution over ab bins, trained with a cross-entropy whose
+pixels are re-weighted by the rarity of their colour (a running estimate of the bins' frequencies, so a
+saturated sweater counts as much as the paper), and decoded by the annealed mean: the mean of the distribution
+sharpened by a temperature, between the mean (1: accurate but dull) and the mode (→0: vivid but patchy).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ChromaBins(nn.Module):
+    """A ``grid`` × ``grid`` lattice over normalised ab ([-1, 1]², ab/110). Constants and the running prior are
+    buffers: they move with the module, are saved in checkpoints, and DDP broadcasts them from rank 0."""
+
+    def __init__(self, grid: int = 16, temperature: float = 0.38, rebalance: float = 0.5, momentum: float = 0.99):
+        super().__init__()
+        if grid < 2:
+            raise ValueError(f"chroma grid must be at least 2 bins a side, got {grid}")
+        self.grid, self.temperature = grid, temperature
+        self.rebalance, self.momentum = rebalance, momentum
+        axis = torch.linspace(-1.0, 1.0, grid)
+        a, b = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("centres", torch.stack([a.flatten(), b.flatten()], dim=1))  # (Q,2)
+        self.register_buffer("prior", torch.full((grid * grid,), 1.0 / grid**2))
+
+    @property
+    def bins(self) -> int:
+        return self.grid * self.grid
+
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B,Q,H,W) logits → (B,2,H,W) normalised ab, the annealed mean at ``temperature``."""
+        p = torch.softmax(logits.float() / self.temperature, dim=1)
+        return torch.einsum("bqhw,qc->bchw", p, self.centres)
+
+    def encode(self, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,2,H,W) normalised ab → the four lattice bins around each pixel (B,4,H,W) long and their bilinear
+        weights (B,4,H,W), which sum to 1: a soft target that keeps the colour's position between bins."""
+        u = ((ab.float().clamp(-1, 1) + 1) * 0.5 * (self.grid - 1))
+        lo = u.floor().clamp(max=self.grid - 2)
+        f = u - lo
+        lo = lo.long()
+        ia, ib = lo[:, :1], lo[:, 1:]
+        fa, fb = f[:, :1], f[:, 1:]
+        index = torch.cat([ia * self.grid + ib, ia * self.grid + ib + 1,
+                           (ia + 1) * self.grid + ib, (ia + 1) * self.grid + ib + 1], dim=1)
+        weight = torch.cat([(1 - fa) * (1 - fb), (1 - fa) * fb, fa * (1 - fb), fa * fb], dim=1)
+        return index, weight
+
+    @torch.no_grad()
+    def observe(self, index: torch.Tensor, weight: torch.Tensor) -> None:
+        """Fold a batch's bin frequencies into the running prior (scatter-add: no host sync on a GPU)."""
+        counts = torch.zeros_like(self.prior).scatter_add_(0, index.flatten(), weight.flatten().to(self.prior))
+        self.prior.mul_(self.momentum).add_(counts / counts.sum().clamp_min(1e-6), alpha=1 - self.momentum)
+
+    def class_weights(self) -> torch.Tensor:
+        """(Q,) rebalancing weights ∝ 1 / ((1-λ)·prior + λ/Q), scaled so that their mean under the prior is 1."""
+        w = 1.0 / ((1 - self.rebalance) * self.prior + self.rebalance / self.bins)
+        return w / (self.prior * w).sum()
+
+    def loss(self, logits: torch.Tensor, ab: torch.Tensor, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Rebalanced soft cross-entropy of (B,Q,H,W) ``logits`` against target ``ab`` (B,2,H,W), optionally
+        weighted per pixel (B,1,H,W). In training mode the batch also updates the prior first."""
+        index, weight = self.encode(ab)
+        if self.training:
+            self.observe(index, weight)
+        log_p = torch.gather(F.log_softmax(logits.float(), dim=1), 1, index)
+        rarity = (self.class_weights()[index] * weight).sum(1, keepdim=True)
+        per_pixel = -(log_p * weight).sum(1, keepdim=True) * rarity
+        if pixel_weight is None:
+            return per_pixel.mean()
+        return (per_pixel * pixel_weight).sum() / pixel_weight.expand_as(per_pixel).sum().clamp_min(1e-6)
