@@ -13,10 +13,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dualflow.color import AB_SCALE, rgb_to_lab
+
+
+def gamut_cells(grid: int, steps: int = 33) -> torch.Tensor:
+    """Lattice indices (sorted) of the bins an sRGB colour can soft-encode to: the four corners of the cells that
+    a dense sampling of the RGB cube falls in (158 of 256 bins for a 16-bin grid). Out-of-gamut bins would only
+    be dead outputs."""
+    axis = torch.linspace(0, 1, steps)
+    rgb = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij")).reshape(1, 3, -1, 1)
+    ab = rgb_to_lab(rgb)[0, 1:, :, 0] / AB_SCALE
+    lo = ((ab.clamp(-1, 1) + 1) * 0.5 * (grid - 1)).floor().clamp(max=grid - 2).long()
+    corners = [(lo[0] + da) * grid + lo[1] + db for da in (0, 1) for db in (0, 1)]
+    return torch.cat(corners).unique()
+
 
 class ChromaBins(nn.Module):
-    """A ``grid`` × ``grid`` lattice over normalised ab ([-1, 1]², ab/110). Constants and the running prior are
-    buffers: they move with the module, are saved in checkpoints, and DDP broadcasts them from rank 0."""
+    """The in-gamut bins of a ``grid`` × ``grid`` lattice over normalised ab ([-1, 1]², ab/110). Constants and
+    the running prior are buffers: they move with the module, are saved in checkpoints, and DDP broadcasts them
+    from rank 0."""
 
     def __init__(self, grid: int = 16, temperature: float = 0.38, rebalance: float = 0.5, momentum: float = 0.99):
         super().__init__()
@@ -24,32 +39,33 @@ class ChromaBins(nn.Module):
             raise ValueError(f"chroma grid must be at least 2 bins a side, got {grid}")
         self.grid, self.temperature = grid, temperature
         self.rebalance, self.momentum = rebalance, momentum
+        cells = gamut_cells(grid)
         axis = torch.linspace(-1.0, 1.0, grid)
-        a, b = torch.meshgrid(axis, axis, indexing="ij")
-        self.register_buffer("centres", torch.stack([a.flatten(), b.flatten()], dim=1))  # (Q,2)
-        self.register_buffer("prior", torch.full((grid * grid,), 1.0 / grid**2))
+        self.register_buffer("centres", torch.stack([axis[cells // grid], axis[cells % grid]], dim=1))  # (Q,2)
+        lookup = torch.zeros(grid * grid, dtype=torch.long)  # lattice index → bin (in-gamut targets only)
+        lookup[cells] = torch.arange(len(cells))
+        self.register_buffer("lookup", lookup)
+        self.register_buffer("prior", torch.full((len(cells),), 1.0 / len(cells)))
 
     @property
     def bins(self) -> int:
-        return self.grid * self.grid
+        return self.centres.shape[0]
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
-        """(B,Q,H,W) logits → (B,2,H,W) normalised ab, the annealed mean at ``temperature``."""
-        p = torch.softmax(logits.float() / self.temperature, dim=1)
-        return torch.einsum("bqhw,qc->bchw", p, self.centres)
+        """Logits (..., Q), bins last → normalised ab (..., 2), the annealed mean at ``temperature``."""
+        return torch.softmax(logits.float() * (1.0 / self.temperature), dim=-1) @ self.centres
 
     def encode(self, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B,2,H,W) normalised ab → the four lattice bins around each pixel (B,4,H,W) long and their bilinear
-        weights (B,4,H,W), which sum to 1: a soft target that keeps the colour's position between bins."""
-        u = ((ab.float().clamp(-1, 1) + 1) * 0.5 * (self.grid - 1))
+        """Normalised ab (..., 2) of sRGB colours → the four bins around each colour (..., 4) long and their
+        bilinear weights (..., 4), which sum to 1: a soft target that keeps the colour's place between bins."""
+        u = (ab.float().clamp(-1, 1) + 1) * 0.5 * (self.grid - 1)
         lo = u.floor().clamp(max=self.grid - 2)
         f = u - lo
         lo = lo.long()
-        ia, ib = lo[:, :1], lo[:, 1:]
-        fa, fb = f[:, :1], f[:, 1:]
-        index = torch.cat([ia * self.grid + ib, ia * self.grid + ib + 1,
-                           (ia + 1) * self.grid + ib, (ia + 1) * self.grid + ib + 1], dim=1)
-        weight = torch.cat([(1 - fa) * (1 - fb), (1 - fa) * fb, fa * (1 - fb), fa * fb], dim=1)
+        ia, ib, fa, fb = lo[..., :1], lo[..., 1:], f[..., :1], f[..., 1:]
+        index = self.lookup[torch.cat([ia * self.grid + ib, ia * self.grid + ib + 1,
+                                       (ia + 1) * self.grid + ib, (ia + 1) * self.grid + ib + 1], dim=-1)]
+        weight = torch.cat([(1 - fa) * (1 - fb), (1 - fa) * fb, fa * (1 - fb), fa * fb], dim=-1)
         return index, weight
 
     @torch.no_grad()
@@ -64,14 +80,14 @@ class ChromaBins(nn.Module):
         return w / (self.prior * w).sum()
 
     def loss(self, logits: torch.Tensor, ab: torch.Tensor, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Rebalanced soft cross-entropy of (B,Q,H,W) ``logits`` against target ``ab`` (B,2,H,W), optionally
-        weighted per pixel (B,1,H,W). In training mode the batch also updates the prior first."""
+        """Rebalanced soft cross-entropy of ``logits`` (..., Q) against target ``ab`` (..., 2), optionally weighted
+        per pixel (..., 1). In training mode the batch also updates the prior first."""
         index, weight = self.encode(ab)
         if self.training:
             self.observe(index, weight)
-        log_p = torch.gather(F.log_softmax(logits.float(), dim=1), 1, index)
-        rarity = (self.class_weights()[index] * weight).sum(1, keepdim=True)
-        per_pixel = -(log_p * weight).sum(1, keepdim=True) * rarity
+        log_p = torch.gather(F.log_softmax(logits.float(), dim=-1), -1, index)
+        rarity = (self.class_weights()[index] * weight).sum(-1, keepdim=True)
+        per_pixel = -(log_p * weight).sum(-1, keepdim=True) * rarity
         if pixel_weight is None:
             return per_pixel.mean()
         return (per_pixel * pixel_weight).sum() / pixel_weight.expand_as(per_pixel).sum().clamp_min(1e-6)

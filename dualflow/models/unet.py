@@ -16,8 +16,8 @@ class UNet(nn.Module):
 
     Input (B, in_channels, H, W) with the B&W page first; output (B,3,H,W) normalised Lab: L/100 in [0,1]
     (sigmoid) and ab/110 in (-1,1) (tanh), so no prediction leaves the Lab range. Any H, W (padded inside).
-    With ``chroma_grid`` > 0, ab comes from logits over ``chroma_grid``² ab bins, decoded by their annealed mean
-    at ``chroma_temperature``; ``forward(x, with_logits=True)`` also returns the logits, for the loss."""
+    With ``chroma_grid`` > 0, ab comes from logits over the in-gamut bins of a ``chroma_grid``² lattice, decoded
+    by their annealed mean at ``chroma_temperature`` and trained by :meth:`chroma_loss` on the features."""
 
     def __init__(self, in_channels: int = 1, base: int = 32, depth: int = 3, attn_heads: int = 4,
                  attn_depth: int = 1, window: int = 8, norm: str = "group", chroma_grid: int = 0,
@@ -32,10 +32,13 @@ class UNet(nn.Module):
         )
         self.up = nn.ModuleList(ConvBlock(widths[i + 1] + widths[i], widths[i], norm) for i in reversed(range(depth)))
         self.chroma = ChromaBins(chroma_grid, chroma_temperature) if chroma_grid else None
-        self.out = nn.Conv2d(widths[0], 1 + (self.chroma.bins if self.chroma else 2), 1)
+        self.out = nn.Conv2d(widths[0], 1 if self.chroma else 3, 1)
+        self.chroma_out = nn.Linear(widths[0], self.chroma.bins) if self.chroma else None
 
-    def forward(self, x: torch.Tensor, with_logits: bool = False):
-        x, (h, w) = pad_to_multiple(x, 2**self.depth)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last decoder features (B, base, H, W), at the input's size."""
+        h, w = x.shape[-2:]
+        x, _ = pad_to_multiple(x, 2**self.depth)
         skips = [self.inc(x)]
         for down in self.down:
             skips.append(down(skips[-1]))
@@ -43,10 +46,29 @@ class UNet(nn.Module):
         for up in self.up:
             skip = skips.pop()
             y = up(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
-        y = self.out(y)[..., :h, :w]
+        return y[..., :h, :w]
+
+    def head(self, features: torch.Tensor, decode: bool = True) -> torch.Tensor:
+        """Features → normalised Lab (B,3,H,W); a chroma net with ``decode=False`` gives lightness only
+        (B,1,H,W), skipping the per-pixel softmax over its bins when no loss needs the colours."""
+        y = self.out(features)
         if self.chroma is None:
-            lab = torch.cat([torch.sigmoid(y[:, :1]), torch.tanh(y[:, 1:])], dim=1)
-            return (lab, None) if with_logits else lab
-        logits = y[:, 1:]
-        lab = torch.cat([torch.sigmoid(y[:, :1]), self.chroma.decode(logits).to(y.dtype)], dim=1)
-        return (lab, logits) if with_logits else lab
+            return torch.cat([torch.sigmoid(y[:, :1]), torch.tanh(y[:, 1:])], dim=1)
+        if not decode:
+            return torch.sigmoid(y)
+        ab = self.chroma.decode(self.chroma_out(features.permute(0, 2, 3, 1)))  # bins last: a matmul, a softmax
+        return torch.cat([torch.sigmoid(y), ab.permute(0, 3, 1, 2).to(y.dtype)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def chroma_loss(self, features: torch.Tensor, ab: torch.Tensor, weight: torch.Tensor | None = None,
+                    share: float = 0.25) -> torch.Tensor:
+        """The chroma head's rebalanced cross-entropy against target ``ab`` (B,2,H,W) (optionally weighted per
+        pixel, (B,1,H,W)), on a random ``share`` of each image's pixels: the logits of every pixel would cost
+        more than the rest of the step, and neighbouring pixels carry much the same signal."""
+        b, c, h, w = features.shape
+        n = max(1, int(share * h * w))
+        pixels = torch.randint(0, h * w, (b, 1, n), device=features.device)
+        pick = lambda t: t.flatten(2).gather(2, pixels.expand(-1, t.shape[1], -1)).transpose(1, 2)  # noqa: E731
+        return self.chroma.loss(self.chroma_out(pick(features)), pick(ab), None if weight is None else pick(weight))

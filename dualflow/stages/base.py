@@ -145,19 +145,26 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_suite(self.test_metrics)
 
+    def outputs_for_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction, decoder features) of ``self.net`` on ``x`` for the losses. A chroma net's colours are
+        decoded only when a loss looks at them (LPIPS, GAN); its cross-entropy works from the features."""
+        features = self.net.features(x)
+        decode = getattr(self, "lpips_loss", None) is not None or getattr(self, "disc", None) is not None
+        return self.net.head(features, decode=decode), features
+
     @float32
     def colour_losses(self, pred: torch.Tensor, target_rgb: torch.Tensor,
-                      logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                      features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """L1 in normalised Lab, plus LPIPS on RGB when the stage has an ``lpips_loss`` network; ``total`` is
-        their sum weighted by the ``l1_weight`` / ``lpips_weight`` hyperparameters. With chroma ``logits`` (a
-        net with a chroma grid), the L1 covers lightness only and ab is learned by the rebalanced cross-entropy
-        (``chroma`` term, weighted by ``chroma_weight``). Float32 under mixed precision."""
+        their sum weighted by the ``l1_weight`` / ``lpips_weight`` hyperparameters. For a net with a chroma
+        grid, given its ``features``: the L1 covers lightness only and ab is learned by the rebalanced
+        cross-entropy (``chroma``, weighted by ``chroma_weight``). Float32 under mixed precision."""
         target = rgb_to_nlab(target_rgb)
-        if logits is None:
+        if features is None or self.net.chroma is None:
             losses = {"l1": F.l1_loss(pred, target)}
         else:
             losses = {"l1": F.l1_loss(pred[:, :1], target[:, :1]),
-                      "chroma": self.net.chroma.loss(logits, target[:, 1:])}
+                      "chroma": self.net.chroma_loss(features, target[:, 1:])}
         total = self.hparams.l1_weight * losses["l1"] + self.hparams.chroma_weight * losses.get("chroma", 0.0)
         if getattr(self, "lpips_loss", None) is not None:
             losses["lpips"] = self.lpips_loss(nlab_to_rgb(pred) * 2 - 1, target_rgb * 2 - 1).mean()

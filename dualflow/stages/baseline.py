@@ -44,8 +44,8 @@ class BaselineModule(StageModule):
         return nlab_to_rgb(self(batch["bw"]))
 
     def training_loss(self, batch: dict, inputs: None) -> torch.Tensor:
-        pred, logits = self.net(batch["bw"], with_logits=True)
-        loss = self.colour_losses(pred, batch["color"], logits)["total"]
+        pred, features = self.outputs_for_loss(batch["bw"])
+        loss = self.colour_losses(pred, batch["color"], features)["total"]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
         return loss
 
@@ -53,8 +53,8 @@ class BaselineModule(StageModule):
         if not self.count_skipped(batch):
             return
         bw, color = batch["bw"], batch["color"]
-        pred, logits = self.net(bw, with_logits=True)
-        self.log_loss(split, self.colour_losses(pred, color, logits)["total"], bw.shape[0])
+        pred = self(bw)
+        self.log_loss(split, self.colour_losses(pred, color)["total"], bw.shape[0])
         update_suite(suite, preds=nlab_to_rgb(pred), **page_inputs(batch, plans=None))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:

@@ -103,8 +103,8 @@ class PrimaryModule(StageModule):
 
     def training_loss(self, batch: dict, inputs: tuple[torch.Tensor, torch.Tensor]):
         x, y = inputs
-        pred, logits = self.net(x, with_logits=True)
-        losses = self.colour_losses(pred, y, logits)
+        pred, features = self.outputs_for_loss(x)
+        losses = self.colour_losses(pred, y, features)
         loss = losses.pop("total")
         n = x.shape[0]
         if self.disc is not None:
@@ -147,8 +147,8 @@ class PrimaryModule(StageModule):
             return
         gen = torch.Generator().manual_seed(0)  # the same random fallback patches every validation
         x, y = self.patches(batch, random_extra=False, generator=gen)
-        pred, logits = self.net(x, with_logits=True)
-        self.log_loss(split, self.colour_losses(pred, y, logits)["total"], x.shape[0])
+        pred = self.net(x)
+        self.log_loss(split, self.colour_losses(pred, y)["l1"], x.shape[0])
         update_suite(suite, preds=nlab_to_rgb(pred), target=y)
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:

@@ -133,20 +133,21 @@ class SecondaryModule(StageModule):
 
     @float32
     def _loss(self, fill: torch.Tensor, color: torch.Tensor, coverage: torch.Tensor, band: torch.Tensor,
-              x: torch.Tensor | None = None, logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Weighted L1 in Lab at page resolution (``l1``) and ``total``. With chroma ``logits`` (B,Q,h,w) at
-        the working resolution of the net's input ``x``, the L1 covers lightness only and ab is learned by the
-        rebalanced cross-entropy against the colour page pooled to h×w (``chroma``), with pooled weights."""
+              features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Weighted L1 in Lab at page resolution (``l1``) and ``total``. Given a chroma net's ``features``
+        (B,C,h,w, at the working resolution), the L1 covers lightness only and ab is learned by the rebalanced
+        cross-entropy against the colour page pooled to h×w (``chroma``), with pooled weights."""
         weight = self._weights(coverage, band)
         target = rgb_to_nlab(color)
-        channels = slice(0, 3) if logits is None else slice(0, 1)
+        chroma = features is not None and self.net.chroma is not None
+        channels = slice(0, 1) if chroma else slice(0, 3)
         err = (fill[:, channels] - target[:, channels]).abs().sum(1, keepdim=True)
         n = channels.stop - channels.start
         losses = {"l1": (weight * err).sum() / (weight.sum() * n).clamp_min(1e-6)}
         losses["total"] = losses["l1"]
-        if logits is not None:
-            size = tuple(x.shape[-2:])
-            losses["chroma"] = self.net.chroma.loss(logits, F.adaptive_avg_pool2d(target[:, 1:], size),
+        if chroma:
+            size = tuple(features.shape[-2:])
+            losses["chroma"] = self.net.chroma_loss(features, F.adaptive_avg_pool2d(target[:, 1:], size),
                                                     F.adaptive_avg_pool2d(weight, size))
             losses["total"] = losses["l1"] + self.hparams.chroma_weight * losses["chroma"]
         return losses
@@ -159,9 +160,10 @@ class SecondaryModule(StageModule):
     def training_loss(self, batch: dict, flow: dict) -> torch.Tensor:
         hp, bw = self.hparams, batch["bw"]
         x = secondary_input(bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size)
-        low, logits = self.net(x, with_logits=True)
+        features = self.net.features(x)
+        low = self.net.head(features, decode=False)  # a chroma net's lightness only: ab goes by the features
         fill = guided_fill(low, x[:, :1], bw, hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
-        losses = self._loss(fill, batch["color"], flow["coverage"], flow["band"], x, logits)
+        losses = self._loss(fill, batch["color"], flow["coverage"], flow["band"], features)
         loss = losses.pop("total")
         for k, v in losses.items():
             self.log(f"train/{k}", v, batch_size=bw.shape[0])
