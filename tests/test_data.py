@@ -223,3 +223,20 @@ def test_real_pages_are_mangafied_crops_of_packaged_photographs():
     assert all(c.shape == (3, 48, 48) for c in crops) and not torch.equal(crops[0], crops[1])
     bw = torch.stack([p["bw"] for p in pages])
     assert set(bw.unique().tolist()) <= {0.0, 1.0} and 0.05 < (bw < 0.5).float().mean() < 0.8
+
+
+def test_datamodule_chapters_draw_recurring_characters_in_every_split():
+    dm = MangaDataModule(source="synth", image_size=64, crop_size=64, n_train=8, n_val=4, n_test=4, chapter=4,
+                         num_workers=0, hflip=False)
+    dm.setup("fit")
+    dm.setup("test")
+    for split, seed in ((dm.train_set, 0), (dm.val_set, 1_000_003), (dm.test_set, 2_000_003)):
+        gen = SynthManga(seed)
+        page = gen.chapter_page(1 if len(split) > 4 else 0, 2, 4, 64)
+        index = 6 if len(split) > 4 else 2
+        assert torch.equal(split[index]["color"], torch.from_numpy(page.color).permute(2, 0, 1))
+    # Pages of one chapter share the chapter's cast: its hair colours recur, another chapter's do not.
+    gen = SynthManga(0)
+    assert gen.cast(0) == gen.cast(0) and gen.cast(0) != gen.cast(1)
+    with pytest.raises(ValueError, match="chapter"):
+        MangaDataModule(source="synth", chapter=-1).setup("fit")

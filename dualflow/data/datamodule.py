@@ -75,6 +75,8 @@ class MangaDataModule(L.LightningDataModule):
             lightness lines (``line_threshold``, ``line_sigma``) and colour-edge lines (``chroma_lines``, 0: off),
             paper ``white`` level; scan degradations, off by default: ``paper`` texture, ``blur`` sigma, ``jpeg``
             quality, ``rotate`` (largest angle, degrees; the colour page turns with it).
+        chapter: SynthManga only: 0 draws independent pages; K > 0 draws chapters of K pages whose recurring
+            characters keep their looks and palettes (``SynthManga.chapter_page``), in every split.
     """
 
     def __init__(self, source: str = "synth", root: str | None = None, image_size: int = 256,
@@ -85,7 +87,7 @@ class MangaDataModule(L.LightningDataModule):
                  mangafy_period: float = 4.0, mangafy_angle: float = 45.0, mangafy_levels: int = 6,
                  mangafy_hatch_from: float = 0.8, mangafy_line_threshold: float = 0.5, mangafy_line_sigma: float = 0.8,
                  mangafy_chroma_lines: float = 0.06, mangafy_white: float = 0.9, mangafy_paper: float = 0.0,
-                 mangafy_blur: float = 0.0, mangafy_jpeg: int = 0, mangafy_rotate: float = 0.0):
+                 mangafy_blur: float = 0.0, mangafy_jpeg: int = 0, mangafy_rotate: float = 0.0, chapter: int = 0):
         super().__init__()
         if source not in ("synth", "paired", "color", "stream"):
             raise ValueError(f"data.source must be synth, paired, color or stream, got {source!r}")
@@ -117,11 +119,11 @@ class MangaDataModule(L.LightningDataModule):
         hp = self.hp
         if hp.source == "synth":
             size = hp.image_size
-            self.train_set = SynthMangaDataset(hp.n_train, size, hp.seed, 0, **self._kwargs(True))
+            self.train_set = SynthMangaDataset(hp.n_train, size, hp.seed, 0, hp.chapter, **self._kwargs(True))
             # Held-out pages come from other indices of another seed: never seen in training.
-            self.val_set = SynthMangaDataset(hp.n_val, size, hp.seed + 1_000_003, 0, **self._kwargs(False))
-            self.test_set = SynthMangaDataset(hp.n_test, size, hp.seed + 2_000_003, 0, **self._kwargs(False))
-            self.fid_set = (SynthMangaDataset(hp.n_fid, size, hp.seed + 3_000_017, 0, **self._kwargs(False))
+            self.val_set = SynthMangaDataset(hp.n_val, size, hp.seed + 1_000_003, 0, hp.chapter, **self._kwargs(False))
+            self.test_set = SynthMangaDataset(hp.n_test, size, hp.seed + 2_000_003, 0, hp.chapter, **self._kwargs(False))
+            self.fid_set = (SynthMangaDataset(hp.n_fid, size, hp.seed + 3_000_017, 0, hp.chapter, **self._kwargs(False))
                             if hp.n_fid else self.val_set)
         elif hp.source == "paired":
             full = PairedFolderDataset(hp.root)

@@ -81,18 +81,24 @@ class _Transformed(Dataset):
 
 
 class SynthMangaDataset(_Transformed):
-    """``n`` SynthManga pages drawn on the fly from (seed, offset + index): identical in every worker and run."""
+    """``n`` SynthManga pages drawn on the fly from (seed, offset + index): identical in every worker and run.
+    ``chapter`` > 0: consecutive runs of that many pages are chapters, each with its own recurring cast."""
 
-    def __init__(self, n: int, size: int | tuple[int, int] = 256, seed: int = 0, offset: int = 0, **kwargs):
+    def __init__(self, n: int, size: int | tuple[int, int] = 256, seed: int = 0, offset: int = 0, chapter: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.n, self.size, self.offset = int(n), size, int(offset)
+        if chapter < 0:
+            raise ValueError(f"chapter must be 0 (independent pages) or a page count, got {chapter}")
+        self.n, self.size, self.offset, self.chapter = int(n), size, int(offset), int(chapter)
         self.gen = SynthManga(seed)
 
     def __len__(self) -> int:
         return self.n
 
     def load(self, i: int) -> dict:
-        page = self.gen(self.offset + i, self.size)
+        k = self.offset + i
+        page = self.gen.chapter_page(*divmod(k, self.chapter), self.chapter, self.size) if self.chapter else \
+            self.gen(k, self.size)
         return self.finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels, i)
 
 
