@@ -231,18 +231,25 @@ def bench_inference(experiment: str, runs_dir: str, sizes, repeats: int, kinds: 
 
 
 # ---- quality --------------------------------------------------------------------------------------------
-def bench_models(experiment: str, runs_dir: str, has_baseline: bool) -> dict[str, Any]:
+def bench_models(experiment: str, runs_dir: str, has_baseline: bool,
+                 chroma_temperature: float | None = None) -> dict[str, Any]:
     """The models the quality figures compare, loaded once: the composite, the same composite with no priority
-    patches (what the primary flow adds is the difference) and, when trained, the single-flow baseline."""
+    patches (what the primary flow adds is the difference) and, when trained, the single-flow baseline.
+    ``chroma_temperature``: decoding temperature of models with a chroma grid (None: the trained one)."""
     from dualflow.inference import load_colorizer
     from dualflow.manifest import stage_checkpoint
     from dualflow.stages.frozen import load_stage_net
 
-    models = {"dualflow": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True),
+    from dualflow.stages.composite import set_chroma_temperature
+
+    extra = {} if chroma_temperature is None else {"chroma_temperature": chroma_temperature}
+    models = {"dualflow": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True, **extra),
               "secondary_only": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True,
-                                               patch_budget=0)}
+                                               patch_budget=0, **extra)}
     if has_baseline:
         models["baseline"] = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")[0]
+        if chroma_temperature is not None and models["baseline"].chroma is not None:
+            set_chroma_temperature([models["baseline"]], chroma_temperature)
     return models
 
 
@@ -487,9 +494,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown_preset", default="gpu",
                         help="preset whose sizes the training-step breakdown uses (experiments/presets/)")
     parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
-    parser.add_argument("--only", choices=["all", "breakdown", "inference"], default="all",
+    parser.add_argument("--only", choices=["all", "breakdown", "inference", "quality"], default="all",
                         help="breakdown: only the training-step breakdown (needs no trained experiment); "
-                             "inference: only page inference time and memory")
+                             "inference: only page inference time and memory; quality: only the quality, "
+                             "transfer and chapter-consistency figures (compares experiments in minutes)")
+    parser.add_argument("--chroma_temperature", type=float, default=None,
+                        help="decoding temperature for models trained with a chroma grid (default: trained value)")
     args = parser.parse_args(argv)
     from dualflow import bench_steps
     from dualflow.manifest import read_manifest
@@ -511,16 +521,19 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["dualflow", "baseline", "primary_whole_page"] if has_baseline else ["dualflow", "primary_whole_page"]
     if args.only == "inference":
         return _write(_inference(results, args, sizes, kinds), args.out, argv)
-    results["breakdown"] = bench_steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
-    results["data"] = bench_data(args.repeats, 4 if args.tiny else 32)
-    results["data"].update(bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
-    results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
-    models = bench_models(args.experiment, args.runs_dir, has_baseline)
+    if args.only == "all":
+        results["breakdown"] = bench_steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
+        results["data"] = bench_data(args.repeats, 4 if args.tiny else 32)
+        results["data"].update(bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
+        results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
+    models = bench_models(args.experiment, args.runs_dir, has_baseline, args.chroma_temperature)
     results["quality"] = bench_quality(models, args.pages, args.page_size)
     results["transfer"] = bench_transfer(models, args.page_size, 1 if args.tiny else 4)
     results["consistency"] = bench_consistency(models, 2 if args.tiny else 8, 3 if args.tiny else 8,
                                                128 if args.tiny else args.page_size)
     del models  # the inference figures are taken in fresh processes; free these first
+    if args.only == "quality":
+        return _write(results, args.out, argv)
     return _write(_inference(results, args, sizes, kinds), args.out, argv)
 
 

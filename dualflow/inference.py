@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=None, help="override the patch budget per page")
     parser.add_argument("--max_working_size", type=int, default=None,
                         help="cap on the secondary's working long side on large pages (default 512; memory)")
+    parser.add_argument("--chroma_temperature", type=float, default=None,
+                        help="models trained with a chroma grid: annealed-mean temperature (lower: more vivid; "
+                             "default: the trained 0.38)")
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse pages larger than this many pixels before decoding them (default "
                              f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
@@ -151,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave pages whose output PNG exists (continue a killed batch)")
     parser.add_argument("--strict", action="store_true", help="stop at the first failing page, with its traceback")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in (("patch_budget", args.budget), ("max_working_size", args.max_working_size))
-                 if v is not None}
+    overrides = {k: v for k, v in (("patch_budget", args.budget), ("max_working_size", args.max_working_size),
+                                   ("chroma_temperature", args.chroma_temperature)) if v is not None}
     try:
         model = load_colorizer(args.experiment, args.runs_dir, args.ckpt, args.device, **overrides)
     except (FileNotFoundError, ValueError, RuntimeError) as e:

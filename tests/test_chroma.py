@@ -77,3 +77,43 @@ def test_unet_with_a_chroma_grid_decodes_bounded_lab_and_trains_its_chroma_head_
         opt.step()
     net.eval()
     assert (net(x)[:, 1:] - target).abs().mean() < 0.1  # the decoded colour is the red it was taught
+
+
+def test_stages_train_a_chroma_head_and_the_colorizer_decodes_it_at_any_temperature(tiny_experiment, tmp_path,
+                                                                                     capsys):
+    """Stages 2 and 3 with a chroma grid through the CLI: the running prior learns the data's colours (saved in
+    the checkpoint), the composite decodes at the trained or a chosen temperature (lower: more colourful), and
+    asking a regression model for a temperature fails with a clear message."""
+    import shutil
+
+    from dualflow.cli import main as cli_main
+    from dualflow.data.synth import SynthManga
+    from dualflow.inference import load_colorizer
+    from dualflow.inference import main as colorize_main
+    from dualflow.metrics.color import colorfulness
+    from tests.conftest import fit_args
+
+    runs = tmp_path / "runs"
+    (runs / "chroma").mkdir(parents=True)
+    shutil.copytree(tiny_experiment / "tiny" / "attention", runs / "chroma" / "attention")
+    manifest = (tiny_experiment / "tiny" / "manifest.json").read_text()
+    (runs / "chroma" / "manifest.json").write_text(manifest.replace(str(tiny_experiment / "tiny"), str(runs / "chroma")))
+    for stage in ("stage2", "stage3"):
+        cli_main(fit_args(stage, runs, "chroma", "--model.chroma_grid=8", "--trainer.max_steps=3"))
+    model = load_colorizer("chroma", str(runs), device="cpu", allow_random_backbone=True)
+    for name in ("primary", "secondary"):
+        prior = model.frozen[name].chroma.prior
+        assert not torch.allclose(prior, torch.full_like(prior, 1 / prior.numel()))  # learned from the pages
+    bw = torch.from_numpy(SynthManga(3)(0, 64).bw)[None]
+    vivid = load_colorizer("chroma", str(runs), device="cpu", allow_random_backbone=True, chroma_temperature=0.1)
+    safe = load_colorizer("chroma", str(runs), device="cpu", allow_random_backbone=True, chroma_temperature=2.0)
+    trained = model.colorize_page(bw)["rgb"]
+    assert not torch.equal(trained, vivid.colorize_page(bw)["rgb"])
+    assert colorfulness(vivid.colorize_page(bw)["rgb"][None]) > colorfulness(safe.colorize_page(bw)["rgb"][None])
+    page = tmp_path / "page.png"
+    from PIL import Image
+
+    Image.fromarray((bw[0].numpy() * 255).astype("uint8")).save(page)
+    code = colorize_main([str(page), "--out", str(tmp_path / "out"), "--experiment", "tiny", "--runs_dir",
+                          str(tiny_experiment), "--chroma_temperature", "0.5"])
+    assert code == 2 and "chroma grid" in capsys.readouterr().err

@@ -32,13 +32,28 @@ from dualflow.pipeline import (
 )
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
+from dualflow.models.chroma import ChromaBins
 from dualflow.stages.primary import require_ckpt
+
+
+def set_chroma_temperature(nets: list[nn.Module], temperature: float) -> None:
+    """Set the decoding temperature of every chroma head in ``nets``; an error when none has one."""
+    heads = [m for net in nets for m in net.modules() if isinstance(m, ChromaBins)]
+    if not heads:
+        raise ValueError("chroma_temperature needs colorizers trained with a chroma grid (--model.chroma_grid=16); "
+                         "these regress ab directly")
+    if temperature <= 0:
+        raise ValueError(f"chroma_temperature must be positive, got {temperature}")
+    for head in heads:
+        head.temperature = float(temperature)
 
 
 class DualFlowColorizer(StageModule):
     """Composite inference module. Checkpoints come from the experiment's manifest (filled by the CLI or
     :meth:`from_experiment`) or explicit paths. ``patch_budget``/``patch_threshold`` override stage 2's plan;
-    ``max_working_size`` caps the secondary's working long side (its memory) on large pages. ``log_pages``
+    ``max_working_size`` caps the secondary's working long side (its memory) on large pages;
+    ``chroma_temperature`` sets the annealed mean of models trained with a chroma grid (lower: more vivid,
+    higher: safer colours; None keeps the trained value). ``log_pages``
     test pages get debug panels in W&B; ``samples_dir`` (``runs/<exp>/samples``, set by ``dualflow train``)
     holds sample pages to log with the test run."""
 
@@ -46,7 +61,8 @@ class DualFlowColorizer(StageModule):
 
     def __init__(self, attention_ckpt: str | None = None, primary_ckpt: str | None = None,
                  secondary_ckpt: str | None = None, patch_budget: int | None = None,
-                 patch_threshold: float | None = None, max_working_size: int = 512, blend: str = "feather",
+                 patch_threshold: float | None = None, max_working_size: int = 512,
+                 chroma_temperature: float | None = None, blend: str = "feather",
                  levels: int = 4, harmonize: bool = True, harmonize_strength: float = 0.5,
                  coherence_threshold: float = 6.0, postprocess: bool = True, smooth_radius: int = 2,
                  keep_ink: bool = True, keep_white: bool = True,
@@ -60,6 +76,8 @@ class DualFlowColorizer(StageModule):
             require_ckpt(primary_ckpt, "primary", "make train-stage2"), "primary")
         self.frozen["secondary"], self.secondary_meta = load_stage_net(
             require_ckpt(secondary_ckpt, "secondary", "make train-stage3"), "secondary")
+        if chroma_temperature is not None:
+            set_chroma_temperature([self.frozen["primary"], self.frozen["secondary"]], chroma_temperature)
         plan = dict(primary_meta["plan"])
         if patch_budget is not None:
             plan["budget"] = patch_budget
