@@ -16,6 +16,20 @@ import numpy as np
 Box = tuple[slice, slice]
 
 
+def put(dst: np.ndarray, mask: np.ndarray, src) -> None:
+    """``dst[mask] = src`` for an (h, w) or (h, w, C) ``dst`` and a value, a (C,) vector or an image like ``dst``,
+    through ``np.putmask`` per channel: no gather of the masked pixels, 2–4× faster than boolean indexing on the
+    shapes a page is drawn from (the same values)."""
+    src = np.asarray(src, dtype=dst.dtype)  # the rounding boolean indexing would do
+    if dst.ndim == 2:
+        np.putmask(dst, mask, src)
+        return
+    if src.ndim == 0:
+        src = np.broadcast_to(src, dst.shape[-1:])
+    for k in range(dst.shape[-1]):
+        np.putmask(dst[..., k], mask, src[..., k])
+
+
 @lru_cache(maxsize=8)
 def grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre coordinates (y, x) of an (h, w) page, float32, shared and read-only."""
@@ -104,14 +118,12 @@ def polygon(g, pts) -> Shape:
     yy, xx = g
     p = np.asarray(pts, dtype=np.float32)
     sl = clip_box(p[:, 0].min(), p[:, 1].min(), p[:, 0].max() + 1, p[:, 1].max() + 1, *yy.shape)
+    a, b = p, np.roll(p, -1, axis=0)
+    keep = a[:, 0] != b[:, 0]  # horizontal edges cross no scanline
+    (y1, x1), (y2, x2) = (a[keep].T[..., None, None], b[keep].T[..., None, None])
     py, px = yy[sl], xx[sl]
-    inside = np.zeros(py.shape, dtype=bool)
-    for (y1, x1), (y2, x2) in zip(p.tolist(), p[list(range(1, len(p))) + [0]].tolist(), strict=True):
-        if y1 == y2:
-            continue
-        crosses = (y1 > py) != (y2 > py)
-        inside ^= crosses & (px < (x2 - x1) * (py - y1) / (y2 - y1) + x1)
-    return Shape(sl, inside)
+    crosses = ((y1 > py) != (y2 > py)) & (px < (x2 - x1) * (py - y1) / (y2 - y1) + x1)  # (edges, h, w)
+    return Shape(sl, np.logical_xor.reduce(crosses, axis=0) if len(crosses) else np.zeros(py.shape, bool))
 
 
 def capsule(g, p0, p1, r0: float, r1: float | None = None) -> Shape:
@@ -169,18 +181,15 @@ class Canvas:
         sl, m = shape.sl, shape.m
         if m.size == 0:
             return
-        if callable(color):
-            self.color[sl][m] = color(self.g[0][sl], self.g[1][sl])[m]
-        else:
-            self.color[sl][m] = color
-        self.labels[sl][m] = cls
-        self.owner[sl][m] = self.owner_id
+        put(self.color[sl], m, color(self.g[0][sl], self.g[1][sl]) if callable(color) else color)
+        put(self.labels[sl], m, cls)
+        put(self.owner[sl], m, self.owner_id)
         if style is not None:
-            self.style[sl][m] = style
+            put(self.style[sl], m, style)
         if outline:
-            self.inst[sl][m] = self._next
+            put(self.inst[sl], m, self._next)
             self._next += 1
-            self.thick[sl][m] = bold
+            put(self.thick[sl], m, bold)
 
     def shade(self, shape: Shape, tint: np.ndarray, style: int | None = None) -> None:
         """Darken ``shape`` in place by the multiplicative ``tint`` (a shadow hue, not just darker), within
@@ -188,9 +197,10 @@ class Canvas:
         shape = shape.within(self.clip)
         sl, m = shape.sl, shape.m
         if m.size:
-            self.color[sl][m] *= tint
+            box = self.color[sl]
+            put(box, m, box * tint)
             if style is not None:
-                self.style[sl][m] = style
+                put(self.style[sl], m, style)
 
     def stroke(self, shape: Shape) -> None:
         """Ink a stroke (black in both pages)."""
@@ -206,7 +216,7 @@ class Canvas:
     def restore_outside(self, saved: tuple[np.ndarray, ...], sl: Box, keep: np.ndarray) -> None:
         """Undo what was drawn in ``sl`` outside the ``keep`` mask (a panel's polygon)."""
         for a, old in zip(self._layers(), saved, strict=True):
-            a[sl][~keep] = old[~keep]
+            put(a[sl], ~keep, old)
 
     def outlines(self, bold_px: int) -> np.ndarray:
         """Ink where the instance id changes; bold instances get lines ``bold_px`` wide."""

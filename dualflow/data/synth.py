@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from dualflow.data.draw import Canvas, grid, polygon
+from dualflow.data.draw import Canvas, grid, polygon, put
 from dualflow.data.palette import CLASS_ID, CLASSES, DETAILED_CLASSES, DETAILED_IDS, STYLE, TIMES
 from dualflow.data.synth_figures import Look, draw_figures, random_look
 from dualflow.data.synth_layout import balloon, panels, sound_effect
@@ -152,7 +152,8 @@ class SynthManga:
                              ids=[i + 1 for i in chosen])
         region = polygon(cv.g, panel.corners).within(panel.sl).placed(panel.sl)
         if time in ("sunset", "night") or rng.random() < 0.3:
-            cv.color[panel.sl][region] *= light
+            lit = cv.color[panel.sl]
+            put(lit, region, lit * light)
         for k in range(int(rng.choice([0, 1, 2], p=[0.35, 0.45, 0.2]))):
             balloon(cv, rng, box, heads[k] if k < len(heads) else None, scale)
         if rng.random() < 0.2:

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from dualflow.data.draw import Box, Canvas, Shape, capsule, clip_box, ellipse, polygon, rect
+from dualflow.data.draw import Box, Canvas, Shape, capsule, clip_box, ellipse, polygon, put, rect
 from dualflow.data.palette import CLASS_ID, SFX, STYLE, WHITE, pick
 
 
@@ -110,7 +110,7 @@ def text_columns(cv: Canvas, rng, area: Shape, scale: float) -> None:
             if m[ly:ly + cell, lx:lx + cell].all():
                 glyph = atlas[int(rng.integers(len(atlas)))]
                 cv.ink[y:y + cell, x:x + cell] |= glyph
-                cv.color[y:y + cell, x:x + cell][glyph] = 0.05
+                put(cv.color[y:y + cell, x:x + cell], glyph, 0.05)
 
 
 def balloon(cv: Canvas, rng, box, speaker: tuple[float, float, float] | None, scale: float) -> None:
