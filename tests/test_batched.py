@@ -137,21 +137,22 @@ class HostSyncs:
         return wrapper
 
 
-def _stage_module(tiny_experiment, stage):
+def _stage_module(tiny_experiment, stage, **overrides):
     import importlib
 
     cfg = json.loads((tiny_experiment / "tiny" / "manifest.json").read_text())["stages"][stage]["config"]["model"]
     module_name, _, cls = cfg["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module_name), cls)(**cfg["init_args"])
+    return getattr(importlib.import_module(module_name), cls)(**{**cfg["init_args"], **overrides})
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("stage", ["attention", "primary", "secondary"])
+@pytest.mark.parametrize("stage", ["attention", "primary", "secondary", "primary+chroma", "secondary+chroma"])
 def test_a_training_step_makes_no_host_sync(tiny_experiment, monkeypatch, stage, device):
-    module = _stage_module(tiny_experiment, stage).to(device).train()
+    stage, _, chroma = stage.partition("+")
+    module = _stage_module(tiny_experiment, stage, **({"chroma_grid": 8} if chroma else {})).to(device).train()
     data = SynthMangaDataset(4, 64, seed=3)
     batch = collate_skipping([data[i] for i in range(4)])
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
