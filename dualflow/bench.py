@@ -238,9 +238,8 @@ def bench_models(experiment: str, runs_dir: str, has_baseline: bool,
     ``chroma_temperature``: decoding temperature of models with a chroma grid (None: the trained one)."""
     from dualflow.inference import load_colorizer
     from dualflow.manifest import stage_checkpoint
-    from dualflow.stages.frozen import load_stage_net
-
     from dualflow.stages.composite import set_chroma_temperature
+    from dualflow.stages.frozen import load_stage_net
 
     extra = {} if chroma_temperature is None else {"chroma_temperature": chroma_temperature}
     models = {"dualflow": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True, **extra),

@@ -96,8 +96,9 @@ def test_stages_train_a_chroma_head_and_the_colorizer_decodes_it_at_any_temperat
     runs = tmp_path / "runs"
     (runs / "chroma").mkdir(parents=True)
     shutil.copytree(tiny_experiment / "tiny" / "attention", runs / "chroma" / "attention")
-    manifest = (tiny_experiment / "tiny" / "manifest.json").read_text()
-    (runs / "chroma" / "manifest.json").write_text(manifest.replace(str(tiny_experiment / "tiny"), str(runs / "chroma")))
+    manifest = (tiny_experiment / "tiny" / "manifest.json").read_text().replace(str(tiny_experiment / "tiny"),
+                                                                               str(runs / "chroma"))
+    (runs / "chroma" / "manifest.json").write_text(manifest)
     for stage in ("stage2", "stage3"):
         cli_main(fit_args(stage, runs, "chroma", "--model.chroma_grid=8", "--trainer.max_steps=3"))
     model = load_colorizer("chroma", str(runs), device="cpu", allow_random_backbone=True)

@@ -119,12 +119,14 @@ class MangaDataModule(L.LightningDataModule):
         hp = self.hp
         if hp.source == "synth":
             size = hp.image_size
-            self.train_set = SynthMangaDataset(hp.n_train, size, hp.seed, 0, hp.chapter, **self._kwargs(True))
+            def synth(n: int, seed: int, train: bool) -> SynthMangaDataset:
+                return SynthMangaDataset(n, size, seed, 0, hp.chapter, **self._kwargs(train))
+
+            self.train_set = synth(hp.n_train, hp.seed, True)
             # Held-out pages come from other indices of another seed: never seen in training.
-            self.val_set = SynthMangaDataset(hp.n_val, size, hp.seed + 1_000_003, 0, hp.chapter, **self._kwargs(False))
-            self.test_set = SynthMangaDataset(hp.n_test, size, hp.seed + 2_000_003, 0, hp.chapter, **self._kwargs(False))
-            self.fid_set = (SynthMangaDataset(hp.n_fid, size, hp.seed + 3_000_017, 0, hp.chapter, **self._kwargs(False))
-                            if hp.n_fid else self.val_set)
+            self.val_set = synth(hp.n_val, hp.seed + 1_000_003, False)
+            self.test_set = synth(hp.n_test, hp.seed + 2_000_003, False)
+            self.fid_set = synth(hp.n_fid, hp.seed + 3_000_017, False) if hp.n_fid else self.val_set
         elif hp.source == "paired":
             full = PairedFolderDataset(hp.root)
             tr, va, te = _split(full.stems, hp.seed, hp.n_val, hp.n_test)

@@ -16,16 +16,27 @@ from torch import nn
 from dualflow.color import AB_SCALE, rgb_to_lab
 
 
+def lattice_corners(ab: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised ab (..., 2) → the lattice indices (..., 4) long of the four corners of the ``grid`` × ``grid``
+    cell each colour falls in, and their bilinear weights (..., 4), which sum to 1."""
+    u = (ab.float().clamp(-1, 1) + 1) * 0.5 * (grid - 1)
+    lo = u.floor().clamp(max=grid - 2)
+    f = u - lo
+    lo = lo.long()
+    ia, ib, fa, fb = lo[..., :1], lo[..., 1:], f[..., :1], f[..., 1:]
+    index = torch.cat([ia * grid + ib, ia * grid + ib + 1, (ia + 1) * grid + ib, (ia + 1) * grid + ib + 1], dim=-1)
+    weight = torch.cat([(1 - fa) * (1 - fb), (1 - fa) * fb, fa * (1 - fb), fa * fb], dim=-1)
+    return index, weight
+
+
 def gamut_cells(grid: int, steps: int = 33) -> torch.Tensor:
-    """Lattice indices (sorted) of the bins an sRGB colour can soft-encode to: the four corners of the cells that
-    a dense sampling of the RGB cube falls in (158 of 256 bins for a 16-bin grid). Out-of-gamut bins would only
-    be dead outputs."""
+    """Lattice indices (sorted) of the bins an sRGB colour can soft-encode to: the corners of the cells that a
+    dense sampling of the RGB cube falls in (158 of 256 bins for a 16-bin grid). Out-of-gamut bins would only be
+    dead outputs."""
     axis = torch.linspace(0, 1, steps)
     rgb = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij")).reshape(1, 3, -1, 1)
-    ab = rgb_to_lab(rgb)[0, 1:, :, 0] / AB_SCALE
-    lo = ((ab.clamp(-1, 1) + 1) * 0.5 * (grid - 1)).floor().clamp(max=grid - 2).long()
-    corners = [(lo[0] + da) * grid + lo[1] + db for da in (0, 1) for db in (0, 1)]
-    return torch.cat(corners).unique()
+    ab = rgb_to_lab(rgb)[0, 1:, :, 0].T / AB_SCALE  # (N, 2)
+    return lattice_corners(ab, grid)[0].unique()
 
 
 class ChromaBins(nn.Module):
@@ -58,15 +69,8 @@ class ChromaBins(nn.Module):
     def encode(self, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised ab (..., 2) of sRGB colours → the four bins around each colour (..., 4) long and their
         bilinear weights (..., 4), which sum to 1: a soft target that keeps the colour's place between bins."""
-        u = (ab.float().clamp(-1, 1) + 1) * 0.5 * (self.grid - 1)
-        lo = u.floor().clamp(max=self.grid - 2)
-        f = u - lo
-        lo = lo.long()
-        ia, ib, fa, fb = lo[..., :1], lo[..., 1:], f[..., :1], f[..., 1:]
-        index = self.lookup[torch.cat([ia * self.grid + ib, ia * self.grid + ib + 1,
-                                       (ia + 1) * self.grid + ib, (ia + 1) * self.grid + ib + 1], dim=-1)]
-        weight = torch.cat([(1 - fa) * (1 - fb), (1 - fa) * fb, fa * (1 - fb), fa * fb], dim=-1)
-        return index, weight
+        index, weight = lattice_corners(ab, self.grid)
+        return self.lookup[index], weight
 
     @torch.no_grad()
     def observe(self, index: torch.Tensor, weight: torch.Tensor) -> None:

@@ -20,6 +20,7 @@ from dualflow.fusion import Fusion, priority_canvas
 from dualflow.metrics.color import DeltaE2000
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.metrics.transition import SeamScore
+from dualflow.models.chroma import ChromaBins
 from dualflow.pipeline import (
     PlanSettings,
     importance_tiled,
@@ -32,7 +33,6 @@ from dualflow.pipeline import (
 )
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
-from dualflow.models.chroma import ChromaBins
 from dualflow.stages.primary import require_ckpt
 
 
