@@ -160,8 +160,7 @@ class SecondaryModule(StageModule):
     def training_loss(self, batch: dict, flow: dict) -> torch.Tensor:
         hp, bw = self.hparams, batch["bw"]
         x = secondary_input(bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size)
-        features = self.net.features(x)
-        low = self.net.head(features, decode=False)  # a chroma net's lightness only: ab goes by the features
+        low, features = self.outputs_for_loss(x)  # a chroma net's lightness only: ab goes by the features
         fill = guided_fill(low, x[:, :1], bw, hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
         losses = self._loss(fill, batch["color"], flow["coverage"], flow["band"], features)
         loss = losses.pop("total")
