@@ -15,7 +15,7 @@ from torch import nn
 
 from dualflow.color import AB_SCALE, L_SCALE, clamp_nlab, nlab_to_rgb
 from dualflow.filters import box, erode, guided_filter
-from dualflow.lineart import ink_lines
+from dualflow.lineart import PAPER_RADIUS, strokes_on_paper
 from dualflow.patching import PatchPlan, crop, intersect, overlaps, paste
 from dualflow.pipeline import GuidedFill, StoredFill, canvas_from_patches
 from dualflow.precision import float32
@@ -113,12 +113,13 @@ WHITE_RADIUS = 3  # white areas narrower than 2·3+1 px (text strokes' counters,
 def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smooth_eps: float = 1e-3,
                 keep_ink: bool = True, keep_white: bool = True, white_radius: int = WHITE_RADIUS) -> torch.Tensor:
     """Edge-aware chroma smoothing guided by the B&W page (a guided filter keeps chroma edges on ink lines);
-    ink lines stay dark; large white areas (balloons, paper) stay white. Local: see :func:`postprocess_reach`."""
+    ink outlines drawn on paper stay dark (:func:`strokes_on_paper`); large white areas (balloons, paper) stay
+    white. Local: see :func:`postprocess_reach`."""
     lightness, ab = lab[:1], lab[1:]
     if smooth_radius > 0:
         ab = guided_filter(ab[None], box(bw[None], 1), smooth_radius, smooth_eps)[0]  # guide: tone → grey
     if keep_ink:
-        lightness = torch.where(ink_lines(bw[None])[0] > 0, lightness.clamp(max=0.35), lightness)
+        lightness = torch.where(strokes_on_paper(bw[None])[0] > 0, lightness.clamp(max=0.35), lightness)
     if keep_white:
         white = erode((bw > 0.9).float(), white_radius) > 0.5
         lightness = torch.where(white, lightness.clamp(min=0.95), lightness)
@@ -127,9 +128,9 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
 
 
 def postprocess_reach(smooth_radius: int, white_radius: int) -> int:
-    """Rows of context :func:`postprocess` reads on each side (guided filter 2r + tone blur 1, ink-line
-    opening 4, white erosion): the halo that makes striped post-processing exact."""
-    return max(2 * smooth_radius + 1, 4, white_radius)
+    """Rows of context :func:`postprocess` reads on each side (guided filter 2r + tone blur 1, the strokes'
+    surroundings, white erosion): the halo that makes striped post-processing exact."""
+    return max(2 * smooth_radius + 1, PAPER_RADIUS, white_radius)
 
 
 def priority_canvas(patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor,

@@ -41,3 +41,14 @@ def ink_lines(bw: torch.Tensor, length: int = 5, threshold: float = 0.5, max_den
     opened = F.conv2d(eroded, k.flip(-2, -1), padding=pad, groups=4)  # dilate by each (mirrored) segment
     stroke = (opened > 0).any(dim=1, keepdim=True) & (box(dark, 3) <= max_density)
     return stroke.to(bw.dtype)
+
+
+PAPER_RADIUS = 8  # 17×17 px: several dot pitches of a dense tone or hatch, less than a panel's width
+
+
+def strokes_on_paper(bw: torch.Tensor, min_paper: float = 0.35) -> torch.Tensor:
+    """(B,1,H,W) B&W page → {0,1} mask of the :func:`ink_lines` strokes whose 17×17 surroundings are not mostly
+    dark (mean > ``min_paper``): outlines drawn on paper or a light tone. Hatching and merged dots inside a dark
+    toned area are left out: the colour page shows a flat dark colour there, and painting them at ink darkness
+    leaves their texture in it. Reads :data:`PAPER_RADIUS` rows of context on each side."""
+    return ink_lines(bw) * (box(bw, PAPER_RADIUS) > min_paper).to(bw.dtype)

@@ -1,5 +1,6 @@
 """Fusion invariants: weights in range, identity when the flows agree, no step at patch borders."""
 
+import pytest
 import torch
 
 from dualflow.fusion import Fusion, feather_blend, harmonize, multiband_blend, priority_canvas
@@ -68,15 +69,17 @@ def test_postprocess_keeps_ink_dark_and_white_areas_white():
     assert out.page[0, :, :40].min() >= 0.95 and out.page[1:, :, :40].abs().max() < 0.1
 
 
-def test_striped_rendering_of_a_guided_fill_equals_the_whole_page():
+@pytest.mark.parametrize("seed", [2, 3])
+def test_striped_rendering_of_a_guided_fill_equals_the_whole_page(seed):
     """The composite never holds the page-sized fill: it renders the guided fill on patch boxes and in
-    stripes with a halo. That must give the page the whole-page computation gives."""
+    stripes with a halo. That must give the page the whole-page computation gives, at any stripe height
+    (page 3 has ink and dark tones across the stripe borders, so a halo short of post-processing's reach fails)."""
     from dualflow.data.synth import SynthManga
     from dualflow.pipeline import GuidedFill
 
     g = torch.Generator().manual_seed(0)
     page = (300, 90)
-    bw = torch.from_numpy(SynthManga(2)(0, page).bw)[None]
+    bw = torch.from_numpy(SynthManga(seed)(0, page).bw)[None]
     field = GuidedFill(a=torch.rand(1, 3, 30, 9, generator=g), b=torch.rand(1, 3, 30, 9, generator=g) - 0.5,
                        bw=bw[None], tone_radius=5)
     imp = torch.zeros(30, 9)
@@ -84,10 +87,11 @@ def test_striped_rendering_of_a_guided_fill_equals_the_whole_page():
     plan = plan_patches(imp, page, patch_size=48, budget=3, threshold=0.5, band=8)
     patches = crop(field.full()[0], plan.boxes) + 0.1 * torch.rand(len(plan), 3, 48, 48, generator=g)
     whole = Fusion(stripe=1000)(patches, plan, field.full()[0], bw)
-    striped = Fusion(stripe=64)(patches, plan, field, bw)
     assert len(plan) == 2
-    assert torch.allclose(whole.page, striped.page, atol=1e-5)
-    assert whole.report == striped.report
+    for stripe in (64, 29):
+        striped = Fusion(stripe=stripe)(patches, plan, field, bw)
+        assert torch.allclose(whole.page, striped.page, atol=1e-5), stripe
+        assert whole.report == striped.report
 
 
 def test_coherence_box_by_box_equals_the_whole_page_measure():

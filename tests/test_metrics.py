@@ -300,6 +300,22 @@ def test_ink_lines_keep_strokes_and_drop_screentone_of_any_density():
     assert ink[16, 20:44].all() and not ink[24:40, 24:40].any()
 
 
+def test_strokes_on_paper_keep_outlines_and_drop_hatching_in_dark_tone():
+    """Only strokes on paper stay at ink darkness: an outline on white and the border of a black fill are kept,
+    the lines of a dense hatch field (mean grey under 0.35, a flat dark colour in the colour page) are not."""
+    from dualflow.lineart import ink_lines, strokes_on_paper
+
+    page = torch.ones(1, 1, 96, 96)
+    page[..., 10:12, 4:44] = 0  # an outline on paper
+    page[..., 56:88, 4:36] = 0  # a black fill: its border is a stroke on paper
+    page[..., 20:88, 56:92] = 0.0
+    page[..., 20:88:4, 56:92] = 1  # hatching: 3-px dark lines, 1-px light gaps (mean 0.25)
+    ink, kept = ink_lines(page)[0, 0], strokes_on_paper(page)[0, 0]
+    assert kept[10:12, 8:40].all() and kept[56, 8:32].all()
+    assert ink[40:70, 64:84].sum() > 200 and kept[40:70, 64:84].sum() == 0
+    assert not (kept.bool() & ~ink.bool()).any()  # a subset of the line art
+
+
 def test_tone_residue_known_answers():
     from dualflow.metrics.color import ToneResidue, flat_mask
 
