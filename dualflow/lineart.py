@@ -38,8 +38,10 @@ def ink_lines(bw: torch.Tensor, length: int = 5, threshold: float = 0.5, max_den
     pad = length // 2
     need = k.sum(dim=(1, 2, 3)).view(1, 4, 1, 1) - 0.5
     eroded = (F.conv2d(dark, k, padding=pad) >= need).to(torch.float32)  # (B,4,H,W)
-    opened = F.conv2d(eroded, k.flip(-2, -1), padding=pad, groups=4)  # dilate by each (mirrored) segment
-    stroke = (opened > 0).any(dim=1, keepdim=True) & (box(dark, 3) <= max_density)
+    # Dilate each direction by its (mirrored) segment and sum the four: > 0 where any of them covers. One 4→1
+    # convolution, half the time of four grouped ones (counts are small integers, so the test is exact).
+    opened = F.conv2d(eroded, k.flip(-2, -1).transpose(0, 1), padding=pad)
+    stroke = (opened > 0) & (box(dark, 3) <= max_density)
     return stroke.to(bw.dtype)
 
 
