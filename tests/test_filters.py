@@ -11,7 +11,7 @@ def test_box_and_morphology_match_2d_pooling():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 37, 53, generator=g)
     mask = (torch.rand(1, 1, 37, 53, generator=g) > 0.8).float()
-    for r in (1, 2, 5):
+    for r in (1, 2, 5, 8):
         k = 2 * r + 1
         assert torch.allclose(box(x, r), F.avg_pool2d(x, k, 1, r, count_include_pad=False), atol=1e-6)
         assert torch.equal(dilate(mask, r), F.max_pool2d(mask, k, 1, r))
