@@ -11,20 +11,17 @@ from dualflow.filters import box
 
 
 @lru_cache(maxsize=4)
-def _line_kernels(length: int) -> torch.Tensor:
-    """(4,1,L,L) kernels: horizontal, vertical and both diagonal lines of ``length`` pixels. The diagonals are
-    4-connected staircases: a drawn diagonal stroke is, a checkerboard-like screentone (whose dark pixels
-    touch only at corners, forming endless 1-px diagonals) is not."""
-    k = torch.zeros(4, 1, length, length)
+def _line_taps(length: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Offsets (dy, dx) from the centre of four line segments of ``length`` pixels: horizontal, vertical and both
+    diagonals. The diagonals are 4-connected staircases: a drawn diagonal stroke is, a checkerboard-like
+    screentone (whose dark pixels touch only at corners, forming endless 1-px diagonals) is not."""
     c = length // 2
+    k = torch.zeros(4, length, length, dtype=torch.bool)
     idx = torch.arange(length)
-    k[0, 0, c, :] = 1
-    k[1, 0, :, c] = 1
-    k[2, 0, idx, idx] = 1
-    k[2, 0, idx[:-1], idx[:-1] + 1] = 1
-    k[3, 0, idx, length - 1 - idx] = 1
-    k[3, 0, idx[:-1], length - 2 - idx[:-1]] = 1
-    return k
+    k[0, c, :] = k[1, :, c] = True
+    k[2, idx, idx] = k[2, idx[:-1], idx[:-1] + 1] = True
+    k[3, idx, length - 1 - idx] = k[3, idx[:-1], length - 2 - idx[:-1]] = True
+    return tuple(tuple((int(y) - c, int(x) - c) for y, x in k[d].nonzero()) for d in range(4))
 
 
 def ink_lines(bw: torch.Tensor, length: int = 5, threshold: float = 0.5, max_density: float = 0.75) -> torch.Tensor:
@@ -33,15 +30,22 @@ def ink_lines(bw: torch.Tensor, length: int = 5, threshold: float = 0.5, max_den
     ``max_density`` of the 7×7 neighbourhood is dark. Light screentone dots are shorter than a run and drop
     out; dense screentone (merged dots) and the inside of solid black are too dark around them to be a stroke
     (a stroke, even a bold one, has paper beside it); outlines, hatching and the borders of solid black stay."""
-    dark = (bw < threshold).to(torch.float32)
-    k = _line_kernels(length).to(bw.device)
-    pad = length // 2
-    need = k.sum(dim=(1, 2, 3)).view(1, 4, 1, 1) - 0.5
-    eroded = (F.conv2d(dark, k, padding=pad) >= need).to(torch.float32)  # (B,4,H,W)
-    # Dilate each direction by its (mirrored) segment and sum the four: > 0 where any of them covers. One 4→1
-    # convolution, half the time of four grouped ones (counts are small integers, so the test is exact).
-    opened = F.conv2d(eroded, k.flip(-2, -1).transpose(0, 1), padding=pad)
-    stroke = (opened > 0) & (box(dark, 3) <= max_density)
+    dark = bw < threshold
+    c = length // 2
+    h, w = dark.shape[-2:]
+    at = lambda padded, dy, dx: padded[..., c + dy:c + dy + h, c + dx:c + dx + w]  # noqa: E731 - x[y+dy, x+dx]
+    padded_dark = F.pad(dark, (c, c, c, c))  # outside the page is paper
+    opened = torch.zeros_like(dark)
+    for taps in _line_taps(length):
+        # Erode by the segment (every tap dark), then dilate by its mirror: exact boolean morphology, and on
+        # CPU several times faster than the same opening as convolutions.
+        eroded = at(padded_dark, *taps[0]).clone()
+        for dy, dx in taps[1:]:
+            eroded &= at(padded_dark, dy, dx)
+        padded_eroded = F.pad(eroded, (c, c, c, c))
+        for dy, dx in taps:
+            opened |= at(padded_eroded, -dy, -dx)
+    stroke = opened & (box(dark.to(torch.float32), 3) <= max_density)
     return stroke.to(bw.dtype)
 
 
