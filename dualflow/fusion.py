@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.color import AB_SCALE, L_SCALE, clamp_nlab, nlab_to_rgb
-from dualflow.filters import box, erode, guided_filter
-from dualflow.lineart import PAPER_RADIUS, strokes_on_paper
+from dualflow.filters import box, dilate, erode, guided_filter
+from dualflow.lineart import PAPER_RADIUS, ink_lines, stroke_reach, strokes_on_paper
 from dualflow.patching import PatchPlan, crop, intersect, overlaps, paste
 from dualflow.pipeline import GuidedFill, StoredFill, canvas_from_patches
 from dualflow.precision import float32
@@ -108,18 +108,35 @@ def coherence(patches: torch.Tensor, plan: PatchPlan, fill_patches: torch.Tensor
 
 
 WHITE_RADIUS = 3  # white areas narrower than 2·3+1 px (text strokes' counters, tone gaps) are not "white"
+TONE_RADIUS = 2  # the descreening guide: the B&W page's 5×5 mean, a dot pitch or more, so a tone reads as grey
+DESCREEN_RADIUS = 2  # lightness is made locally linear in that tone over 5×5 windows
+LINE_CLEARANCE = 3  # lightness within 3 px of a stroke keeps the nets' lines and edges
+
+
+def descreen_lightness(lightness: torch.Tensor, bw: torch.Tensor, strokes: torch.Tensor) -> torch.Tensor:
+    """Lightness (1,H,W) away from the ``strokes`` (1,1,H,W) of the B&W page, guided-filtered by the page's tone
+    with its dots averaged out: flat where the tone is flat, which removes the dot texture the nets copy from
+    their input; within :data:`LINE_CLEARANCE` of a stroke it stays as drawn (smoothing there blurs lines)."""
+    flat = guided_filter(lightness[None], box(bw[None], TONE_RADIUS), DESCREEN_RADIUS, 1e-2)[0]
+    return torch.where(dilate(strokes, LINE_CLEARANCE)[0] > 0, lightness, flat)
 
 
 def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smooth_eps: float = 1e-3,
-                keep_ink: bool = True, keep_white: bool = True, white_radius: int = WHITE_RADIUS) -> torch.Tensor:
+                keep_ink: bool = True, keep_white: bool = True, descreen: bool = True,
+                white_radius: int = WHITE_RADIUS) -> torch.Tensor:
     """Edge-aware chroma smoothing guided by the B&W page (a guided filter keeps chroma edges on ink lines);
-    ink outlines drawn on paper stay dark (:func:`strokes_on_paper`); large white areas (balloons, paper) stay
-    white. Local: see :func:`postprocess_reach`."""
+    lightness descreened away from strokes (:func:`descreen_lightness`); ink outlines drawn on paper stay
+    dark (:func:`strokes_on_paper`); large white areas (balloons, paper) stay white. Local: see
+    :func:`postprocess_reach`."""
     lightness, ab = lab[:1], lab[1:]
+    strokes = ink_lines(bw[None]) if descreen or keep_ink else None
     if smooth_radius > 0:
         ab = guided_filter(ab[None], box(bw[None], 1), smooth_radius, smooth_eps)[0]  # guide: tone → grey
+    if descreen:
+        lightness = descreen_lightness(lightness, bw, strokes)
     if keep_ink:
-        lightness = torch.where(strokes_on_paper(bw[None])[0] > 0, lightness.clamp(max=0.35), lightness)
+        lightness = torch.where(strokes_on_paper(bw[None], strokes=strokes)[0] > 0, lightness.clamp(max=0.35),
+                                lightness)
     if keep_white:
         white = erode((bw > 0.9).float(), white_radius) > 0.5
         lightness = torch.where(white, lightness.clamp(min=0.95), lightness)
@@ -128,9 +145,11 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
 
 
 def postprocess_reach(smooth_radius: int, white_radius: int) -> int:
-    """Rows of context :func:`postprocess` reads on each side (guided filter 2r + tone blur 1, the strokes'
-    surroundings, white erosion): the halo that makes striped post-processing exact."""
-    return max(2 * smooth_radius + 1, PAPER_RADIUS, white_radius)
+    """Rows of context :func:`postprocess` reads on each side (chroma guided filter 2r + tone blur 1, the
+    descreening guided filter 2r + its tone blur, the strokes' clearance and surroundings, white erosion):
+    the halo that makes striped post-processing exact."""
+    return max(2 * smooth_radius + 1, 2 * DESCREEN_RADIUS + TONE_RADIUS, stroke_reach() + LINE_CLEARANCE,
+               PAPER_RADIUS, white_radius)
 
 
 def priority_canvas(patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor,
@@ -161,13 +180,14 @@ class Fusion(nn.Module):
 
     def __init__(self, blend: str = "feather", levels: int = 4, harmonize: bool = True, strength: float = 0.5,
                  coherence_threshold: float = 6.0, postprocess: bool = True, smooth_radius: int = 2,
-                 keep_ink: bool = True, keep_white: bool = True, stripe: int = 256):
+                 keep_ink: bool = True, keep_white: bool = True, descreen: bool = True, stripe: int = 256):
         super().__init__()
         if blend not in ("feather", "multiband"):
             raise ValueError(f"fusion blend must be 'feather' or 'multiband', got {blend!r}")
         self.blend, self.levels, self.harmonize, self.strength = blend, levels, harmonize, strength
         self.coherence_threshold, self.post = coherence_threshold, postprocess
         self.smooth_radius, self.keep_ink, self.keep_white, self.stripe = smooth_radius, keep_ink, keep_white, stripe
+        self.descreen = descreen
 
     @float32
     def forward(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor | GuidedFill | StoredFill,
@@ -200,7 +220,7 @@ class Fusion(nn.Module):
             fused = whole[:, y0:y1] if whole is not None else self._feathered((y0, 0, y1, w), patches, plan, fill)
             if self.post:
                 fused = postprocess(fused, bw[:, y0:y1], self.smooth_radius, keep_ink=self.keep_ink,
-                                    keep_white=self.keep_white)
+                                    keep_white=self.keep_white, descreen=self.descreen)
             part = fused[:, y - y0:y - y0 + min(self.stripe, h - y)]
             part = clamp_nlab(part)
             out[:, y:y + part.shape[1]] = nlab_to_rgb(part[None])[0] if rgb else part

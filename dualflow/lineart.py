@@ -52,9 +52,17 @@ def ink_lines(bw: torch.Tensor, length: int = 5, threshold: float = 0.5, max_den
 PAPER_RADIUS = 8  # 17×17 px: several dot pitches of a dense tone or hatch, less than a panel's width
 
 
-def strokes_on_paper(bw: torch.Tensor, min_paper: float = 0.35) -> torch.Tensor:
-    """(B,1,H,W) B&W page → {0,1} mask of the :func:`ink_lines` strokes whose 17×17 surroundings are not mostly
-    dark (mean > ``min_paper``): outlines drawn on paper or a light tone. Hatching and merged dots inside a dark
-    toned area are left out: the colour page shows a flat dark colour there, and painting them at ink darkness
-    leaves their texture in it. Reads :data:`PAPER_RADIUS` rows of context on each side."""
-    return ink_lines(bw) * (box(bw, PAPER_RADIUS) > min_paper).to(bw.dtype)
+def stroke_reach(length: int = 5) -> int:
+    """Rows of context :func:`ink_lines` reads on each side: the opening (erode, then dilate by the segment's
+    half-length) and its 7×7 density window."""
+    return max(2 * (length // 2), 3)
+
+
+def strokes_on_paper(bw: torch.Tensor, min_paper: float = 0.35, strokes: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,1,H,W) B&W page → {0,1} mask of the :func:`ink_lines` strokes (``strokes`` when already computed)
+    whose 17×17 surroundings are not mostly dark (mean > ``min_paper``): outlines drawn on paper or a light
+    tone. Hatching and merged dots inside a dark toned area are left out: the colour page shows a flat dark
+    colour there, and painting them at ink darkness leaves their texture in it. Reads :data:`PAPER_RADIUS`
+    rows of context on each side."""
+    strokes = ink_lines(bw) if strokes is None else strokes
+    return strokes * (box(bw, PAPER_RADIUS) > min_paper).to(bw.dtype)

@@ -1,5 +1,6 @@
 """Fusion invariants: weights in range, identity when the flows agree, no step at patch borders."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,6 +68,28 @@ def test_postprocess_keeps_ink_dark_and_white_areas_white():
     out = Fusion(harmonize=False)(patches, plan, fill, bw)
     assert out.page[0, :, 61:63].max() <= 0.35
     assert out.page[0, :, :40].min() >= 0.95 and out.page[1:, :, :40].abs().max() < 0.1
+
+
+def test_descreen_flattens_copied_dots_and_leaves_lines_as_drawn():
+    """A net that copies its input's dots into lightness: descreening removes the texture inside the toned area,
+    keeps the tone's mean lightness, and leaves the lightness next to a stroke as it was."""
+    from dualflow.data.synth import STYLE, Screens, screen_tone
+    from dualflow.filters import box, dilate
+    from dualflow.fusion import LINE_CLEARANCE, descreen_lightness
+    from dualflow.lineart import ink_lines
+
+    dark = np.zeros((96, 128), np.float32)
+    dark[:, 64:] = 0.4  # a mid-grey dot tone on the right half, paper on the left
+    bw = torch.from_numpy(screen_tone(dark, np.full(dark.shape, STYLE["dots"], np.uint8), Screens()))[None]
+    bw[:, :, 30:32] = 0  # a stroke on the paper
+    lightness = 0.4 + 0.2 * bw  # the dots copied into the colours
+    strokes = ink_lines(bw[None])
+    out = descreen_lightness(lightness, bw, strokes)
+    texture = lambda x: (x - box(x[None], 2)[0]).abs()[:, 8:-8, 72:-8].mean()  # noqa: E731 - inside the tone
+    assert texture(out) < 0.1 * texture(lightness)
+    assert abs(float(out[:, 8:-8, 72:-8].mean() - lightness[:, 8:-8, 72:-8].mean())) < 0.01
+    near = dilate(strokes, LINE_CLEARANCE)[0] > 0
+    assert near[:, :, 27:35].all() and torch.equal(out[near], lightness[near])
 
 
 @pytest.mark.parametrize("seed", [2, 3])

@@ -65,7 +65,7 @@ class DualFlowColorizer(StageModule):
                  chroma_temperature: float | None = None, blend: str = "feather",
                  levels: int = 4, harmonize: bool = True, harmonize_strength: float = 0.5,
                  coherence_threshold: float = 6.0, postprocess: bool = True, smooth_radius: int = 2,
-                 keep_ink: bool = True, keep_white: bool = True,
+                 keep_ink: bool = True, keep_white: bool = True, descreen: bool = True,
                  patch_batch: int = 16, attention_tile: int = 1024, lpips: bool = True, fid: bool = False,
                  allow_random_backbone: bool = False, log_pages: int = 4, samples_dir: str | None = None):
         super().__init__(lr=0.0, weight_decay=0.0, warmup_steps=0)
@@ -85,7 +85,7 @@ class DualFlowColorizer(StageModule):
             plan["threshold"] = patch_threshold
         self.plan_settings = PlanSettings(**plan)
         self.fusion = Fusion(blend, levels, harmonize, harmonize_strength, coherence_threshold, postprocess,
-                             smooth_radius, keep_ink, keep_white)
+                             smooth_radius, keep_ink, keep_white, descreen)
         self.net = nn.Identity()  # nothing trainable
         self._lpips, self._fid, self._allow_random = lpips, fid, allow_random_backbone
         self.val_metrics = self.test_metrics = None  # built at the start of validation / test (on device)
