@@ -19,17 +19,21 @@ def box(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def window_sum(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Sum of (...,H,W) over each (2r+1)² window, pixels outside the image counting as 0. Separable, each pass a
-    sum of 2r+1 shifted slices: on CPU 10-20× faster than pooling at the radii used here (1-8), exact for
-    integer counts, and a pixel's result depends only on its own window, so stripes match the whole page."""
-    for dim in (-1, -2):
-        n = x.shape[dim]
-        padded = F.pad(x, (r, r) if dim == -1 else (0, 0, r, r))
-        total = padded.narrow(dim, 0, n).clone()
-        for shift in range(1, 2 * r + 1):
-            total += padded.narrow(dim, shift, n)
-        x = total
-    return x
+    """Sum of (...,H,W) over each (2r+1)² window, pixels outside the image counting as 0: :func:`axis_sum` along
+    each axis. On CPU 10-20× faster than pooling at the radii used here (1-8), exact for integer counts, and a
+    pixel's result depends only on its own window, so stripes match the whole page."""
+    return axis_sum(axis_sum(x, r, -1), r, -2)
+
+
+def axis_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Sum of (...,H,W) over the 2r+1 pixels centred on each pixel along ``dim`` (-1: rows, -2: columns), pixels
+    outside the image counting as 0: a sum of shifted slices."""
+    n = x.shape[dim]
+    padded = F.pad(x, (r, r) if dim == -1 else (0, 0, r, r))
+    total = padded.narrow(dim, 0, n).clone()
+    for shift in range(1, 2 * r + 1):
+        total += padded.narrow(dim, shift, n)
+    return total
 
 
 def sobel(x: torch.Tensor) -> torch.Tensor:

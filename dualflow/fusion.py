@@ -15,7 +15,7 @@ from torch import nn
 
 from dualflow.color import AB_SCALE, L_SCALE, clamp_nlab, nlab_to_rgb
 from dualflow.filters import box, dilate, erode, guided_filter
-from dualflow.lineart import PAPER_RADIUS, ink_lines, stroke_reach, strokes_on_paper
+from dualflow.lineart import PAPER_RADIUS, outline_reach, outlines, strokes_on_paper
 from dualflow.patching import PatchPlan, crop, intersect, overlaps, paste
 from dualflow.pipeline import GuidedFill, StoredFill, canvas_from_patches
 from dualflow.precision import float32
@@ -114,9 +114,10 @@ LINE_CLEARANCE = 3  # lightness within 3 px of a stroke keeps the nets' lines an
 
 
 def descreen_lightness(lightness: torch.Tensor, bw: torch.Tensor, strokes: torch.Tensor) -> torch.Tensor:
-    """Lightness (1,H,W) away from the ``strokes`` (1,1,H,W) of the B&W page, guided-filtered by the page's tone
-    with its dots averaged out: flat where the tone is flat, which removes the dot texture the nets copy from
-    their input; within :data:`LINE_CLEARANCE` of a stroke it stays as drawn (smoothing there blurs lines)."""
+    """Lightness (1,H,W) away from the ``strokes`` (1,1,H,W, the page's :func:`outlines`), guided-filtered by
+    the page's tone with its dots averaged out: flat where the tone is flat, which removes the dot and hatch
+    texture the nets copy from their input; within :data:`LINE_CLEARANCE` of a stroke it stays as drawn
+    (smoothing there blurs lines)."""
     flat = guided_filter(lightness[None], box(bw[None], TONE_RADIUS), DESCREEN_RADIUS, 1e-2)[0]
     return torch.where(dilate(strokes, LINE_CLEARANCE)[0] > 0, lightness, flat)
 
@@ -125,11 +126,11 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
                 keep_ink: bool = True, keep_white: bool = True, descreen: bool = True,
                 white_radius: int = WHITE_RADIUS) -> torch.Tensor:
     """Edge-aware chroma smoothing guided by the B&W page (a guided filter keeps chroma edges on ink lines);
-    lightness descreened away from strokes (:func:`descreen_lightness`); ink outlines drawn on paper stay
-    dark (:func:`strokes_on_paper`); large white areas (balloons, paper) stay white. Local: see
-    :func:`postprocess_reach`."""
+    lightness descreened away from the line art (:func:`descreen_lightness`); outlines drawn on paper stay
+    dark (:func:`strokes_on_paper`), hatching does not (:func:`outlines`); large white areas (balloons,
+    paper) stay white. Local: see :func:`postprocess_reach`."""
     lightness, ab = lab[:1], lab[1:]
-    strokes = ink_lines(bw[None]) if descreen or keep_ink else None
+    strokes = outlines(bw[None]) if descreen or keep_ink else None
     if smooth_radius > 0:
         ab = guided_filter(ab[None], box(bw[None], 1), smooth_radius, smooth_eps)[0]  # guide: tone → grey
     if descreen:
@@ -146,9 +147,9 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
 
 def postprocess_reach(smooth_radius: int, white_radius: int) -> int:
     """Rows of context :func:`postprocess` reads on each side (chroma guided filter 2r + tone blur 1, the
-    descreening guided filter 2r + its tone blur, the strokes' clearance and surroundings, white erosion):
-    the halo that makes striped post-processing exact."""
-    return max(2 * smooth_radius + 1, 2 * DESCREEN_RADIUS + TONE_RADIUS, stroke_reach() + LINE_CLEARANCE,
+    descreening guided filter 2r + its tone blur, the outlines with their clearance, the strokes'
+    surroundings, white erosion): the halo that makes striped post-processing exact."""
+    return max(2 * smooth_radius + 1, 2 * DESCREEN_RADIUS + TONE_RADIUS, outline_reach() + LINE_CLEARANCE,
                PAPER_RADIUS, white_radius)
 
 

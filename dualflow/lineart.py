@@ -7,7 +7,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from dualflow.filters import box
+from dualflow.filters import axis_sum, box
 
 
 @lru_cache(maxsize=4)
@@ -58,11 +58,35 @@ def stroke_reach(length: int = 5) -> int:
     return max(2 * (length // 2), 3)
 
 
+HATCH_RADIUS = 7  # hatching is judged on the 15-px horizontal and vertical lines through a pixel
+HATCH_CROSSINGS = 10  # stroke/paper changes along both lines together from which it is hatching: five strokes crossed
+
+
+def outlines(bw: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) B&W page → {0,1} mask of the :func:`ink_lines` strokes that are not hatching. Hatching is a tone
+    drawn as parallel strokes: many stroke/paper changes along the short lines through a pixel, where an
+    outline, a corner or a junction crosses them a few times. A colour page shows a flat colour there, so the
+    post-processing must not treat hatch strokes as lines to keep. Reads :func:`outline_reach` rows."""
+    strokes = ink_lines(bw)
+    changes = torch.zeros_like(strokes)
+    for dim in (-1, -2):
+        n = strokes.shape[dim]
+        step = (strokes.narrow(dim, 1, n - 1) != strokes.narrow(dim, 0, n - 1)).to(strokes.dtype)
+        changes += axis_sum(F.pad(step, (0, 1) if dim == -1 else (0, 0, 0, 1)), HATCH_RADIUS, dim)
+    return strokes * (changes < HATCH_CROSSINGS).to(strokes.dtype)
+
+
+def outline_reach() -> int:
+    """Rows of context :func:`outlines` reads on each side: the strokes' and the hatching window's (whose
+    changes reach one pixel past it)."""
+    return stroke_reach() + HATCH_RADIUS + 1
+
+
 def strokes_on_paper(bw: torch.Tensor, min_paper: float = 0.35, strokes: torch.Tensor | None = None) -> torch.Tensor:
-    """(B,1,H,W) B&W page → {0,1} mask of the :func:`ink_lines` strokes (``strokes`` when already computed)
-    whose 17×17 surroundings are not mostly dark (mean > ``min_paper``): outlines drawn on paper or a light
-    tone. Hatching and merged dots inside a dark toned area are left out: the colour page shows a flat dark
-    colour there, and painting them at ink darkness leaves their texture in it. Reads :data:`PAPER_RADIUS`
-    rows of context on each side."""
-    strokes = ink_lines(bw) if strokes is None else strokes
+    """(B,1,H,W) B&W page → {0,1} mask of the :func:`outlines` (``strokes`` when already computed) whose 17×17
+    surroundings are not mostly dark (mean > ``min_paper``): outlines drawn on paper or a light tone. Strokes
+    inside a dark toned area (hatching, merged dots) are left out: the colour page shows a flat dark colour
+    there, and painting them at ink darkness leaves their texture in it. Reads max(:data:`PAPER_RADIUS`,
+    :func:`outline_reach`) rows of context on each side."""
+    strokes = outlines(bw) if strokes is None else strokes
     return strokes * (box(bw, PAPER_RADIUS) > min_paper).to(bw.dtype)

@@ -316,6 +316,28 @@ def test_strokes_on_paper_keep_outlines_and_drop_hatching_in_dark_tone():
     assert not (kept.bool() & ~ink.bool()).any()  # a subset of the line art
 
 
+def test_outlines_drop_hatching_on_paper_and_keep_outlines_beside_it():
+    """Hatching on paper (a mid tone drawn as parallel strokes, SynthManga's renderer: flat colour in the colour
+    page) is not line art to keep; an outline on paper, a box with its corners and an outline along the
+    hatched field's edge are."""
+    from dualflow.data.synth import STYLE, Screens, screen_tone
+    from dualflow.lineart import ink_lines, outlines
+
+    dark = np.zeros((96, 128), np.float32)
+    dark[20:90, 72:124] = 0.45
+    hatch = screen_tone(dark, np.full(dark.shape, STYLE["hatch"], np.uint8), Screens(hatch=(4.0, 45.0)))
+    page = torch.from_numpy(hatch)[None, None]
+    page[..., 10:12, 4:60] = 0  # an outline on paper
+    page[..., 30:70, 8:10] = page[..., 30:70, 40:42] = 0  # a box: two sides…
+    page[..., 30:32, 8:42] = page[..., 68:70, 8:42] = 0  # …top and bottom, with corners
+    page[..., 20:90, 68:70] = 0  # an outline along the hatched field's left edge
+    ink, kept = ink_lines(page)[0, 0], outlines(page)[0, 0]
+    assert kept[10:12, 8:56].all() and kept[30:70, 8:10].all() and kept[30:32, 8:42].all()
+    assert kept[24:86, 68].float().mean() > 0.9
+    assert ink[30:80, 84:120].sum() > 500 and kept[30:80, 84:120].sum() < 0.05 * ink[30:80, 84:120].sum()
+    assert not (kept.bool() & ~ink.bool()).any()  # a subset of the line art
+
+
 def test_tone_residue_known_answers():
     from dualflow.metrics.color import ToneResidue, flat_mask
 
