@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 SIZES = ((1024, 1448), (2048, 2896), (4096, 5792))  # (W, H) of manga pages, A-series aspect
@@ -252,13 +253,21 @@ def bench_models(experiment: str, runs_dir: str, has_baseline: bool,
     return models
 
 
-def bench_quality(models: dict[str, Any], pages: int, size: int) -> dict[str, Any]:
-    """The metric suite on held-out SynthManga pages: dual flow, secondary only, baseline."""
+def bench_quality(models: dict[str, Any], pages: int, size: int, oracle_pages: int = 128) -> dict[str, Any]:
+    """The metric suite on held-out SynthManga pages: dual flow, secondary only, baseline, and the two oracles
+    (:mod:`dualflow.oracle`, fitted on ``oracle_pages`` other pages) that show how far the figures can go."""
     from dualflow.data.datasets import SynthMangaDataset
+    from dualflow.data.synth import SynthManga
+    from dualflow.oracle import ClassToneOracle
 
+    oracle = ClassToneOracle.fit(SynthManga(0)(i, size) for i in range(oracle_pages))
+    rng = np.random.default_rng(0)
+    truth = lambda s: (s["color"].permute(1, 2, 0).numpy(), s["labels"][0].numpy())  # noqa: E731
+    references = {"oracle_median": lambda s: oracle.median_page(*truth(s)),
+                  "oracle_sample": lambda s: oracle.sampled_page(*truth(s), rng)}
     data = SynthMangaDataset(pages, size, seed=31337)
-    result = _quality([data[i] for i in range(pages)], models)
-    result["pages"], result["page_size"] = pages, size
+    result = _quality([data[i] for i in range(pages)], models, references)
+    result["pages"], result["page_size"], result["oracle_pages"] = pages, size, oracle_pages
     return result
 
 
@@ -295,12 +304,15 @@ def bench_consistency(models: dict[str, Any], chapters: int, pages: int, size: i
             "truth": float(truth.compute()), "dualflow_per_page": float(per_page.compute())}
 
 
-def _quality(samples: list[dict], models: dict[str, Any]) -> dict[str, Any]:
+def _quality(samples: list[dict], models: dict[str, Any], references: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The page suite of every model on ``samples``; ``references``: name → function of a sample giving its RGB
+    page (1,3,H,W), scored beside the models (the oracles)."""
     from dualflow.color import nlab_to_rgb
     from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
 
     model, secondary_only, baseline = models["dualflow"], models["secondary_only"], models.get("baseline")
-    names = list(models)
+    references = references or {}
+    names = list(models) + list(references)
     suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True) for name in names}
     metric_seconds = []
     with torch.inference_mode():
@@ -314,6 +326,8 @@ def _quality(samples: list[dict], models: dict[str, Any]) -> dict[str, Any]:
             update_suite(suites["secondary_only"], preds=secondary_only.colorize_page(s["bw"])["rgb"][None], **common)
             if baseline is not None:
                 update_suite(suites["baseline"], preds=nlab_to_rgb(baseline(batch["bw"])), **common)
+            for name, reference in references.items():
+                update_suite(suites[name], preds=reference(s), **common)
     result: dict[str, Any] = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
                               for name, suite in suites.items()}
     result["metric_suite_seconds_per_page"] = statistics.median(metric_seconds)
@@ -402,8 +416,11 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines += breakdown_table(results["breakdown"])
     q = results.get("quality")
     if q:
-        names = [n for n in ("dualflow", "secondary_only", "baseline") if n in q]
-        lines += [f"**Quality** on {q['pages']} held-out SynthManga pages ({q['page_size']}²):", "",
+        names = [n for n in ("dualflow", "secondary_only", "baseline", "oracle_median", "oracle_sample") if n in q]
+        oracles = (f"; the oracles are given each pixel's class and tone level (fitted on {q['oracle_pages']} other "
+                   "pages): `oracle_median` the best single guess, `oracle_sample` one plausible colour per region"
+                   if "oracle_median" in q else "")
+        lines += [f"**Quality** on {q['pages']} held-out SynthManga pages ({q['page_size']}²){oracles}:", "",
                   "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "global/lpips",
                     "color/delta_cf", "color/tone_residue", "transition/seam", "transition/delta_e2000",
@@ -526,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         results["data"].update(bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
         results["stages"] = bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
     models = bench_models(args.experiment, args.runs_dir, has_baseline, args.chroma_temperature)
-    results["quality"] = bench_quality(models, args.pages, args.page_size)
+    results["quality"] = bench_quality(models, args.pages, args.page_size, 8 if args.tiny else 128)
     results["transfer"] = bench_transfer(models, args.page_size, 1 if args.tiny else 4)
     results["consistency"] = bench_consistency(models, 2 if args.tiny else 8, 3 if args.tiny else 8,
                                                128 if args.tiny else args.page_size)

@@ -36,6 +36,9 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
                     "transition/seam", "edge/chroma_on_ink", "edge/f1"):
             assert key in quality[name], (name, key)
     assert quality["metric_suite_seconds_per_page"] > 0
+    for name in ("oracle_median", "oracle_sample"):  # given the true class and tone: what the figures can reach
+        assert 0 <= quality[name]["color/delta_e2000"] < quality["dualflow"]["color/delta_e2000"], name
+    assert quality["oracle_pages"] == 8
     transfer = results["transfer"]  # real photographs (scikit-image's samples) rendered B&W by mangafy
     assert transfer["pages"] == 5 and transfer["page_size"] == 64 and "astronaut" in transfer["images"]
     for name in ("dualflow", "secondary_only", "baseline"):
@@ -52,7 +55,7 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
             assert row[kind]["seconds"] > 0 and row[kind]["peak_rss_mib"] > 0, (size, kind, row[kind])
         assert row["time_ratio_vs_baseline"] > 0 and row["memory_ratio_vs_primary_whole_page"] > 0
     table = (out / "results.md").read_text()
-    assert "| color/delta_e2000 |" in table and "256x362" in table
+    assert "| color/delta_e2000 |" in table and "256x362" in table and "oracle_median | oracle_sample |" in table
     breakdown = results["breakdown"]
     for stage in ("stage1", "stage2", "stage3"):
         r = breakdown[stage]

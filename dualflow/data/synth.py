@@ -22,7 +22,7 @@ from dualflow.data.synth_layout import balloon, panels, sound_effect
 from dualflow.data.synth_scenes import OUTDOOR, SCENE_P, SCENES
 
 __all__ = ["CLASSES", "CLASS_ID", "DETAILED_CLASSES", "DETAILED_IDS", "STYLE", "Look", "Screens", "SynthManga",
-           "SynthPage", "render_bw", "screen_tone"]
+           "SynthPage", "TONE_LEVELS", "render_bw", "screen_tone", "tone_level"]
 
 
 @dataclass
@@ -74,12 +74,22 @@ class Screens:
                        hatch=(float(rng.choice([3.0, 4.0])) * s, float(rng.choice([45.0, 135.0]))))
 
 
-def render_bw(color: np.ndarray, style: np.ndarray, ink: np.ndarray, screens: Screens | None = None) -> np.ndarray:
-    """Manga rendering of a colour page: each pixel's darkness (8 tone sheets) becomes ink through its style's
-    screen (:func:`screen_tone`); ink lines black. Returns (H,W) float32 in [0,1], all pixels black or white."""
+TONE_LEVELS = 8  # darkness is rendered in steps of 1/8: paper, seven tone sheets, solid black
+
+
+def tone_level(color: np.ndarray) -> np.ndarray:
+    """(H,W,3) colour page → (H,W) int64 in 0..TONE_LEVELS: the tone sheet the B&W rendering gives each pixel
+    (light colours → 0, white paper; dark ones → 8, solid black)."""
     lum = color @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    dark = np.clip((1.0 - lum - 0.1) / 0.75, 0.0, 1.0)  # light colours → white paper, dark → solid black
-    bw = screen_tone(np.round(dark * 8) / 8, style, screens or Screens())
+    dark = np.clip((1.0 - lum - 0.1) / 0.75, 0.0, 1.0)
+    return np.round(dark * TONE_LEVELS).astype(np.int64)
+
+
+def render_bw(color: np.ndarray, style: np.ndarray, ink: np.ndarray, screens: Screens | None = None) -> np.ndarray:
+    """Manga rendering of a colour page: each pixel's darkness (:func:`tone_level`) becomes ink through its
+    style's screen (:func:`screen_tone`); ink lines black. Returns (H,W) float32 in [0,1], all pixels black or
+    white."""
+    bw = screen_tone((tone_level(color) / TONE_LEVELS).astype(np.float32), style, screens or Screens())
     bw[ink] = 0.0
     return bw
 
