@@ -107,7 +107,7 @@ def coherence(patches: torch.Tensor, plan: PatchPlan, fill_patches: torch.Tensor
             "seam_disagreement": seam_sum / band_n if band_n else 0.0}
 
 
-WHITE_RADIUS = 3  # white areas narrower than 2·3+1 px (text strokes' counters, tone gaps) are not "white"
+WHITE_RADIUS = 3  # paper areas with no 7×7 window of paper (text strokes' counters, tone gaps) are not "white"
 TONE_RADIUS = 2  # the descreening guide: the B&W page's 5×5 mean, a dot pitch or more, so a tone reads as grey
 DESCREEN_RADIUS = 2  # lightness is made locally linear in that tone over 5×5 windows
 LINE_CLEARANCE = 3  # lightness within 3 px of a stroke keeps the nets' lines and edges
@@ -127,8 +127,8 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
                 white_radius: int = WHITE_RADIUS) -> torch.Tensor:
     """Edge-aware chroma smoothing guided by the B&W page (a guided filter keeps chroma edges on ink lines);
     lightness descreened away from the line art (:func:`descreen_lightness`); outlines drawn on paper stay
-    dark (:func:`strokes_on_paper`), hatching does not (:func:`outlines`); large white areas (balloons,
-    paper) stay white. Local: see :func:`postprocess_reach`."""
+    dark (:func:`strokes_on_paper`), hatching does not (:func:`outlines`); white areas stay white
+    (:func:`white_paper`). Local: see :func:`postprocess_reach`."""
     lightness, ab = lab[:1], lab[1:]
     strokes = outlines(bw[None]) if descreen or keep_ink else None
     if smooth_radius > 0:
@@ -139,18 +139,26 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
         lightness = torch.where(strokes_on_paper(bw[None], strokes=strokes)[0] > 0, lightness.clamp(max=0.35),
                                 lightness)
     if keep_white:
-        white = erode((bw > 0.9).float(), white_radius) > 0.5
+        white = white_paper(bw, white_radius) > 0.5
         lightness = torch.where(white, lightness.clamp(min=0.95), lightness)
         ab = torch.where(white, ab * 0.2, ab)
     return torch.cat([lightness, ab])
 
 
+def white_paper(bw: torch.Tensor, radius: int = WHITE_RADIUS) -> torch.Tensor:
+    """{0,1} paper pixels of an area that holds a (2r+1)² window of paper (balloons, gutters, empty paper), up
+    to the strokes around and inside it (an opening of the paper): the lettering's surroundings and a balloon's
+    rim are the balloon's white too."""
+    paper = (bw > 0.9).to(bw.dtype)
+    return dilate(erode(paper, radius), radius) * paper
+
+
 def postprocess_reach(smooth_radius: int, white_radius: int) -> int:
     """Rows of context :func:`postprocess` reads on each side (chroma guided filter 2r + tone blur 1, the
     descreening guided filter 2r + its tone blur, the outlines with their clearance, the strokes'
-    surroundings, white erosion): the halo that makes striped post-processing exact."""
+    surroundings, the white opening 2r): the halo that makes striped post-processing exact."""
     return max(2 * smooth_radius + 1, 2 * DESCREEN_RADIUS + TONE_RADIUS, outline_reach() + LINE_CLEARANCE,
-               PAPER_RADIUS, white_radius)
+               PAPER_RADIUS, 2 * white_radius)
 
 
 def priority_canvas(patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor,
