@@ -127,7 +127,7 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
                 white_radius: int = WHITE_RADIUS) -> torch.Tensor:
     """Edge-aware chroma smoothing guided by the B&W page (a guided filter keeps chroma edges on ink lines);
     lightness descreened away from the line art (:func:`descreen_lightness`); outlines drawn on paper stay
-    dark (:func:`strokes_on_paper`), hatching does not (:func:`outlines`); white areas are paper white
+    dark (:func:`strokes_on_paper`), hatching does not (:func:`outlines`); white areas stay white
     (:func:`white_paper`). Local: see :func:`postprocess_reach`."""
     lightness, ab = lab[:1], lab[1:]
     strokes = outlines(bw[None]) if descreen or keep_ink else None
@@ -139,9 +139,9 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
         lightness = torch.where(strokes_on_paper(bw[None], strokes=strokes)[0] > 0, lightness.clamp(max=0.35),
                                 lightness)
     if keep_white:
-        white = white_paper(bw, white_radius) > 0.5  # paper white: L* 100, no chroma
-        lightness = torch.where(white, torch.ones_like(lightness), lightness)
-        ab = torch.where(white, torch.zeros_like(ab), ab)
+        white = white_paper(bw, white_radius) > 0.5
+        lightness = torch.where(white, lightness.clamp(min=0.95), lightness)
+        ab = torch.where(white, ab * 0.2, ab)
     return torch.cat([lightness, ab])
 
 

@@ -73,7 +73,7 @@ def test_postprocess_keeps_ink_dark_and_white_areas_white():
     paper[19:23, 8:31] = False  # the lettering's rows: their gaps lie in no 7×7 window of paper
     paper[:, 60:] = False
     # The paper is white up to the strokes: beside the line and just above and below the letters too.
-    assert out.page[0][paper].min() == 1 and out.page[1:][:, paper].abs().max() == 0
+    assert out.page[0][paper].min() >= 0.95 and out.page[1:][:, paper].abs().max() < 0.1
     assert white_paper(bw)[0, 81:, 101:].sum() == 0  # the gaps inside a tone are no white area
 
 
