@@ -20,18 +20,15 @@ from typing import Any
 import torch
 import yaml
 
-from dualflow.orchestrator import EXPERIMENTS, STAGE_FILES
+from dualflow.stage_table import EXPERIMENTS, PIPELINE, STAGES, config_files
 
-STAGES = ("1", "2", "3")
-EARLIER = {"2": ("1",), "3": ("1", "2")}
-CKPT_ARG = {"1": "attention_ckpt", "2": "primary_ckpt"}
 PHASES = ("data", "frozen", "inputs", "forward_backward", "optimizer")
 
 # Small models and pages for tests (`dualflow bench --tiny`).
 TINY = {
-    "model": {"1": dict(dim=16, depth=1, heads=2, window=4, stem_channels=8),
-              "2": dict(base=8, depth=2, attn_heads=2, window=4, patch_size=32, patch_budget=2, lpips_weight=0.0),
-              "3": dict(base=8, depth=2, attn_heads=2, window=4, working_size=32)},
+    "model": {"attention": dict(dim=16, depth=1, heads=2, window=4, stem_channels=8),
+              "primary": dict(base=8, depth=2, attn_heads=2, window=4, patch_size=32, patch_budget=2, lpips_weight=0.0),
+              "secondary": dict(base=8, depth=2, attn_heads=2, window=4, working_size=32)},
     "data": dict(image_size=64, crop_size=64, batch_size=2, num_workers=0, n_train=16),
 }
 
@@ -46,8 +43,7 @@ def _merge(a: dict, b: dict) -> dict:
 def preset_config(stage: str, preset: str) -> dict[str, Any]:
     """base.yaml ⊕ the stage's file ⊕ the preset's file for it, as LightningCLI would merge them."""
     cfg: dict[str, Any] = {}
-    for path in (EXPERIMENTS / "base.yaml", EXPERIMENTS / f"{STAGE_FILES[stage]}.yaml",
-                 EXPERIMENTS / "presets" / preset / f"{STAGE_FILES[stage]}.yaml"):
+    for path in (EXPERIMENTS / "base.yaml", *config_files(stage, preset)):
         if path.is_file():
             cfg = _merge(cfg, yaml.safe_load(path.read_text()) or {})
     return cfg
@@ -60,16 +56,16 @@ def _module(stage: str, preset: str, tiny: bool, folder: Path):
 
     cfg = preset_config(stage, preset)["model"]
     init = {**cfg.get("init_args", {}), **(TINY["model"][stage] if tiny else {})}
-    if stage != "1":
+    if STAGES[stage].needs:
         init["allow_random_backbone"] = True
-    for earlier in EARLIER.get(stage, ()):
-        init[CKPT_ARG[earlier]] = str(_stage_checkpoint(earlier, preset, tiny, folder))
+    for earlier in STAGES[stage].needs:
+        init[STAGES[earlier].ckpt_arg] = str(_stage_checkpoint(earlier, preset, tiny, folder))
     module_name, _, cls = cfg["class_path"].rpartition(".")
     return getattr(importlib.import_module(module_name), cls)(**init)
 
 
 def _stage_checkpoint(stage: str, preset: str, tiny: bool, folder: Path) -> Path:
-    path = folder / f"stage{stage}.ckpt"
+    path = folder / f"{stage}.ckpt"
     if not path.is_file():
         module = _module(stage, preset, tiny, folder)
         torch.save({"state_dict": {f"net.{k}": v for k, v in module.net.state_dict().items()},
@@ -195,9 +191,10 @@ def breakdown(preset: str = "gpu", steps: int = 3, tiny: bool = False, loader_ba
     """:func:`breakdown_stage` for stages 1, 2 and 3 on CUDA when visible, else the CPU."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = {}
-    for stage in STAGES:
-        results[f"stage{stage}"] = breakdown_stage(stage, preset, steps, device, tiny, loader_batches)
-        print(f"[bench] step breakdown stage {stage} ({preset} preset): {results[f'stage{stage}']}", flush=True)
+    for stage in PIPELINE:
+        key = f"stage{STAGES[stage].key}"
+        results[key] = breakdown_stage(stage, preset, steps, device, tiny, loader_batches)
+        print(f"[bench] step breakdown {key} ({preset} preset): {results[key]}", flush=True)
     return {"preset": preset, "steps": steps, **results}
 
 
@@ -207,7 +204,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
              "after a warm-up; `inputs` is planning, cropping, targets and canvas without the frozen networks):", "",
              "| stage | device, precision | " + " | ".join(PHASES) + " | step s | it/s | loader pages/s (× step) |",
              "|---" * (len(PHASES) + 5) + "|"]
-    for stage in STAGES:
+    for stage in (STAGES[s].key for s in PIPELINE):
         r = result.get(f"stage{stage}")
         if not r:
             continue

@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from dualflow import manifest, wandb_utils
+from dualflow.stage_table import stage_number
 
 
 class RNGState(L.Callback):
@@ -141,7 +142,7 @@ class ManifestWriter(L.Callback):
             self.best = (score, _floats(trainer.callback_metrics, ("val/",)))
 
     def _record(self, trainer) -> dict[str, Any]:
-        entry: dict[str, Any] = {"stage": manifest.STAGE_NUMBER.get(self.stage), "config": self.config,
+        entry: dict[str, Any] = {"stage": stage_number(self.stage), "config": self.config,
                                  "git_commit": manifest.git_commit(), "finished": self._stamp(), "stale": False}
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

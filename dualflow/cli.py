@@ -18,9 +18,6 @@ from typing import Any
 
 BASE_CONFIG = Path("experiments") / "base.yaml"
 SUBCOMMANDS = ("train", "colorize", "synth", "bench", "compare", "prepare")
-CKPT_ARGS = {"attention_ckpt": "attention", "primary_ckpt": "primary", "secondary_ckpt": "secondary"}
-MONITOR = {"attention": ("val/loss", "min"), "primary": ("val/color/delta_e2000", "min"),
-           "secondary": ("val/color/delta_e2000", "min"), "baseline": ("val/color/delta_e2000", "min")}
 
 
 def _stage_of(class_path: str) -> str:
@@ -34,6 +31,7 @@ def _make_cli_class():
 
     from dualflow import manifest, wandb_utils
     from dualflow.callbacks import ImagePanels, ManifestWriter, RNGState, WandbSetup
+    from dualflow.stage_table import PIPELINE, STAGES
 
     class DualFlowCLI(LightningCLI):
         """LightningCLI with experiment folders, earlier stages resolved from the manifest, and the
@@ -49,7 +47,8 @@ def _make_cli_class():
             cfg = self.config[self.subcommand]
             self.stage = _stage_of(cfg.model.class_path)
             init = cfg.model.init_args
-            for arg, stage in CKPT_ARGS.items():
+            for stage in PIPELINE:
+                arg = STAGES[stage].ckpt_arg
                 if arg in init:
                     value = init[arg]
                     if value is None:
@@ -86,8 +85,9 @@ def _make_cli_class():
             user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
             ours = [RNGState(), ImagePanels(), WandbSetup(self.resolved),
                     ManifestWriter(cfg.experiment, self.record_as, self.resolved, cfg.runs_dir)]
-            if self.stage in MONITOR:
-                monitor, mode = MONITOR[self.stage]
+            monitor_mode = STAGES[self.stage].monitor if self.stage in STAGES else None
+            if monitor_mode:
+                monitor, mode = monitor_mode
                 ours.append(ModelCheckpoint(dirpath=self.root / "checkpoints", filename="best", monitor=monitor,
                                             mode=mode, save_top_k=1, save_last=True,
                                             enable_version_counter=False))

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dualflow.manifest import read_manifest
+from dualflow.stage_table import STAGES
 
-STAGE_ORDER = ("attention", "primary", "secondary", "composite", "baseline")
+STAGE_ORDER = tuple(STAGES)
 # Config keys that differ between any two experiments by construction, not by choice.
 INCIDENTAL = ("experiment", "runs_dir", "default_root_dir", "_ckpt", "save_dir", "logger.init_args.name",
               "samples_dir", "ckpt_path", "config")

@@ -182,33 +182,48 @@ class FusionResult:
     report: dict[str, float]
 
 
-class Fusion(nn.Module):
-    """The fusion step with every stage switchable (``blend``: feather | multiband). The page is assembled
-    ``stripe`` rows at a time (exact: each stripe carries the post-processing reach as a halo); multi-band
-    blending is not local, so it blends the whole page at once (page-sized memory)."""
+@dataclass
+class FusionConfig:
+    """Every switch of the fusion step (the composite nests it: ``--model.fusion.descreen=false``)."""
 
-    def __init__(self, blend: str = "feather", levels: int = 4, harmonize: bool = True, strength: float = 0.5,
-                 coherence_threshold: float = 6.0, postprocess: bool = True, smooth_radius: int = 2,
-                 keep_ink: bool = True, keep_white: bool = True, descreen: bool = True, stripe: int = 256):
+    blend: str = "feather"  # feather | multiband
+    levels: int = 4  # multi-band pyramid levels
+    harmonize: bool = True  # shift patch chroma towards the fill in the transition band
+    harmonize_strength: float = 0.5
+    coherence_threshold: float = 6.0  # seam ΔE76 above which the patches are harmonised fully
+    postprocess: bool = True
+    smooth_radius: int = 2  # edge-aware chroma smoothing
+    keep_ink: bool = True  # outlines drawn on paper stay dark
+    keep_white: bool = True  # paper areas stay white
+    descreen: bool = True  # lightness made flat away from the line art
+    stripe: int = 256  # rows assembled at a time (memory)
+
+    def __post_init__(self) -> None:
+        if self.blend not in ("feather", "multiband"):
+            raise ValueError(f"fusion blend must be 'feather' or 'multiband', got {self.blend!r}")
+
+
+class Fusion(nn.Module):
+    """The fusion step with every stage switchable (:class:`FusionConfig`). The page is assembled ``stripe``
+    rows at a time (exact: each stripe carries the post-processing reach as a halo); multi-band blending is not
+    local, so it blends the whole page at once (page-sized memory)."""
+
+    def __init__(self, config: FusionConfig | None = None):
         super().__init__()
-        if blend not in ("feather", "multiband"):
-            raise ValueError(f"fusion blend must be 'feather' or 'multiband', got {blend!r}")
-        self.blend, self.levels, self.harmonize, self.strength = blend, levels, harmonize, strength
-        self.coherence_threshold, self.post = coherence_threshold, postprocess
-        self.smooth_radius, self.keep_ink, self.keep_white, self.stripe = smooth_radius, keep_ink, keep_white, stripe
-        self.descreen = descreen
+        self.config = config or FusionConfig()
 
     @float32
     def forward(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor | GuidedFill | StoredFill,
                 bw: torch.Tensor, rgb: bool = False) -> FusionResult:
         """patches (K,3,ph,pw), fill (3,H,W) or the fill field of one page, bw (1,H,W) → fused page."""
         fill = StoredFill(fill[None]) if isinstance(fill, torch.Tensor) else fill
+        c = self.config
         fill_patches = fill_crops(fill, plan.boxes).to(patches)
-        if self.harmonize:
-            patches = harmonize(patches, plan, fill_patches, self.strength)
+        if c.harmonize:
+            patches = harmonize(patches, plan, fill_patches, c.harmonize_strength)
         report = coherence(patches, plan, fill_patches)
         report["reharmonized"] = 0.0
-        if self.harmonize and report["seam_disagreement"] > self.coherence_threshold:
+        if c.harmonize and report["seam_disagreement"] > c.coherence_threshold:
             # Too much disagreement left: pull the patches fully onto the fill's chroma in the band.
             patches = harmonize(patches, plan, fill_patches, 1.0)
             report.update(coherence(patches, plan, fill_patches), reharmonized=1.0)
@@ -217,20 +232,20 @@ class Fusion(nn.Module):
     def render(self, patches: torch.Tensor, plan: PatchPlan, fill: GuidedFill | StoredFill, bw: torch.Tensor,
                rgb: bool = False) -> torch.Tensor:
         """Blend, post-process and clamp the page stripe by stripe into one (3,H,W) tensor (Lab or RGB)."""
-        h, w = plan.page_size
+        (h, w), c = plan.page_size, self.config
         whole = None
-        if self.blend == "multiband":
+        if c.blend == "multiband":
             f = fill.full()[0]
-            whole = multiband_blend(priority_canvas(patches, plan, f), f, plan.coverage.to(f), self.levels)
-        halo = postprocess_reach(self.smooth_radius, WHITE_RADIUS) if self.post else 0
+            whole = multiband_blend(priority_canvas(patches, plan, f), f, plan.coverage.to(f), c.levels)
+        halo = postprocess_reach(c.smooth_radius, WHITE_RADIUS) if c.postprocess else 0
         out = bw.new_empty(3, h, w)
-        for y in range(0, h, self.stripe):
-            y0, y1 = max(0, y - halo), min(h, y + self.stripe + halo)
+        for y in range(0, h, c.stripe):
+            y0, y1 = max(0, y - halo), min(h, y + c.stripe + halo)
             fused = whole[:, y0:y1] if whole is not None else self._feathered((y0, 0, y1, w), patches, plan, fill)
-            if self.post:
-                fused = postprocess(fused, bw[:, y0:y1], self.smooth_radius, keep_ink=self.keep_ink,
-                                    keep_white=self.keep_white, descreen=self.descreen)
-            part = fused[:, y - y0:y - y0 + min(self.stripe, h - y)]
+            if c.postprocess:
+                fused = postprocess(fused, bw[:, y0:y1], c.smooth_radius, keep_ink=c.keep_ink,
+                                    keep_white=c.keep_white, descreen=c.descreen)
+            part = fused[:, y - y0:y - y0 + min(c.stripe, h - y)]
             part = clamp_nlab(part)
             out[:, y:y + part.shape[1]] = nlab_to_rgb(part[None])[0] if rgb else part
         return out

@@ -27,14 +27,15 @@ def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: l
                    device: str | None = None, **overrides):
     """DualFlowColorizer from an experiment's manifest, or from explicit (attention, primary, secondary) paths."""
     from dualflow.manifest import stage_checkpoint
+    from dualflow.stage_table import PIPELINE, STAGES
     from dualflow.stages.composite import DualFlowColorizer
 
     if ckpts:
         if len(ckpts) != 3:
             raise ValueError(f"--ckpt takes 3 paths (attention, primary, secondary), got {len(ckpts)}")
-        paths = dict(zip(("attention_ckpt", "primary_ckpt", "secondary_ckpt"), ckpts, strict=True))
+        paths = dict(zip((STAGES[s].ckpt_arg for s in PIPELINE), ckpts, strict=True))
     else:
-        paths = {f"{s}_ckpt": stage_checkpoint(experiment, s, runs_dir) for s in ("attention", "primary", "secondary")}
+        paths = {STAGES[s].ckpt_arg: stage_checkpoint(experiment, s, runs_dir) for s in PIPELINE}
     model = DualFlowColorizer(**paths, **overrides).eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device)

@@ -23,9 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-STAGES = ("attention", "primary", "secondary")
-STAGE_NUMBER = {"attention": 1, "primary": 2, "secondary": 3}
-MAKE_TARGET = {"attention": "make train-stage1", "primary": "make train-stage2", "secondary": "make train-stage3"}
+from dualflow.stage_table import PIPELINE, STAGES
 
 
 def manifest_path(experiment: str, runs_dir: str = "runs") -> Path:
@@ -61,12 +59,12 @@ def update_stage(experiment: str, stage: str, entry: dict[str, Any], runs_dir: s
 
 def mark_later_stale(experiment: str, stage: str, runs_dir: str = "runs") -> None:
     """Retraining ``stage`` invalidates every stage built on it (and the composite's figures)."""
-    if stage not in STAGE_NUMBER:
+    if stage not in PIPELINE:
         return
     manifest = read_manifest(experiment, runs_dir)
     changed = False
     for name, record in manifest.get("stages", {}).items():
-        if STAGE_NUMBER.get(name, 4 if name == "composite" else 0) > STAGE_NUMBER[stage]:
+        if name in STAGES and STAGES[name].number > STAGES[stage].number:
             record["stale"] = True
             changed = True
     if changed:
@@ -79,12 +77,12 @@ def stage_checkpoint(experiment: str, stage: str, runs_dir: str = "runs") -> str
     if not record or not record.get("best_ckpt"):
         raise FileNotFoundError(
             f"experiment {experiment!r} has no trained {stage} stage in {manifest_path(experiment, runs_dir)}: "
-            f"run `{MAKE_TARGET[stage]} EXP={experiment}` first, or pass --model.{stage}_ckpt=PATH"
+            f"run {STAGES[stage].hint(experiment)} first, or pass --model.{STAGES[stage].ckpt_arg}=PATH"
         )
     if not Path(record["best_ckpt"]).is_file():
         raise FileNotFoundError(
             f"{record['best_ckpt']} (the {stage} checkpoint recorded for {experiment!r}) is missing: "
-            f"run `{MAKE_TARGET[stage]} EXP={experiment}` again"
+            f"run {STAGES[stage].hint(experiment)} again"
         )
     return record["best_ckpt"]
 

@@ -15,11 +15,7 @@ import sys
 from pathlib import Path
 
 from dualflow import manifest
-
-STAGE_FILES = {"1": "stage1", "2": "stage2", "3": "stage3", "baseline": "baseline"}
-STAGE_NAMES = {"1": "attention", "2": "primary", "3": "secondary", "baseline": "baseline"}
-PREVIOUS = {"2": "attention", "3": "primary"}
-EXPERIMENTS = Path("experiments")
+from dualflow.stage_table import BY_KEY, PIPELINE, STAGES, config_files
 
 
 def pick_preset(preset: str, gpus: int | None) -> str:
@@ -33,21 +29,14 @@ def pick_preset(preset: str, gpus: int | None) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def configs(name: str, preset: str) -> list[str]:
-    """``--config`` arguments: the stage file, then the preset's file for it when the preset has one."""
-    args = ["--config", str(EXPERIMENTS / f"{name}.yaml")]
-    preset_file = EXPERIMENTS / "presets" / preset / f"{name}.yaml"
-    if preset != "none":
-        if not (EXPERIMENTS / "presets" / preset).is_dir():
-            raise FileNotFoundError(f"unknown preset {preset!r}: no folder {EXPERIMENTS / 'presets' / preset}")
-        if preset_file.is_file():
-            args += ["--config", str(preset_file)]
-    return args
+def configs(stage: str, preset: str) -> list[str]:
+    """``--config`` arguments of a stage (by name) under a preset (:func:`stage_table.config_files`)."""
+    return [arg for path in config_files(stage, preset) for arg in ("--config", str(path))]
 
 
 def stage_command(stage: str, experiment: str, preset: str, runs_dir: str, resume: bool, gpus: int | None,
                   overrides: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "dualflow", "fit", *configs(STAGE_FILES[stage], preset),
+    cmd = [sys.executable, "-m", "dualflow", "fit", *configs(stage, preset),
            "--experiment", experiment, "--runs_dir", runs_dir]
     if gpus:
         cmd.append(f"--trainer.devices={gpus}")
@@ -58,22 +47,23 @@ def stage_command(stage: str, experiment: str, preset: str, runs_dir: str, resum
 
 
 def check_previous(stage: str, experiment: str, runs_dir: str, overrides: list[str]) -> None:
-    prev = PREVIOUS.get(stage)
-    if prev and not any(o.startswith(f"--model.{prev}_ckpt") for o in overrides):
-        manifest.stage_checkpoint(experiment, prev, runs_dir)  # raises with the make target to run
+    """Every earlier stage ``stage`` needs is in the manifest, unless its checkpoint is passed explicitly."""
+    for prev in STAGES[stage].needs:
+        if not any(o.startswith(f"--model.{STAGES[prev].ckpt_arg}") for o in overrides):
+            manifest.stage_checkpoint(experiment, prev, runs_dir)  # raises with the make target to run
 
 
-def run_stage(stage: str, args, overrides: list[str]) -> int:
-    name = STAGE_NAMES[stage]
-    check_previous(stage, args.experiment, args.runs_dir, overrides)
+def run_stage(key: str, args, overrides: list[str]) -> int:
+    name = BY_KEY[key].name
+    check_previous(name, args.experiment, args.runs_dir, overrides)
     ckpt_dir = Path(args.runs_dir) / args.experiment / name / "checkpoints"
     resume = args.resume and (ckpt_dir / "last.ckpt").is_file()
     if args.resume and not resume:
         print(f"[dualflow] no {ckpt_dir / 'last.ckpt'} to resume from: training {name} from scratch")
     if not resume and ckpt_dir.is_dir():
         shutil.rmtree(ckpt_dir)  # a fresh run: old checkpoints must not pass for this run's
-    cmd = stage_command(stage, args.experiment, args.preset, args.runs_dir, resume, args.gpus, overrides)
-    print(f"[dualflow] stage {stage} ({name}): {' '.join(cmd[1:])}", flush=True)
+    cmd = stage_command(name, args.experiment, args.preset, args.runs_dir, resume, args.gpus, overrides)
+    print(f"[dualflow] stage {key} ({name}): {' '.join(cmd[1:])}", flush=True)
     return subprocess.run(cmd).returncode
 
 
@@ -108,7 +98,7 @@ def finish(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dualflow train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=["1", "2", "3", "all", "baseline"], default="all")
+    parser.add_argument("--stage", choices=[*(STAGES[s].key for s in PIPELINE), "all", "baseline"], default="all")
     parser.add_argument("--experiment", default="default")
     parser.add_argument("--preset", default="auto", help="auto | cpu | gpu | ddp | none (experiments/presets/)")
     parser.add_argument("--gpus", type=int, default=None, help="devices per node (several → ddp preset)")
@@ -120,14 +110,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="detail scale of the sample pages (default: the scale stage 3 was trained at)")
     args, overrides = parser.parse_known_args(argv)
     args.preset = pick_preset(args.preset, args.gpus)
-    stages = ["1", "2", "3"] if args.stage == "all" else [args.stage]
+    stages = [STAGES[s].key for s in PIPELINE] if args.stage == "all" else [args.stage]
     try:
         for stage in stages:
             code = run_stage(stage, args, overrides)
             if code:
                 print(f"[dualflow] stage {stage} failed (exit {code})", file=sys.stderr)
                 return code
-        if stages[-1] == "3":
+        if stages[-1] == STAGES[PIPELINE[-1]].key:
             return finish(args)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -141,13 +141,6 @@ def blend_ramps(boxes: torch.Tensor, page_size: tuple[int, int], patch: tuple[in
     return ry.reshape(*shape, ph), rx.reshape(*shape, pw)
 
 
-def blend_windows(boxes: torch.Tensor, page_size: tuple[int, int], patch: tuple[int, int],
-                  feather: int) -> torch.Tensor:
-    """(K,1,ph,pw) feathered windows for ``boxes``."""
-    ry, rx = blend_ramps(boxes, page_size, patch, feather)
-    return (ry[:, :, None] * rx[:, None, :])[:, None]
-
-
 def _placed(ramp: torch.Tensor, start: torch.Tensor, n: int) -> torch.Tensor:
     """(...,p) ramps placed at ``start`` (...) on an axis of length n → (...,n), zero outside."""
     p = ramp.shape[-1]
@@ -270,25 +263,41 @@ def transition_band(coverage: torch.Tensor, boxes: torch.Tensor, band: int) -> t
     return out
 
 
+def page_plans(boxes: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor,
+               ramps: tuple[torch.Tensor, torch.Tensor], page_size: tuple[int, int], band: int) -> list[PatchPlan]:
+    """The PatchPlan of every page of a batched selection (:func:`select_boxes`: boxes (B,K,4), scores and
+    validity (B,K); ``ramps``: :func:`blend_ramps` of the boxes): the valid boxes with their blend windows, the
+    coverage (one batched :func:`window_sums`) and the transition band (box by box, cost bounded by the budget).
+    Evaluation and inference need these; a training step needs only the batched tensors."""
+    ry, rx = ramps
+    ry = ry * valid[..., None]  # an invalid slot weighs nothing
+    coverage = window_sums(ry, rx, boxes, page_size).clamp(0, 1)
+    weights = (ry[..., :, None] * rx[..., None, :])[:, :, None]  # (B,K,1,ph,pw)
+    patch = (ry.shape[-1], rx.shape[-1])
+    plans = []
+    for i in range(boxes.shape[0]):
+        keep = valid[i]
+        kept = boxes[i][keep]
+        plans.append(PatchPlan(boxes=kept, scores=scores[i][keep], weights=weights[i][keep], coverage=coverage[i],
+                               transition=transition_band(coverage[i], kept, band), page_size=tuple(page_size),
+                               patch_size=patch))
+    return plans
+
+
 def plan_patches(importance: torch.Tensor, page_size: tuple[int, int], patch_size: int = 128,
                  stride: int | None = None, budget: int = 8, threshold: float = 0.3, max_overlap: float = 0.25,
                  feather: int | None = None, band: int = 16) -> PatchPlan:
-    """Choose priority patches on one page from its importance map ((h,w), (1,h,w) or (1,1,h,w) in [0,1]).
+    """Choose priority patches on one page from its importance map ((h,w), (1,h,w) or (1,1,h,w) in [0,1]):
+    :func:`select_boxes` and :func:`page_plans` on a batch of one.
 
     Pages smaller than ``patch_size`` get a patch the size of the page; a flat map below ``threshold`` or a
     ``budget`` of 0 gives no patches (the fill flow then owns the whole page)."""
     h, w = page_size
-    ph, pw = min(patch_size, h), min(patch_size, w)
+    patch = (min(patch_size, h), min(patch_size, w))
     feather = patch_size // 4 if feather is None else feather
-    importance = importance.detach().float().cpu()
-    boxes, scores, valid = select_boxes(importance.reshape(1, 1, *importance.shape[-2:]), page_size, patch_size,
-                                        stride, budget, threshold, max_overlap)
-    boxes, scores = boxes[0][valid[0]], scores[0][valid[0]]
-    weights = blend_windows(boxes, (h, w), (ph, pw), feather)
-    _, wsum = paste(torch.ones_like(weights), boxes, weights, (h, w))
-    coverage = wsum.clamp(0, 1)
-    return PatchPlan(boxes=boxes, scores=scores, weights=weights, coverage=coverage,
-                     transition=transition_band(coverage, boxes, band), page_size=(h, w), patch_size=(ph, pw))
+    importance = importance.detach().float().reshape(1, 1, *importance.shape[-2:])
+    boxes, scores, valid = select_boxes(importance, page_size, patch_size, stride, budget, threshold, max_overlap)
+    return page_plans(boxes, scores, valid, blend_ramps(boxes, page_size, patch, feather), page_size, band)[0]
 
 
 def random_boxes(page_size: tuple[int, int], patch_size: int, shape: int | tuple[int, ...],

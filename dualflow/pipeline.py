@@ -1,5 +1,6 @@
-"""The dual-flow pipeline as functions over networks, shared by stage-3 training and the composite:
-importance (tiled on large pages) → PatchPlan → primary on patches (batched) → canvas + coverage →
+"""The dual-flow pipeline as functions over networks, shared by stage-2 training (the primary's inputs), stage-3
+training and evaluation, and the composite's inference: importance (tiled on large pages) → the primary flow
+(priority boxes of every page, the primary model on them, batched; :class:`PrimaryFlow`) → canvas + coverage →
 secondary at a working resolution, brought back to page resolution by a guided filter on the B&W page (on
 demand, window by window)."""
 
@@ -13,7 +14,18 @@ from torch import nn
 
 from dualflow.color import clamp_nlab
 from dualflow.filters import area_matrix, bilinear_window, bilinear_windows, box, guided_coefficients
-from dualflow.patching import PatchPlan, crop_pages, overlaps, paste, plan_patches, select_boxes
+from dualflow.patching import (
+    PatchPlan,
+    blend_ramps,
+    crop_pages,
+    overlaps,
+    page_plans,
+    paste,
+    paste_pages,
+    select_boxes,
+    transition_bands,
+    window_sums,
+)
 from dualflow.precision import float32
 
 
@@ -33,10 +45,9 @@ class PlanSettings:
         """Blend-window ramp width (:func:`plan_patches`' default)."""
         return self.patch_size // 4
 
-    def plan(self, importance: torch.Tensor, page_size: tuple[int, int], budget: int | None = None) -> PatchPlan:
-        """The full plan of one page (inference, evaluation)."""
-        return plan_patches(importance, page_size, self.patch_size, budget=self.budget if budget is None else budget,
-                            threshold=self.threshold, max_overlap=self.max_overlap, band=self.band)
+    def patch_shape(self, page_size: tuple[int, int]) -> tuple[int, int]:
+        """Patch size on a page of ``page_size``: a page smaller than a patch gets a patch the size of the page."""
+        return min(self.patch_size, page_size[0]), min(self.patch_size, page_size[1])
 
     def select(self, importance: torch.Tensor,
                page_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -91,6 +102,65 @@ def run_primary(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, boxe
         return bw.new_zeros(0, 3, *patch)
     x = primary_inputs(bw, importance, boxes, page, patch)
     return torch.cat([net(x[i:i + batch]) for i in range(0, x.shape[0], batch)]).float()
+
+
+@dataclass
+class PrimaryFlow:
+    """The primary flow of a batch of pages, as fixed-shape tensors on the device: the importance map, K =
+    budget box slots per page (``valid`` says which hold a box), the primary model's colours on every slot and the
+    separable factors of their blend windows. Stage-3 training takes the page-sized canvas from it
+    (:meth:`canvas`); evaluation and inference take each page's :class:`PatchPlan` (:meth:`plans`)."""
+
+    importance: torch.Tensor  # (B,1,h,w)
+    boxes: torch.Tensor  # (B,K,4) long, page pixels
+    scores: torch.Tensor  # (B,K) mean importance of each box
+    valid: torch.Tensor  # (B,K) bool
+    patches: torch.Tensor  # (B·K,3,ph,pw) normalised Lab, float32; slot k of page b at b·K + k
+    ramps: tuple[torch.Tensor, torch.Tensor]  # blend-window rows (B,K,ph) and columns (B,K,pw)
+    band: int  # transition band width
+    page_size: tuple[int, int]  # (H, W) of the pages
+
+    def canvas(self, shown: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feather-weighted canvas (B,3,H,W) of the slots that are ``shown`` (B,K) bool (default: the valid ones)
+        and its coverage clamp(Σw, 0, 1) (B,1,H,W): one scatter for the canvas, matrix products for the
+        coverage, no host sync."""
+        b, k = self.boxes.shape[:2]
+        shown = self.valid if shown is None else shown
+        ry, rx = self.ramps
+        ry = ry * shown[..., None]
+        weights = (ry[..., :, None] * rx[..., None, :]).reshape(-1, 1, ry.shape[-1], rx.shape[-1])
+        coverage = window_sums(ry, rx, self.boxes, self.page_size)
+        page = torch.arange(b, device=self.boxes.device).repeat_interleave(k)
+        canvas = paste_pages(self.patches * weights, self.boxes.reshape(-1, 4), page, b, self.page_size)
+        return canvas / coverage.clamp_min(1e-6), coverage.clamp(0, 1)
+
+    def transition(self) -> torch.Tensor:
+        """The transition band (B,1,H,W) of every page around its valid boxes, by whole-page morphology."""
+        ry, rx = self.ramps
+        coverage = window_sums(ry * self.valid[..., None], rx, self.boxes, self.page_size).clamp(0, 1)
+        return transition_bands(coverage, self.band)
+
+    def plans(self) -> list[tuple[torch.Tensor, PatchPlan]]:
+        """(primary patches, PatchPlan) of each page, valid slots only (:func:`patching.page_plans`)."""
+        b, k = self.boxes.shape[:2]
+        patches = self.patches.reshape(b, k, *self.patches.shape[1:])
+        plans = page_plans(self.boxes, self.scores, self.valid, self.ramps, self.page_size, self.band)
+        return [(patches[i][self.valid[i]], plan) for i, plan in enumerate(plans)]
+
+
+@torch.no_grad()
+def primary_flow(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, settings: PlanSettings,
+                 batch: int = 16) -> PrimaryFlow:
+    """Boxes of every page of bw (B,1,H,W) chosen on ``importance`` (B,1,h,w) under ``settings``, and the primary
+    model ``net`` run on all B·K slots ``batch`` patches at a time: batched on the device, fixed shapes (an
+    invalid slot is computed and weighs nothing), no host sync."""
+    b, size = bw.shape[0], tuple(bw.shape[-2:])
+    boxes, scores, valid = settings.select(importance, size)
+    patch = settings.patch_shape(size)
+    page = torch.arange(b, device=bw.device).repeat_interleave(boxes.shape[1])
+    patches = run_primary(net, bw, importance, boxes.reshape(-1, 4), page, patch, batch)
+    return PrimaryFlow(importance, boxes, scores, valid, patches, blend_ramps(boxes, size, patch, settings.feather),
+                       settings.band, size)
 
 
 @float32

@@ -1,5 +1,5 @@
-"""The batched training path: the same boxes, crops, canvases and bands as the per-page inference path, and a
-training step of every stage that never waits on the host (what keeps a GPU busy)."""
+"""The batched primary flow: the same boxes, crops, canvases and bands for training as for the per-page plans of
+inference, and a training step of every stage that never waits on the host (what keeps a GPU busy)."""
 
 import json
 import sys
@@ -11,18 +11,8 @@ from torchvision.ops import nms
 
 from dualflow.data.datasets import SynthMangaDataset, collate_skipping
 from dualflow.filters import bilinear_windows
-from dualflow.patching import (
-    blend_ramps,
-    blend_windows,
-    crop_pages,
-    paste,
-    paste_pages,
-    plan_patches,
-    select_boxes,
-    transition_band,
-    transition_bands,
-    window_sums,
-)
+from dualflow.patching import blend_ramps, crop_pages, paste, paste_pages, select_boxes, transition_band
+from dualflow.pipeline import PlanSettings, primary_flow, primary_inputs
 
 
 def _maps(b=5, h=23, w=31, seed=0):
@@ -75,24 +65,35 @@ def test_batched_crops_windows_and_pastes_equal_the_per_box_ones():
         assert torch.allclose(pasted[i], acc, atol=1e-6)
 
 
-def test_stage3_batch_plan_equals_the_per_page_plans():
-    """Weights, coverage and transition band built for the whole batch (training) are those of plan_patches
-    page by page (inference): whole-page morphology equals the box-by-box band."""
+def test_the_primary_flow_gives_training_and_inference_the_same_plan():
+    """One primary flow: the page-sized canvas, coverage and band of stage-3 training are those of the per-page
+    plans that evaluation and inference fuse, and both equal a box-by-box reference (paste, box-wise band)."""
     imp = _maps(b=3, h=12, w=16, seed=4)
-    page_size, patch, band = (96, 128), 32, 8
-    boxes, _, valid = select_boxes(imp, page_size, patch, budget=5, threshold=0.5)
-    flat, page = boxes.reshape(-1, 4), torch.arange(3).repeat_interleave(boxes.shape[1])
-    weights = blend_windows(flat, page_size, (patch, patch), patch // 4) * valid.reshape(-1, 1, 1, 1)
-    coverage = paste_pages(weights, flat, page, 3, page_size).clamp(0, 1)
-    ry, rx = blend_ramps(boxes, page_size, (patch, patch), patch // 4)
-    assert torch.allclose(window_sums(ry * valid[..., None], rx, boxes, page_size).clamp(0, 1), coverage, atol=1e-6)
-    bands = transition_bands(coverage, band)
-    for i in range(3):
-        plan = plan_patches(imp[i], page_size, patch, budget=5, threshold=0.5, band=band)
-        assert torch.equal(plan.boxes, boxes[i][valid[i]])
-        assert torch.allclose(plan.coverage, coverage[i], atol=1e-6)
+    page_size, band = (96, 128), 8
+    settings = PlanSettings(patch_size=32, budget=5, threshold=0.5, band=band)
+    bw = torch.rand(3, 1, *page_size, generator=torch.Generator().manual_seed(5))
+    net = torch.nn.Conv2d(2, 3, 3, padding=1)
+    flow = primary_flow(net, bw, imp, settings)
+    canvas, coverage = flow.canvas()
+    bands = flow.transition()
+    for i, (patches, plan) in enumerate(flow.plans()):
+        boxes, scores, valid = select_boxes(imp[i:i + 1], page_size, 32, budget=5, threshold=0.5)
+        assert torch.equal(plan.boxes, boxes[0][valid[0]]) and len(plan) == len(patches) > 0
+        ry, rx = blend_ramps(plan.boxes, page_size, (32, 32), settings.feather)
+        weights = (ry[:, :, None] * rx[:, None, :])[:, None]
+        reference = net(primary_inputs(bw, imp, plan.boxes, torch.full_like(plan.boxes[:, 0], i), (32, 32)))
+        assert torch.allclose(patches, reference, atol=1e-5)
+        acc, wsum = paste(reference, plan.boxes, weights, page_size)
+        assert torch.allclose(plan.weights, weights) and torch.allclose(plan.coverage, wsum.clamp(0, 1), atol=1e-6)
+        assert torch.allclose(coverage[i], plan.coverage, atol=1e-6)
+        inside = wsum > 1e-3
+        assert torch.allclose(canvas[i][:, inside[0]], (acc / wsum.clamp_min(1e-6))[:, inside[0]], atol=1e-4)
         assert torch.equal(plan.transition, bands[i])
-        assert torch.equal(transition_band(coverage[i], plan.boxes, band), bands[i])
+        assert torch.equal(transition_band(plan.coverage, plan.boxes, band), bands[i]) and bands[i].sum() > 0
+    hidden = flow.valid.clone()
+    hidden[0, 0] = False  # a dropped patch is excluded from the canvas the secondary sees
+    _, less = flow.canvas(hidden)
+    assert less[0].sum() < coverage[0].sum() and torch.equal(less[1:], coverage[1:])
 
 
 # ---- host synchronisation -------------------------------------------------------------------------------

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from dualflow.fusion import Fusion, feather_blend, harmonize, multiband_blend, priority_canvas, white_paper
+from dualflow.fusion import (
+    Fusion,
+    FusionConfig,
+    feather_blend,
+    harmonize,
+    multiband_blend,
+    priority_canvas,
+    white_paper,
+)
 from dualflow.patching import crop, plan_patches
 
 
@@ -24,14 +32,14 @@ def _setup(offset=0.0):
 def test_patch_equal_to_fill_gives_fill_back():
     plan, fill, patches, bw = _setup()
     for blend in ("feather", "multiband"):
-        out = Fusion(blend=blend, postprocess=False)(patches, plan, fill, bw)
+        out = Fusion(FusionConfig(blend=blend, postprocess=False))(patches, plan, fill, bw)
         assert torch.allclose(out.page, fill, atol=1e-5)
         assert out.report["seam_disagreement"] < 1e-3
 
 
 def test_blending_leaves_no_step_at_patch_borders():
     plan, fill, patches, bw = _setup(offset=0.2)
-    out = Fusion(harmonize=False, postprocess=False)(patches, plan, fill, bw)
+    out = Fusion(FusionConfig(harmonize=False, postprocess=False))(patches, plan, fill, bw)
     diff = (out.page - fill)[1]
     step_y = (diff[1:] - diff[:-1]).abs().max()
     step_x = (diff[:, 1:] - diff[:, :-1]).abs().max()
@@ -57,7 +65,7 @@ def test_harmonize_pulls_patch_chroma_to_the_fill_in_the_band():
     before = ((patches - crop(fill, plan.boxes))[:, 1:] * band).abs().sum()
     after = ((moved - crop(fill, plan.boxes))[:, 1:] * band).abs().sum()
     assert after < 0.05 * before
-    out = Fusion(coherence_threshold=1.0, postprocess=False)(patches, plan, fill, bw)
+    out = Fusion(FusionConfig(coherence_threshold=1.0, postprocess=False))(patches, plan, fill, bw)
     assert out.report["reharmonized"] == 1.0  # disagreement above threshold triggers the strong pass
 
 
@@ -67,7 +75,7 @@ def test_postprocess_keeps_ink_dark_and_white_areas_white():
     bw[:, :, 60:64] = 0  # an ink line
     bw[:, 20:22, 10:30:3] = 0  # lettering: dots 2 px apart
     bw[:, 80:, 100:] = (torch.arange(16)[:, None] + torch.arange(28)) % 4 == 0  # a dark tone: lines of paper
-    out = Fusion(harmonize=False)(patches, plan, fill, bw)
+    out = Fusion(FusionConfig(harmonize=False))(patches, plan, fill, bw)
     assert out.page[0, :, 61:63].max() <= 0.35
     paper = bw[0] > 0.9
     paper[19:23, 8:31] = False  # the lettering's rows: their gaps lie in no 7×7 window of paper
@@ -116,10 +124,10 @@ def test_striped_rendering_of_a_guided_fill_equals_the_whole_page(seed):
     imp[3:9, 2:7] = imp[20:26, 0:4] = 1
     plan = plan_patches(imp, page, patch_size=48, budget=3, threshold=0.5, band=8)
     patches = crop(field.full()[0], plan.boxes) + 0.1 * torch.rand(len(plan), 3, 48, 48, generator=g)
-    whole = Fusion(stripe=1000)(patches, plan, field.full()[0], bw)
+    whole = Fusion(FusionConfig(stripe=1000))(patches, plan, field.full()[0], bw)
     assert len(plan) == 2
     for stripe in (64, 29):
-        striped = Fusion(stripe=stripe)(patches, plan, field, bw)
+        striped = Fusion(FusionConfig(stripe=stripe))(patches, plan, field, bw)
         assert torch.allclose(whole.page, striped.page, atol=1e-5), stripe
         assert whole.report == striped.report
 

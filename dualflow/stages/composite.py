@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dualflow.color import nlab_to_rgb
-from dualflow.fusion import Fusion, priority_canvas
+from dualflow.fusion import Fusion, FusionConfig, priority_canvas
 from dualflow.metrics.color import DeltaE2000
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.metrics.transition import SeamScore
@@ -26,14 +26,14 @@ from dualflow.pipeline import (
     importance_tiled,
     inference_long_side,
     pooled_canvas,
-    run_primary,
+    primary_flow,
     run_secondary,
     upsample,
     working_size,
 )
+from dualflow.stage_table import require_ckpt
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
-from dualflow.stages.primary import require_ckpt
 
 
 def set_chroma_temperature(nets: list[nn.Module], temperature: float) -> None:
@@ -50,10 +50,11 @@ def set_chroma_temperature(nets: list[nn.Module], temperature: float) -> None:
 
 class DualFlowColorizer(StageModule):
     """Composite inference module. Checkpoints come from the experiment's manifest (filled by the CLI or
-    :meth:`from_experiment`) or explicit paths. ``patch_budget``/``patch_threshold`` override stage 2's plan;
+    :func:`inference.load_colorizer`) or explicit paths. ``patch_budget``/``patch_threshold`` override stage 2's plan;
     ``max_working_size`` caps the secondary's working long side (its memory) on large pages;
     ``chroma_temperature`` sets the annealed mean of models trained with a chroma grid (lower: more vivid,
-    higher: safer colours; None keeps the trained value). ``log_pages``
+    higher: safer colours; None keeps the trained value); ``fusion`` configures blending and post-processing
+    (:class:`fusion.FusionConfig`). ``log_pages``
     test pages get debug panels in W&B; ``samples_dir`` (``runs/<exp>/samples``, set by ``dualflow train``)
     holds sample pages to log with the test run."""
 
@@ -62,20 +63,17 @@ class DualFlowColorizer(StageModule):
     def __init__(self, attention_ckpt: str | None = None, primary_ckpt: str | None = None,
                  secondary_ckpt: str | None = None, patch_budget: int | None = None,
                  patch_threshold: float | None = None, max_working_size: int = 512,
-                 chroma_temperature: float | None = None, blend: str = "feather",
-                 levels: int = 4, harmonize: bool = True, harmonize_strength: float = 0.5,
-                 coherence_threshold: float = 6.0, postprocess: bool = True, smooth_radius: int = 2,
-                 keep_ink: bool = True, keep_white: bool = True, descreen: bool = True,
+                 chroma_temperature: float | None = None, fusion: FusionConfig = FusionConfig(),
                  patch_batch: int = 16, attention_tile: int = 1024, lpips: bool = True, fid: bool = False,
                  allow_random_backbone: bool = False, log_pages: int = 4, samples_dir: str | None = None):
         super().__init__(lr=0.0, weight_decay=0.0, warmup_steps=0)
         self.save_hyperparameters(logger=False)
         self.frozen["attention"], _ = load_stage_net(
-            require_ckpt(attention_ckpt, "attention", "make train-stage1"), "attention")
+            require_ckpt(attention_ckpt, "attention"), "attention")
         self.frozen["primary"], primary_meta = load_stage_net(
-            require_ckpt(primary_ckpt, "primary", "make train-stage2"), "primary")
+            require_ckpt(primary_ckpt, "primary"), "primary")
         self.frozen["secondary"], self.secondary_meta = load_stage_net(
-            require_ckpt(secondary_ckpt, "secondary", "make train-stage3"), "secondary")
+            require_ckpt(secondary_ckpt, "secondary"), "secondary")
         if chroma_temperature is not None:
             set_chroma_temperature([self.frozen["primary"], self.frozen["secondary"]], chroma_temperature)
         plan = dict(primary_meta["plan"])
@@ -84,8 +82,7 @@ class DualFlowColorizer(StageModule):
         if patch_threshold is not None:
             plan["threshold"] = patch_threshold
         self.plan_settings = PlanSettings(**plan)
-        self.fusion = Fusion(blend, levels, harmonize, harmonize_strength, coherence_threshold, postprocess,
-                             smooth_radius, keep_ink, keep_white, descreen)
+        self.fusion = Fusion(fusion)
         self.net = nn.Identity()  # nothing trainable
         self._lpips, self._fid, self._allow_random = lpips, fid, allow_random_backbone
         self.val_metrics = self.test_metrics = None  # built at the start of validation / test (on device)
@@ -98,10 +95,8 @@ class DualFlowColorizer(StageModule):
         bw = bw.reshape(1, 1, *bw.shape[-2:]).to(self.device, torch.float32)
         size = tuple(bw.shape[-2:])
         importance = importance_tiled(self.frozen["attention"], bw, self.hparams.attention_tile)
-        plan = self.plan_settings.plan(importance[0], size)
-        boxes = plan.boxes.to(bw.device)
-        patches = run_primary(self.frozen["primary"], bw, importance, boxes, torch.zeros_like(boxes[:, 0]),
-                              plan.patch_size, self.hparams.patch_batch)
+        flow = primary_flow(self.frozen["primary"], bw, importance, self.plan_settings, self.hparams.patch_batch)
+        [(patches, plan)] = flow.plans()
         m = self.secondary_meta
         long_side = inference_long_side(size, m, self.hparams.max_working_size)
         canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))

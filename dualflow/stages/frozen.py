@@ -14,14 +14,10 @@ import torch
 from torch import nn
 
 from dualflow.models import AttentionNet, UNet
+from dualflow.stage_table import STAGES, StageCheckpointError
 
-MAKE_TARGET = {"attention": "make train-stage1", "primary": "make train-stage2", "secondary": "make train-stage3"}
 NETS = {"attention": AttentionNet, "primary": UNet, "secondary": UNet, "baseline": UNet}
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-class StageCheckpointError(RuntimeError):
-    """An earlier stage's checkpoint is missing, unreadable or does not fit the network it should load into."""
 
 
 def _strip(key: str) -> str:
@@ -40,7 +36,7 @@ def load_stage_net(path: str | Path, stage: str) -> tuple[nn.Module, dict[str, A
     Returns (network, the checkpoint's ``dualflow`` metadata). Missing or unexpected keys are an error that
     lists them, never a silent partial load."""
     path = Path(path)
-    hint = f"`{MAKE_TARGET.get(stage, 'make train')}` produces it"
+    hint = f"{STAGES[stage].hint()} produces it"
     if not path.is_file():
         raise StageCheckpointError(f"{stage} checkpoint not found: {path} ({hint})")
     try:

@@ -17,18 +17,9 @@ from dualflow.models import UNet
 from dualflow.models.discriminator import PatchDiscriminator
 from dualflow.patching import crop_pages, random_boxes
 from dualflow.pipeline import PlanSettings, primary_inputs
+from dualflow.stage_table import require_ckpt
 from dualflow.stages.base import StageModule, panel
-from dualflow.stages.frozen import StageCheckpointError, load_stage_net
-
-
-def require_ckpt(path: str | None, stage: str, target: str) -> str:
-    """The path of an earlier stage, or a clear error saying how to get one."""
-    if not path:
-        raise StageCheckpointError(
-            f"no {stage} checkpoint: run `{target}` for this experiment first, or pass "
-            f"--model.{stage}_ckpt=PATH"
-        )
-    return path
+from dualflow.stages.frozen import load_stage_net
 
 
 class PrimaryModule(StageModule):
@@ -47,7 +38,7 @@ class PrimaryModule(StageModule):
                  val_lpips: bool = True):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
-        attention, _ = load_stage_net(require_ckpt(attention_ckpt, "attention", "make train-stage1"), "attention")
+        attention, _ = load_stage_net(require_ckpt(attention_ckpt, "attention"), "attention")
         self.frozen["attention"] = attention
         self.plan_settings = PlanSettings(patch_size, patch_budget, patch_threshold, patch_overlap, band_width)
         self.net_config = dict(in_channels=2, base=base, depth=depth, attn_heads=attn_heads,

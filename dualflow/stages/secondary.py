@@ -4,6 +4,8 @@ full resolution through a guided filter on the B&W page. Validation scores the f
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,12 +14,12 @@ from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
-from dualflow.patching import PatchPlan, blend_ramps, paste_pages, transition_bands, window_sums
-from dualflow.pipeline import PlanSettings, guided_fill, run_primary, run_secondary, secondary_input
+from dualflow.patching import PatchPlan
+from dualflow.pipeline import PlanSettings, PrimaryFlow, guided_fill, primary_flow, run_secondary, secondary_input
 from dualflow.precision import float32
+from dualflow.stage_table import require_ckpt
 from dualflow.stages.base import StageModule, draw_boxes, panel
 from dualflow.stages.frozen import load_stage_net
-from dualflow.stages.primary import require_ckpt
 
 
 def corrupt_patches(patches: torch.Tensor, shift: float, drop_p: float, hit: torch.Tensor | None = None,
@@ -33,6 +35,17 @@ def corrupt_patches(patches: torch.Tensor, shift: float, drop_p: float, hit: tor
     if hit is not None:
         offset, keep = offset * hit.view(-1, 1, 1, 1), keep | ~hit
     return torch.cat([patches[:, :1], (patches[:, 1:] + offset).clamp(-1, 1)], dim=1), keep
+
+
+@dataclass
+class Conditioning:
+    """What the secondary is conditioned on and weighted by: the primary flow, the canvas (B,3,H,W) and coverage
+    (B,1,H,W) it is shown, and the plan's transition band (B,1,H,W)."""
+
+    flow: PrimaryFlow
+    canvas: torch.Tensor
+    coverage: torch.Tensor
+    band: torch.Tensor
 
 
 class SecondaryModule(StageModule):
@@ -52,9 +65,9 @@ class SecondaryModule(StageModule):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
         self.frozen["attention"], _ = load_stage_net(
-            require_ckpt(attention_ckpt, "attention", "make train-stage1"), "attention")
+            require_ckpt(attention_ckpt, "attention"), "attention")
         self.frozen["primary"], meta = load_stage_net(
-            require_ckpt(primary_ckpt, "primary", "make train-stage2"), "primary")
+            require_ckpt(primary_ckpt, "primary"), "primary")
         self.plan_settings = PlanSettings(**meta["plan"])
         self.net_config = dict(in_channels=6, base=base, depth=depth, attn_heads=attn_heads, attn_depth=attn_depth,
                                window=window, norm=norm, chroma_grid=chroma_grid,
@@ -74,56 +87,26 @@ class SecondaryModule(StageModule):
                 "trained_long_side": self.trained_long_side}
 
     @torch.no_grad()
-    def primary_flow(self, bw: torch.Tensor, corrupt: bool) -> dict:
-        """The frozen stages on a batch of pages, as batched tensor work on the device (no per-page or per-box
-        loop, no host sync): importance, boxes (B,K,4) with scores and validity, primary patches (B·K,…)
-        and the separable factors of their blend weights, the canvas (B,3,H,W), the coverage the secondary
-        sees (dropped patches excluded) and the plan's transition band (B,1,H,W). Coverages are sums of
-        separable windows, computed as matrix products; only the canvas is scattered."""
-        hp, settings = self.hparams, self.plan_settings
-        b, size = bw.shape[0], tuple(bw.shape[-2:])
+    def conditioning(self, bw: torch.Tensor, corrupt: bool) -> Conditioning:
+        """The frozen stages on a batch of pages (:func:`pipeline.primary_flow`: batched on the device, no host
+        sync), with training-time damage to the primary patches when ``corrupt``: the canvas and coverage the
+        secondary sees exclude the dropped patches; the transition band is the plan's."""
+        hp = self.hparams
         importance = self.frozen["attention"].importance(bw)
-        boxes, scores, valid = settings.select(importance, size)
-        flat = boxes.reshape(-1, 4)
-        page = torch.arange(b, device=bw.device).repeat_interleave(boxes.shape[1])
-        patch = (min(settings.patch_size, size[0]), min(settings.patch_size, size[1]))
-        patches = run_primary(self.frozen["primary"], bw, importance, flat, page, patch, hp.patch_batch)
-        ry, rx = blend_ramps(boxes, size, patch, settings.feather)
-        ry = ry * valid[..., None]  # an invalid slot weighs nothing
-        shown = valid
+        flow = primary_flow(self.frozen["primary"], bw, importance, self.plan_settings, hp.patch_batch)
+        shown = None
         if corrupt:
-            hit = (torch.rand(b, device=bw.device) < hp.corrupt_p)[page]  # pages whose primary flow is damaged
-            patches, keep = corrupt_patches(patches, hp.corrupt_shift, hp.drop_p, hit)
-            shown = valid & keep.view(b, -1)
-        shown_ry = ry * shown[..., None]
-        shown_weights = (shown_ry[..., :, None] * rx[..., None, :]).reshape(-1, 1, *patch)
-        coverage = window_sums(shown_ry, rx, boxes, size)  # what the secondary sees (dropped patches excluded)
-        canvas = paste_pages(patches * shown_weights, flat, page, b, size) / coverage.clamp_min(1e-6)
-        return {"importance": importance, "boxes": boxes, "scores": scores, "valid": valid, "patches": patches,
-                "ramps": (ry, rx), "canvas": canvas, "coverage": coverage.clamp(0, 1),
-                "band": transition_bands(window_sums(ry, rx, boxes, size).clamp(0, 1), settings.band)}
+            b, k = flow.valid.shape
+            hit = (torch.rand(b, device=bw.device) < hp.corrupt_p).repeat_interleave(k)  # pages damaged
+            patches, keep = corrupt_patches(flow.patches, hp.corrupt_shift, hp.drop_p, hit)
+            flow, shown = replace(flow, patches=patches), flow.valid & keep.view(b, k)
+        canvas, coverage = flow.canvas(shown)
+        return Conditioning(flow, canvas, coverage, flow.transition())
 
-    def page_plans(self, flow: dict) -> list[tuple[torch.Tensor, PatchPlan]]:
-        """(primary patches, PatchPlan) of each page of an uncorrupted flow: what fusion and the page metrics
-        take (evaluation and panels only)."""
-        b, k = flow["boxes"].shape[:2]
-        size = tuple(flow["canvas"].shape[-2:])
-        patches = flow["patches"].reshape(b, k, *flow["patches"].shape[1:])
-        ry, rx = flow["ramps"]
-        weights = (ry[..., :, None] * rx[..., None, :])[:, :, None]  # (B,K,1,ph,pw)
-        out = []
-        for i in range(b):
-            keep = flow["valid"][i]
-            plan = PatchPlan(boxes=flow["boxes"][i][keep], scores=flow["scores"][i][keep], weights=weights[i][keep],
-                             coverage=flow["coverage"][i], transition=flow["band"][i], page_size=size,
-                             patch_size=tuple(patches.shape[-2:]))
-            out.append((patches[i][keep], plan))
-        return out
-
-    def forward(self, bw: torch.Tensor, flow: dict) -> torch.Tensor:
+    def forward(self, bw: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Fill colours (B,3,H,W) normalised Lab for pages ``bw`` given the primary flow."""
         hp = self.hparams
-        return run_secondary(self.net, bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size,
+        return run_secondary(self.net, bw, cond.canvas, cond.coverage, cond.flow.importance, hp.working_size,
                              hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
 
     def _weights(self, coverage: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
@@ -152,17 +135,17 @@ class SecondaryModule(StageModule):
             losses["total"] = losses["l1"] + self.hparams.chroma_weight * losses["chroma"]
         return losses
 
-    def training_inputs(self, batch: dict) -> dict:
+    def training_inputs(self, batch: dict) -> Conditioning:
         """The frozen stages' flow on the batch, with training-time damage to the primary patches."""
         self.trained_long_side = max(batch["bw"].shape[-2:])  # the composite keeps this working/page ratio
-        return self.primary_flow(batch["bw"], corrupt=True)
+        return self.conditioning(batch["bw"], corrupt=True)
 
-    def training_loss(self, batch: dict, flow: dict) -> torch.Tensor:
+    def training_loss(self, batch: dict, cond: Conditioning) -> torch.Tensor:
         hp, bw = self.hparams, batch["bw"]
-        x = secondary_input(bw, flow["canvas"], flow["coverage"], flow["importance"], hp.working_size)
+        x = secondary_input(bw, cond.canvas, cond.coverage, cond.flow.importance, hp.working_size)
         low, features = self.outputs_for_loss(x)  # a chroma net's lightness only: ab goes by the features
         fill = guided_fill(low, x[:, :1], bw, hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
-        losses = self._loss(fill, batch["color"], flow["coverage"], flow["band"], features)
+        losses = self._loss(fill, batch["color"], cond.coverage, cond.band, features)
         loss = losses.pop("total")
         for k, v in losses.items():
             self.log(f"train/{k}", v, batch_size=bw.shape[0])
@@ -170,16 +153,16 @@ class SecondaryModule(StageModule):
         return loss
 
     def fuse(self, bw: torch.Tensor, pages: list[tuple[torch.Tensor, PatchPlan]], fill: torch.Tensor) -> torch.Tensor:
-        """Fused RGB pages (B,3,H,W) from :meth:`page_plans`."""
+        """Fused RGB pages (B,3,H,W) from :meth:`PrimaryFlow.plans`."""
         fused = [self.fusion(patches, plan, fill[i], bw[i]).page for i, (patches, plan) in enumerate(pages)]
         return nlab_to_rgb(torch.stack(fused))
 
-    def _pages(self, bw: torch.Tensor) -> tuple[dict, torch.Tensor, list, torch.Tensor]:
-        """Flow, fill, per-page plans and the fused RGB pages of a batch (what users get)."""
-        flow = self.primary_flow(bw, corrupt=False)
-        fill = self(bw, flow)
-        pages = self.page_plans(flow)
-        return flow, fill, pages, self.fuse(bw, pages, fill)
+    def _pages(self, bw: torch.Tensor) -> tuple[Conditioning, torch.Tensor, list, torch.Tensor]:
+        """Conditioning, fill, per-page plans and the fused RGB pages of a batch (what users get)."""
+        cond = self.conditioning(bw, corrupt=False)
+        fill = self(bw, cond)
+        pages = cond.flow.plans()
+        return cond, fill, pages, self.fuse(bw, pages, fill)
 
     def predict_rgb(self, batch: dict) -> torch.Tensor:
         return self._pages(batch["bw"])[3]
@@ -187,13 +170,13 @@ class SecondaryModule(StageModule):
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):
             return
-        flow, fill, pages, fused = self._pages(batch["bw"])
-        self.log_loss(split, self._loss(fill, batch["color"], flow["coverage"], flow["band"])["l1"], fill.shape[0])
+        cond, fill, pages, fused = self._pages(batch["bw"])
+        self.log_loss(split, self._loss(fill, batch["color"], cond.coverage, cond.band)["l1"], fill.shape[0])
         update_suite(suite, preds=fused, **page_inputs(batch, [plan for _, plan in pages]))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]
-        flow, fill, pages, fused = self._pages(bw)
-        rows = [panel(bw[i], draw_boxes(nlab_to_rgb(flow["canvas"][i:i + 1])[0], pages[i][1].boxes),
+        cond, fill, pages, fused = self._pages(bw)
+        rows = [panel(bw[i], draw_boxes(nlab_to_rgb(cond.canvas[i:i + 1])[0], pages[i][1].boxes),
                       nlab_to_rgb(fill[i:i + 1])[0], fused[i], color[i]) for i in range(bw.shape[0])]
         return {"val/panels/secondary": np.concatenate(rows, axis=0)}
