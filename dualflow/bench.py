@@ -286,18 +286,19 @@ def bench_consistency(models: dict[str, Any], chapters: int, pages: int, size: i
     """Cross-page consistency (:class:`ChapterConsistency`) on SynthManga chapters with recurring characters:
     of the colour pages themselves (time of day and shading vary, so it is not 0) and of the dual flow colouring
     each page on its own."""
+    from dualflow.data.palette import PARTS, part_ids
     from dualflow.data.synth import SynthManga
     from dualflow.metrics.consistency import ChapterConsistency
 
     model = models["dualflow"]
     gen = SynthManga(4242)
-    truth, per_page = ChapterConsistency(), ChapterConsistency()
+    truth, per_page = ChapterConsistency(len(PARTS)), ChapterConsistency(len(PARTS))
     with torch.inference_mode():
         for c in range(chapters):
             for p in range(pages):
                 page = gen.chapter_page(c, p, pages, size)
                 maps = {"identity": torch.from_numpy(page.identity)[None, None],
-                        "labels": torch.from_numpy(page.labels)[None, None], "chapter": torch.tensor([c])}
+                        "parts": torch.from_numpy(part_ids(page.labels))[None, None], "chapter": torch.tensor([c])}
                 truth.update(torch.from_numpy(page.color).permute(2, 0, 1)[None], **maps)
                 per_page.update(model.colorize_page(torch.from_numpy(page.bw)[None])["rgb"][None], **maps)
     return {"chapters": chapters, "pages_per_chapter": pages, "page_size": size,
@@ -317,7 +318,7 @@ def _quality(samples: list[dict], models: dict[str, Any], references: dict[str, 
     metric_seconds = []
     with torch.inference_mode():
         for s in samples:
-            batch = {k: s[k][None] for k in ("bw", "color", "labels") if k in s}
+            batch = {k: s[k][None] for k in ("bw", "color", "labels", "detailed") if k in s}
             out = model.colorize_page(s["bw"])
             common = page_inputs(batch, [out["plan"]])
             start = time.perf_counter()

@@ -363,28 +363,26 @@ def test_tone_residue_known_answers():
 
 def test_chapter_consistency_known_answers():
     from dualflow.color import rgb_to_lab
-    from dualflow.data.palette import CLASS_ID
     from dualflow.metrics.color import delta_e2000
     from dualflow.metrics.consistency import ChapterConsistency
 
     def page(hair_rgb, skin_rgb=(0.9, 0.75, 0.6)):
         rgb = torch.ones(1, 3, 16, 16)
-        labels = torch.zeros(1, 1, 16, 16, dtype=torch.long)
+        parts = torch.zeros(1, 1, 16, 16, dtype=torch.long)  # part 0 (hair) on top, part 1 (skin) below
         identity = torch.zeros(1, 1, 16, 16, dtype=torch.long)
-        labels[..., :8, :] = CLASS_ID["hair"]
-        labels[..., 8:, :] = CLASS_ID["skin"]
+        parts[..., 8:, :] = 1
         identity[..., :, :12] = 1  # character 1: the left 12 columns; the rest belongs to nobody
         rgb[0, :, :8] = torch.tensor(hair_rgb).view(3, 1, 1)
         rgb[0, :, 8:] = torch.tensor(skin_rgb).view(3, 1, 1)
-        return rgb, identity, labels
+        return rgb, identity, parts
 
-    same = ChapterConsistency(min_pixels=10)
+    same = ChapterConsistency(2, min_pixels=10)
     for _ in range(3):
         same.update(*page((0.8, 0.2, 0.2)), chapter=torch.tensor([0]))
     assert same.compute().item() == pytest.approx(0.0, abs=1e-6)  # identical colours → 0
 
     red, blue = (0.8, 0.2, 0.2), (0.2, 0.2, 0.8)
-    changed = ChapterConsistency(min_pixels=10)
+    changed = ChapterConsistency(2, min_pixels=10)
     changed.update(*page(red), chapter=torch.tensor([4]))
     changed.update(*page(blue), chapter=torch.tensor([4]))
     lab = rgb_to_lab(torch.tensor([red, blue]).view(2, 3, 1, 1))
@@ -392,11 +390,11 @@ def test_chapter_consistency_known_answers():
     # Two groups (hair changed, skin the same), averaged: half the hair's ΔE2000.
     assert changed.compute().item() == pytest.approx(hair_change / 2, rel=1e-4)
 
-    apart = ChapterConsistency(min_pixels=10)  # the same character id in two chapters is not compared
+    apart = ChapterConsistency(2, min_pixels=10)  # the same character id in two chapters is not compared
     apart.update(*page(red), chapter=torch.tensor([0]))
     apart.update(*page(blue), chapter=torch.tensor([1]))
     assert torch.isnan(apart.compute())
-    few = ChapterConsistency(min_pixels=200)  # parts under min_pixels are not measured
+    few = ChapterConsistency(2, min_pixels=200)  # parts under min_pixels are not measured
     few.update(*page(red), chapter=torch.tensor([0]))
     few.update(*page(blue), chapter=torch.tensor([0]))
     assert torch.isnan(few.compute())

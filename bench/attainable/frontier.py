@@ -8,7 +8,6 @@ import torch
 from dualflow.color import lab_to_rgb, rgb_to_lab
 from dualflow.data.synth import SynthManga
 from dualflow.metrics.color import DeltaColorfulness, DeltaE2000
-from dualflow.metrics.suite import detailed_mask
 from dualflow.oracle import ClassToneOracle
 
 oracle = ClassToneOracle.fit(SynthManga(0)(i, 256) for i in range(128))  # as `make bench` fits it
@@ -22,7 +21,7 @@ def score(name: str, predict) -> None:
         rgb = predict(page, rng)
         target = torch.from_numpy(page.color).permute(2, 0, 1)[None]
         de.update(rgb, target)
-        detailed.update(rgb, target, mask=detailed_mask(torch.from_numpy(page.labels.astype(np.int64))[None, None]))
+        detailed.update(rgb, target, mask=torch.from_numpy(page.detailed)[None, None].float())
         cf.update(rgb, target)
     print(f"| {name} | {float(de.compute()):.2f} | {float(detailed.compute()):.2f} | {float(cf.compute()):.2f} |")
 

@@ -13,13 +13,16 @@ from torch.utils.data import Dataset, default_collate
 
 from dualflow.data.io import DEFAULT_MAX_PIXELS, ImageReadError, list_images, read_image
 from dualflow.data.mangafy import MangafyOptions, scan
+from dualflow.data.palette import DETAILED_IDS
 from dualflow.data.synth import SynthManga
 
 log = logging.getLogger(__name__)
 
 
 def to_sample(bw: np.ndarray, color: np.ndarray, name: str, labels: np.ndarray | None = None) -> dict:
-    """Numpy page → tensors in the batch convention: bw (1,H,W), color (3,H,W), labels (1,H,W) int64."""
+    """Numpy page → tensors in the batch convention: bw (1,H,W), color (3,H,W); with SynthManga's class labels
+    also ``labels`` (1,H,W) int64 and ``detailed`` (1,H,W) {0,1} float, the mask of detailed classes that the
+    metrics score apart (the dataset knows its classes; the metrics do not)."""
     sample = {
         "bw": torch.from_numpy(np.ascontiguousarray(bw, dtype=np.float32))[None],
         "color": torch.from_numpy(np.ascontiguousarray(color, dtype=np.float32)).permute(2, 0, 1).contiguous(),
@@ -27,6 +30,7 @@ def to_sample(bw: np.ndarray, color: np.ndarray, name: str, labels: np.ndarray |
     }
     if labels is not None:
         sample["labels"] = torch.from_numpy(labels.astype(np.int64))[None]
+        sample["detailed"] = torch.from_numpy(np.isin(labels, DETAILED_IDS).astype(np.float32))[None]
     return sample
 
 

@@ -19,6 +19,16 @@ CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 DETAILED_CLASSES = ("pattern_bg", "hair", "eyes", "cloth_pattern", "speed_lines", "building", "foliage", "crowd",
                     "sfx")
 DETAILED_IDS = np.array([CLASS_ID[c] for c in DETAILED_CLASSES])
+# The parts of a character whose colour should not change from page to page (chapter consistency).
+PARTS = {"hair": ("hair",), "skin": ("skin",), "clothes": ("cloth_plain", "cloth_pattern")}
+
+
+def part_ids(labels: np.ndarray) -> np.ndarray:
+    """Class labels (any shape) → the index of their :data:`PARTS` entry, -1 where the class is no part."""
+    out = np.full(labels.shape, -1, dtype=np.int64)
+    for i, classes in enumerate(PARTS.values()):
+        out[np.isin(labels, [CLASS_ID[c] for c in classes])] = i
+    return out
 
 # How the B&W page renders a pixel's tone: fine or coarse dot screentone, line hatching, cross-hatching, or flat
 # (white or solid black, no tone).

@@ -10,22 +10,18 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from dualflow.color import rgb_to_lab
-from dualflow.data.palette import CLASS_ID
 from dualflow.metrics.color import delta_e2000
 
-PARTS = {"hair": ("hair",), "skin": ("skin",), "clothes": ("cloth_plain", "cloth_pattern")}
 
-
-def part_means(rgb: torch.Tensor, identity: torch.Tensor, labels: torch.Tensor,
+def part_means(rgb: torch.Tensor, identity: torch.Tensor, parts: torch.Tensor, n_parts: int,
                min_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One page (3,H,W) RGB, identity and labels (1,H,W) → (keys (N,), mean Lab (N,3)) of every (character, part)
-    with at least ``min_pixels`` pixels; key = (character − 1)·len(PARTS) + part index."""
-    part = torch.full_like(labels[0], -1)
-    for i, classes in enumerate(PARTS.values()):
-        part[torch.isin(labels[0], torch.tensor([CLASS_ID[c] for c in classes], device=labels.device))] = i
+    """One page (3,H,W) RGB, identity (1,H,W, 0: nobody) and part index (1,H,W, 0 … n_parts−1; −1: no part) →
+    (keys (N,), mean Lab (N,3)) of every (character, part) with at least ``min_pixels`` pixels; key =
+    (character − 1)·n_parts + part."""
+    part = parts[0].long()
     who = identity[0].long()
     valid = (who > 0) & (part >= 0)
-    keys = ((who - 1) * len(PARTS) + part)[valid]
+    keys = ((who - 1) * n_parts + part)[valid]
     lab = rgb_to_lab(rgb[None].float())[0].permute(1, 2, 0)[valid].double()
     n = int(keys.max()) + 1 if keys.numel() else 0
     counts = torch.bincount(keys, minlength=n)
@@ -38,20 +34,20 @@ class ChapterConsistency(Metric):
     """For each (chapter, character, part) seen on two or more pages: the mean CIEDE2000 between its mean colours
     on those pages (every pair), averaged over the (chapter, character, part) groups. Identical colours give 0;
     per-page colouring that repaints a character's hair scores the size of the change. Pixels are grouped by the
-    evaluation-only identity and class maps (SynthManga chapters)."""
+    evaluation-only identity and part maps that the data provides (SynthManga chapters: ``palette.part_ids``)."""
 
     higher_is_better = False
     full_state_update = False
 
-    def __init__(self, min_pixels: int = 30, **kwargs):
+    def __init__(self, n_parts: int, min_pixels: int = 30, **kwargs):
         super().__init__(**kwargs)
-        self.min_pixels = min_pixels
+        self.n_parts, self.min_pixels = n_parts, min_pixels
         self.add_state("rows", default=[], dist_reduce_fx="cat")  # (chapter, key, L, a, b) per page and part
 
-    def update(self, preds: torch.Tensor, identity: torch.Tensor, labels: torch.Tensor,
+    def update(self, preds: torch.Tensor, identity: torch.Tensor, parts: torch.Tensor,
                chapter: torch.Tensor) -> None:
         for i in range(preds.shape[0]):
-            keys, lab = part_means(preds[i], identity[i], labels[i], self.min_pixels)
+            keys, lab = part_means(preds[i], identity[i], parts[i], self.n_parts, self.min_pixels)
             ch = torch.full_like(keys, int(chapter[i]), dtype=torch.float64)
             self.rows.append(torch.cat([ch[:, None], keys[:, None].double(), lab], dim=1))
 

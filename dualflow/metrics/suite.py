@@ -6,7 +6,6 @@ import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from dualflow.data.synth import DETAILED_IDS
 from dualflow.metrics.attention import AttentionAUROC, AttentionIoU, RankCorrelation
 from dualflow.metrics.color import DeltaColorfulness, DeltaE2000, ToneResidue
 from dualflow.metrics.edges import ChromaOnInk, EdgeF1
@@ -78,21 +77,16 @@ def update_suite(suite: Metric | MetricCollection, **inputs: torch.Tensor) -> No
 
 def page_inputs(batch: dict, plans: list | None) -> dict[str, torch.Tensor]:
     """Inputs of the page suite besides ``preds``: target, bw, each page's transition band and patch seams
-    (zeros for a single flow, which has no patches) and the detailed-region mask (SynthManga labels; the whole
-    page where there are none)."""
+    (zeros for a single flow, which has no patches) and the batch's detailed-region mask (``detailed``, which a
+    labelled dataset provides; the whole page where there is none)."""
     bw = batch["bw"]
     if plans is None:
         transition = seams = torch.zeros_like(bw)
     else:
         transition = torch.stack([p.transition for p in plans]).to(bw)
         seams = torch.stack([seam_mask(p.boxes, p.page_size) for p in plans]).to(bw)
-    detailed = detailed_mask(batch["labels"]) if "labels" in batch else torch.ones_like(bw)
+    detailed = batch["detailed"].to(bw) if "detailed" in batch else torch.ones_like(bw)
     return {"target": batch["color"], "bw": bw, "transition": transition, "seams": seams, "detailed": detailed}
-
-
-def detailed_mask(labels: torch.Tensor) -> torch.Tensor:
-    """(B,1,H,W) SynthManga class labels → {0,1} mask of detailed classes."""
-    return torch.isin(labels, torch.as_tensor(DETAILED_IDS, device=labels.device)).float()
 
 
 def log_key(name: str) -> str:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from dualflow.color import AB_SCALE, rgb_to_lab
 from dualflow.filters import gaussian, sobel
-from dualflow.metrics.suite import build_suite, detailed_mask, update_suite
+from dualflow.metrics.suite import build_suite, update_suite
 from dualflow.models import AttentionNet
 from dualflow.models.blocks import pad_to_multiple
 from dualflow.patching import plan_patches
@@ -89,8 +89,8 @@ class AttentionModule(StageModule):
         loss, logits = self._loss(batch, target)
         self.log_loss(split, loss, batch["bw"].shape[0])
         kwargs = {"importance": torch.sigmoid(logits), "target": target}
-        if "labels" in batch:
-            kwargs["detailed"] = detailed_mask(batch["labels"])
+        if "detailed" in batch:
+            kwargs["detailed"] = batch["detailed"]
             update_suite(suite, **kwargs)
         else:
             update_suite(suite["attention__rank_corr"], **kwargs)  # no labels (folder data): ranking only

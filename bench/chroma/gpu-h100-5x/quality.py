@@ -1,7 +1,9 @@
 """Bench quality (64 held-out 256² SynthManga pages, the bench's suite) of experiments, with a chroma
 temperature sweep for models that classify chroma. Prints one JSON line per (experiment, temperature)."""
-import json, sys, time
-import torch
+import json
+import sys
+import time
+
 from dualflow.bench import bench_models, bench_quality
 from dualflow.models.chroma import ChromaBins
 
