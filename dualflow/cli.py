@@ -28,9 +28,11 @@ def _stage_of(class_path: str) -> str:
 def _make_cli_class():
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.plugins.io import CheckpointIO
 
     from dualflow import manifest, wandb_utils
     from dualflow.callbacks import ImagePanels, ManifestWriter, RNGState, WandbSetup
+    from dualflow.checkpoints import AtomicCheckpointIO, TornCheckpointError, is_intact, resume_point
     from dualflow.stage_table import PIPELINE, STAGES
 
     class DualFlowCLI(LightningCLI):
@@ -79,6 +81,22 @@ def _make_cli_class():
                 logger["dict_kwargs"] = extra
                 Path(args.save_dir).mkdir(parents=True, exist_ok=True)
             self.resolved = _plain(cfg.as_dict())
+            if self.subcommand == "fit" and cfg.ckpt_path == "last":
+                # This stage's last.ckpt, or the newest intact checkpoint when it is torn (a warning names it).
+                try:
+                    found = resume_point(self.root / "checkpoints")
+                except TornCheckpointError as e:
+                    raise SystemExit(f"error: {e}") from None
+                cfg.ckpt_path = str(found) if found else None
+
+        def parse_arguments(self, parser, args) -> None:
+            """An explicit ``--ckpt_path`` must be a whole checkpoint: a torn file stops the run with a message
+            naming it (before LightningCLI reads its hyperparameters), not with a traceback from the zip reader."""
+            super().parse_arguments(parser, args)
+            sub = self.config.get("subcommand")
+            path = self.config[sub].get("ckpt_path") if sub else None
+            if path and Path(path).is_file() and not is_intact(path):
+                raise SystemExit(f"error: {path} is torn (not a whole checkpoint file): resume from another one")
 
         def instantiate_trainer(self, **kwargs: Any):
             cfg = self.config[self.subcommand]
@@ -95,7 +113,11 @@ def _make_cli_class():
                     ours.append(ModelCheckpoint(dirpath=self.root / "checkpoints", save_top_k=0, save_last=True,
                                                 every_n_train_steps=cfg.checkpoint_every_n_steps,
                                                 enable_version_counter=False))
-            return super().instantiate_trainer(callbacks=[*user, *ours], **kwargs)
+            plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+            plugins = plugins if isinstance(plugins, list) else [plugins]
+            if not any(isinstance(p, CheckpointIO) for p in plugins):
+                plugins = [*plugins, AtomicCheckpointIO()]
+            return super().instantiate_trainer(callbacks=[*user, *ours], plugins=plugins, **kwargs)
 
     return DualFlowCLI
 

@@ -1,5 +1,5 @@
 """Fusion of the two flows: blend the priority patches with the fill (feathered or multi-band), harmonise
-chroma across seams, check global coherence, post-process. Tensors are normalised Lab (DESIGN.md) for one
+chroma across seams, check global coherence, post-process. Tensors are normalised Lab (docs/design.md) for one
 page: patches (K,3,ph,pw), masks (1,H,W). The fill is a (3,H,W) tensor or a fill field rendered window by
 window (``pipeline.GuidedFill``): seams and coherence are measured on the patch boxes only and the page is
 assembled in stripes, so memory beyond the page tensors is bounded by the budget and the stripe, not the

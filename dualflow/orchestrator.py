@@ -57,9 +57,10 @@ def run_stage(key: str, args, overrides: list[str]) -> int:
     name = BY_KEY[key].name
     check_previous(name, args.experiment, args.runs_dir, overrides)
     ckpt_dir = Path(args.runs_dir) / args.experiment / name / "checkpoints"
-    resume = args.resume and (ckpt_dir / "last.ckpt").is_file()
+    # The stage itself picks last.ckpt, or the newest intact checkpoint when last.ckpt is torn.
+    resume = args.resume and any(ckpt_dir.glob("*.ckpt"))
     if args.resume and not resume:
-        print(f"[dualflow] no {ckpt_dir / 'last.ckpt'} to resume from: training {name} from scratch")
+        print(f"[dualflow] no checkpoint in {ckpt_dir} to resume from: training {name} from scratch")
     if not resume and ckpt_dir.is_dir():
         shutil.rmtree(ckpt_dir)  # a fresh run: old checkpoints must not pass for this run's
     cmd = stage_command(name, args.experiment, args.preset, args.runs_dir, resume, args.gpus, overrides)
