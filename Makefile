@@ -11,6 +11,7 @@ SRC    ?=
 KIND   ?= color
 EXPS   ?=
 OUT    ?= out
+UPDATE ?=
 STAMP  := $(VENV)/.installed-stamp
 TRAIN  := $(BIN)/python -m dualflow train --experiment $(EXP) --preset $(PRESET) $(if $(GPUS),--gpus $(GPUS))
 
@@ -52,8 +53,8 @@ test: $(STAMP) ## run the test suite
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check dualflow tests
 
-bench: $(STAMP) ## benchmark quality, speed and memory → bench/results.json + table
-	$(BIN)/python -m dualflow bench --experiment $(EXP) $(ARGS)
+bench: $(STAMP) ## benchmark quality, speed and memory → runs/bench/results.{json,md} (UPDATE=1: → bench/, the committed results)
+	$(BIN)/python -m dualflow bench --experiment $(EXP) $(if $(UPDATE),--out bench) $(ARGS)
 
 colorize: $(STAMP) ## colorize IN=<files or folders> into OUT=<folder> with experiment EXP
 	@test -n "$(IN)" || { echo "usage: make colorize IN=page.png|folder OUT=folder [EXP=name]"; exit 2; }
@@ -80,4 +81,4 @@ sync: $(STAMP) ## upload offline W&B runs (runs/*/*/wandb/offline-run-*)
 	$(BIN)/wandb sync --include-offline runs/*/*/wandb/offline-run-*
 
 clean: ## remove runs, W&B files, outputs (keeps .venv)
-	rm -rf runs wandb out lightning_logs bench/results.json .pytest_cache
+	rm -rf runs wandb out lightning_logs .pytest_cache

@@ -155,8 +155,8 @@ def main(args: list[str] | None = None) -> Any:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in SUBCOMMANDS:
         module = {"train": "dualflow.orchestrator", "colorize": "dualflow.inference",
-                  "synth": "dualflow.data.synth_cli", "bench": "dualflow.bench",
-                  "compare": "dualflow.compare", "prepare": "dualflow.data.stream"}[argv[0]]
+                  "synth": "dualflow.data.synth_cli", "bench": "dualflow.bench.run",
+                  "compare": "dualflow.bench.compare", "prepare": "dualflow.data.stream"}[argv[0]]
         code = importlib.import_module(module).main(argv[1:])
         if args is None:
             sys.exit(code)

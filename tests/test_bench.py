@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dualflow.bench import main
+from dualflow.bench.run import main
 from dualflow.cli import main as cli_main
 from tests.conftest import fit_args
 

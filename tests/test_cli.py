@@ -102,7 +102,7 @@ def test_sample_pages_are_drawn_at_the_scale_stage_3_was_trained_at(tiny_experim
 def test_compare_lists_headline_figures_and_differing_config(tiny_experiment, tmp_path, capsys):
     import shutil
 
-    from dualflow.compare import main as compare_main
+    from dualflow.bench.compare import main as compare_main
 
     runs = tmp_path / "runs"
     shutil.copytree(tiny_experiment / "tiny", runs / "tiny")

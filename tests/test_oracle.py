@@ -4,11 +4,11 @@ colour where the class leaves a choice, and on SynthManga trade accuracy for col
 import numpy as np
 import torch
 
+from dualflow.bench.oracle import ClassToneOracle
 from dualflow.color import rgb_to_lab
 from dualflow.data.palette import CLASS_ID
 from dualflow.data.synth import SynthManga, SynthPage
 from dualflow.metrics.color import DeltaColorfulness, DeltaE2000, delta_e2000
-from dualflow.oracle import ClassToneOracle
 
 RED, BLUE = (0.8, 0.1, 0.1), (0.2, 0.3, 0.9)  # the same tone level: one bucket
 

@@ -1,7 +1,8 @@
 """Where a training step's time goes, stage by stage, at a preset's sizes on whatever device runs it: waiting
 for data, the frozen earlier stages, building the step's inputs (targets, planning, cropping, canvas), the
-trained network's forward and backward pass, and the optimizer; and the data loader alone, which should
-deliver at least twice what the step consumes.
+trained network's forward and backward pass, and the optimizer; the FLOPs of that forward and backward pass
+(``torch.utils.flop_counter``) and the FLOP/s achieved against the device's measured matmul peak; and the data
+loader alone, which should deliver at least twice what the step consumes.
 
 Networks are randomly initialised at the preset's sizes (the timing does not depend on their weights), so
 this runs on any machine without a trained experiment; metric backbones are random for the same reason.
@@ -19,7 +20,9 @@ from typing import Any
 
 import torch
 import yaml
+from torch.utils.flop_counter import FlopCounterMode
 
+from dualflow.bench.probes import matmul_peak, sync
 from dualflow.stage_table import EXPERIMENTS, PIPELINE, STAGES, config_files
 
 PHASES = ("data", "frozen", "inputs", "forward_backward", "optimizer")
@@ -90,11 +93,6 @@ def _endless(loader):
         yield from loader
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -111,11 +109,11 @@ class FrozenTimer:
             self.handles.append(net.register_forward_hook(self._leave))
 
     def _enter(self, *_):
-        _sync(self.device)
+        sync(self.device)
         self._start = time.perf_counter()
 
     def _leave(self, *_):
-        _sync(self.device)
+        sync(self.device)
         self.seconds += time.perf_counter() - self._start
 
     def take(self) -> float:
@@ -127,10 +125,24 @@ class FrozenTimer:
             handle.remove()
 
 
+def step_flops(module, batch: dict, autocast) -> int:
+    """FLOPs of the trained network's forward and backward pass in one training step (the losses included,
+    the frozen stages, which run in ``training_inputs``, not), counted by ``torch.utils.flop_counter``."""
+    with autocast():
+        inputs = module.training_inputs(batch)
+    with FlopCounterMode(display=False) as counter:
+        with autocast():
+            loss = module.training_loss(batch, inputs)
+        loss.backward()
+    module.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
 def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, tiny: bool,
-                    loader_batches: int) -> dict[str, Any]:
+                    loader_batches: int, peaks: dict[str, float] | None = None) -> dict[str, Any]:
     """Median seconds of each phase of ``steps`` training steps (after one warm-up step), their shares, it/s,
-    and the data loader's pages/s alone."""
+    the forward and backward pass's FLOPs and achieved FLOP/s (against ``peaks``, the measured matmul FLOP/s
+    per dtype), and the data loader's pages/s alone."""
     with tempfile.TemporaryDirectory(prefix="dualflow-bench-") as folder:
         module = _module(stage, preset, tiny, Path(folder)).to(device).train()
     loader, data = _loader(stage, preset, tiny)
@@ -144,23 +156,24 @@ def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, t
     for step in range(steps + 1):
         marks = [time.perf_counter()]
         batch = _to(next(it), device)
-        _sync(device)
+        sync(device)
         marks.append(time.perf_counter())
         frozen_timer.take()
         with autocast():
             inputs = module.training_inputs(batch)
-            _sync(device)
+            sync(device)
             marks.append(time.perf_counter())
             frozen = frozen_timer.take()
             loss = module.training_loss(batch, inputs)
         loss.backward()
-        _sync(device)
+        sync(device)
         marks.append(time.perf_counter())
         opt.step()
         opt.zero_grad(set_to_none=True)
-        _sync(device)
+        sync(device)
         marks.append(time.perf_counter())
         if step == 0:
+            flops = step_flops(module, batch, autocast)  # untimed: the counter slows the step down
             continue  # warm-up: allocator, kernels, worker start
         data_s, inputs_s, fb_s, opt_s = (b - a for a, b in zip(marks, marks[1:], strict=False))
         for key, value in zip(PHASES, (data_s, frozen, inputs_s - frozen, fb_s, opt_s), strict=True):
@@ -172,7 +185,12 @@ def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, t
     out: dict[str, Any] = {"seconds": seconds, "share": {k: v / total for k, v in seconds.items()},
                            "step_seconds": total, "it_per_s": 1.0 / total, "pages_per_step": pages,
                            "precision": "bf16-mixed" if use_bf16 else "32-true", "device": str(device),
-                           "num_workers": data["num_workers"], "page_size": data.get("image_size")}
+                           "num_workers": data["num_workers"], "page_size": data.get("image_size"),
+                           "forward_backward_flops": flops,
+                           "forward_backward_flops_per_s": flops / max(seconds["forward_backward"], 1e-9)}
+    peak = (peaks or {}).get("bfloat16" if use_bf16 else "float32")
+    if peak:
+        out["share_of_matmul_peak"] = out["forward_backward_flops_per_s"] / peak
     # The loader alone, against what the step consumes: first drain the batches its workers prefetched while
     # the steps ran (timing those would measure a queue, not the loader), then time steady-state production.
     workers = int(getattr(loader, "num_workers", 0) or 0)
@@ -188,28 +206,14 @@ def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, t
 
 
 def breakdown(preset: str = "gpu", steps: int = 3, tiny: bool = False, loader_batches: int = 8) -> dict[str, Any]:
-    """:func:`breakdown_stage` for stages 1, 2 and 3 on CUDA when visible, else the CPU."""
+    """:func:`breakdown_stage` for stages 1, 2 and 3 on CUDA when visible, else the CPU, with the device's
+    measured matmul peak (float32, and bfloat16 on a GPU)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtypes = {"float32": torch.float32, **({"bfloat16": torch.bfloat16} if device.type == "cuda" else {})}
+    peaks = {name: matmul_peak(device, dtype, n=512 if tiny else 2048) for name, dtype in dtypes.items()}
     results = {}
     for stage in PIPELINE:
         key = f"stage{STAGES[stage].key}"
-        results[key] = breakdown_stage(stage, preset, steps, device, tiny, loader_batches)
+        results[key] = breakdown_stage(stage, preset, steps, device, tiny, loader_batches, peaks)
         print(f"[bench] step breakdown {key} ({preset} preset): {results[key]}", flush=True)
-    return {"preset": preset, "steps": steps, **results}
-
-
-def markdown(result: dict[str, Any]) -> list[str]:
-    """The breakdown as a Markdown table (milliseconds and shares per phase)."""
-    lines = [f"**Training step breakdown** ({result['preset']} preset sizes, median of {result['steps']} steps "
-             "after a warm-up; `inputs` is planning, cropping, targets and canvas without the frozen networks):", "",
-             "| stage | device, precision | " + " | ".join(PHASES) + " | step s | it/s | loader pages/s (× step) |",
-             "|---" * (len(PHASES) + 5) + "|"]
-    for stage in (STAGES[s].key for s in PIPELINE):
-        r = result.get(f"stage{stage}")
-        if not r:
-            continue
-        cells = [f"{1000 * r['seconds'][k]:.1f} ms ({r['share'][k]:.0%})" for k in PHASES]
-        lines.append(f"| {stage} | {r['device']}, {r['precision']} | " + " | ".join(cells) +
-                     f" | {r['step_seconds']:.3f} | {r['it_per_s']:.2f} | {r['loader_pages_per_s']:.1f} "
-                     f"({r['loader_vs_step']:.1f}×) |")
-    return lines + [""]
+    return {"preset": preset, "steps": steps, "matmul_peak_flops_per_s": peaks, **results}

@@ -1,14 +1,14 @@
-"""The oracles' accuracy/colourfulness frontier on the bench's 64 held-out pages (bench/attainable/README.md):
+"""The oracles' accuracy/colourfulness frontier on the bench's 64 held-out pages (README.md beside this file):
 the bucket median with its chroma scaled, and the median mixed with a sampled colour per region.
-Run from the repository root: .venv/bin/python bench/attainable/frontier.py"""
+Run from the repository root: .venv/bin/python bench/analyses/attainable-colour/frontier.py"""
 
 import numpy as np
 import torch
 
+from dualflow.bench.oracle import ClassToneOracle
 from dualflow.color import lab_to_rgb, rgb_to_lab
 from dualflow.data.synth import SynthManga
 from dualflow.metrics.color import DeltaColorfulness, DeltaE2000
-from dualflow.oracle import ClassToneOracle
 
 oracle = ClassToneOracle.fit(SynthManga(0)(i, 256) for i in range(128))  # as `make bench` fits it
 pages = [SynthManga(31337)(i, 256) for i in range(64)]  # the bench's held-out pages

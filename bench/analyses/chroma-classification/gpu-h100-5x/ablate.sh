@@ -19,7 +19,7 @@ for exp in l1 chroma; do
   step ${exp}_s2 150 $(cfg stage2) --experiment $exp $R $C --trainer.max_steps=$S2 --trainer.val_check_interval=$S2
   step ${exp}_s3 150 $(cfg stage3) --experiment $exp $R $C --trainer.max_steps=$S3 --trainer.val_check_interval=$S3 --model.fid_every_n_val=0
 done
-step quality 200 python3 bench/chroma/gpu-h100-5x/quality.py $PAGES l1 chroma
+step quality 200 python3 bench/analyses/chroma-classification/gpu-h100-5x/quality.py $PAGES l1 chroma
 grep '^{' "$L/quality.log" > "$OUT/quality.jsonl"
 python3 - "$L" <<'PY'
 import json, sys, pathlib

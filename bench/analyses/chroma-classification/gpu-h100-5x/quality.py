@@ -4,7 +4,7 @@ import json
 import sys
 import time
 
-from dualflow.bench import bench_models, bench_quality
+from dualflow.bench.quality import bench_models, bench_quality
 from dualflow.models.chroma import ChromaBins
 
 pages = int(sys.argv[1])

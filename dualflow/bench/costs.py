@@ -1,0 +1,81 @@
+"""Per-stage costs of a trained experiment: stage-1 inference per page size, stage-2 inference per patch batch,
+the metric suite per page, and each stage's training throughput at its trained configuration."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from dualflow.bench.probes import timed
+
+
+def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int = 4) -> dict[str, Any]:
+    """Stage-1 inference (tiled) per page size, stage-2 inference per patch batch, and training throughput
+    of each stage (optimizer steps on SynthManga batches at the trained configuration)."""
+    from dualflow.data.datasets import SynthMangaDataset, collate_skipping
+    from dualflow.manifest import read_manifest
+    from dualflow.pipeline import importance_tiled
+    from dualflow.stages.frozen import load_stage_net
+
+    stages = read_manifest(experiment, runs_dir)["stages"]
+    out: dict[str, Any] = {}
+    attention, _ = load_stage_net(stages["attention"]["best_ckpt"], "attention")
+    with torch.inference_mode():
+        for w, h in sizes[:2]:
+            bw = torch.rand(1, 1, h, w).round()
+            out[f"stage1_inference_seconds_{w}x{h}"] = timed(lambda bw=bw: importance_tiled(attention, bw), repeats)
+        primary, meta = load_stage_net(stages["primary"]["best_ckpt"], "primary")
+        p = meta["plan"]["patch_size"]
+        x = torch.rand(16, 2, p, p)
+        out["stage2_inference_seconds_per_16_patches"] = timed(lambda: primary(x), repeats)
+        out["metric_suite_seconds_per_page_512"] = _metric_cost(repeats)
+    data = SynthMangaDataset(batch * 3, 256, seed=5, transform=None)
+    batches = [collate_skipping([data[i] for i in range(j * batch, (j + 1) * batch)]) for j in range(3)]
+    for name in ("attention", "primary", "secondary", "baseline"):
+        if name not in stages or not stages[name].get("best_ckpt"):
+            continue
+        out[f"train_{name}"] = _train_throughput(stages[name], batches, repeats)
+    return out
+
+
+def _metric_cost(repeats: int) -> float:
+    """Seconds for the full page metric suite (LPIPS included, FID excluded) on one 512² page."""
+    from dualflow.metrics.suite import build_suite, update_suite
+
+    suite = build_suite("page", "bench", lpips=True, allow_random_backbone=True)
+    g = torch.Generator().manual_seed(0)
+    preds, target = torch.rand(1, 3, 512, 512, generator=g), torch.rand(1, 3, 512, 512, generator=g)
+    masks = (torch.rand(1, 1, 512, 512, generator=g) > 0.5).float()
+    return timed(lambda: update_suite(suite, preds=preds, target=target, bw=masks, transition=masks, seams=masks,
+                                      detailed=masks), repeats)
+
+
+def _train_throughput(entry: dict, batches: list[dict], repeats: int) -> dict[str, float]:
+    import importlib
+
+    cfg = entry["config"]["model"]
+    module_name, _, cls = cfg["class_path"].rpartition(".")
+    module = getattr(importlib.import_module(module_name), cls)(**cfg["init_args"])
+    module.train()
+    opt = torch.optim.AdamW([p for p in module.net.parameters() if p.requires_grad], lr=1e-4)
+
+    def step():
+        for i, b in enumerate(batches):
+            loss = module.training_step(b, i)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer
+        seconds = timed(step, repeats)
+    pages = sum(b["bw"].shape[0] for b in batches) / seconds
+    plan = getattr(module, "plan_settings", None)
+    if entry["config"]["model"]["class_path"].endswith("PrimaryModule"):
+        per_page = plan.budget + math.ceil(plan.budget * module.hparams.random_share)
+        return {"pages_per_s": pages, "patches_per_s": pages * per_page}
+    return {"pages_per_s": pages}

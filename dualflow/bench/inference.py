@@ -1,0 +1,119 @@
+"""Whole-page inference time and memory, one fresh process per (model, page size): the dual flow against the
+single-flow baseline and the primary model run alone on the whole page. Process RSS on CPU,
+``max_memory_allocated`` on GPU."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from typing import Any
+
+import torch
+
+from dualflow.bench.probes import available_mib, rss_mib, timed
+
+SIZES = ((1024, 1448), (2048, 2896), (4096, 5792))  # (W, H) of manga pages, A-series aspect
+
+
+TINY_SIZES = ((128, 181), (256, 362))
+
+
+def _load(kind: str, experiment: str, runs_dir: str):
+    from dualflow.inference import load_colorizer
+    from dualflow.manifest import stage_checkpoint
+    from dualflow.stages.frozen import load_stage_net
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "dualflow":
+        model = load_colorizer(experiment, runs_dir, device=device)
+        return lambda bw: model.colorize_page(bw)["rgb"]
+    if kind == "attention":
+        from dualflow.pipeline import importance_tiled
+
+        net, _ = load_stage_net(stage_checkpoint(experiment, "attention", runs_dir), "attention")
+        net = net.to(device)
+        return lambda bw: importance_tiled(net, bw.reshape(1, 1, *bw.shape[-2:]).to(device))
+    if kind == "baseline":
+        net, _ = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")
+        net = net.to(device)
+        return lambda bw: net(bw.reshape(1, 1, *bw.shape[-2:]).to(device))
+    # The primary model alone on the whole page (importance set to 1): what the dual flow avoids.
+    net, _ = load_stage_net(stage_checkpoint(experiment, "primary", runs_dir), "primary")
+    net = net.to(device)
+    return lambda bw: net(torch.cat([bw, torch.ones_like(bw)]).reshape(1, 2, *bw.shape[-2:]).to(device))
+
+
+def _inference_worker(kind, experiment, runs_dir, size, repeats, threads, queue) -> None:
+    try:
+        torch.set_num_threads(threads)
+        run = _load(kind, experiment, runs_dir)
+        w, h = size
+        from dualflow.data.synth import SynthManga
+
+        bw = torch.from_numpy(SynthManga(7)(0, (min(h, 724), min(w, 512))).bw)
+        bw = bw.repeat(-(-h // bw.shape[0]), -(-w // bw.shape[1]))[:h, :w][None].contiguous()
+        with torch.inference_mode():
+            run(bw[..., :512, :512])  # warm-up (threads, allocator) on a small page
+            base_rss = rss_mib()
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            seconds = timed(lambda: run(bw), repeats, warmup=0)
+        result = {"seconds": seconds, "peak_rss_mib": rss_mib(), "rss_before_mib": base_rss}
+        if torch.cuda.is_available():
+            result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        queue.put(result)
+    except Exception as e:  # noqa: BLE001 - reported in the results, the bench goes on
+        queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def measure(kind: str, experiment: str, runs_dir: str, size, repeats: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_inference_worker,
+                       args=(kind, experiment, runs_dir, size, repeats, torch.get_num_threads(), queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0 and queue.empty():
+        return {"error": f"worker died with exit code {proc.exitcode} (out of memory?)"}
+    return queue.get()
+
+
+def above_start(result: dict) -> float:
+    """Peak memory of the inference itself: the peak minus the process's memory with libraries and models
+    loaded (which varies with the page cache by a few hundred MiB); what ``max_memory_allocated`` is on GPU."""
+    return result["peak_rss_mib"] - result["rss_before_mib"]
+
+
+def peak_memory(result: dict) -> float:
+    """The memory figure that bounds the page size: GPU memory (``max_memory_allocated``) when the page ran on a
+    GPU, else the process's peak RSS."""
+    return result.get("peak_gpu_mib", result["peak_rss_mib"])
+
+
+def bench_inference(experiment: str, runs_dir: str, sizes, repeats: int, kinds: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    last: dict[str, dict] = {}
+    for w, h in sizes:
+        key = f"{w}x{h}"
+        out[key] = {}
+        for kind in kinds:
+            prev = last.get(kind)
+            if prev and "peak_rss_mib" in prev and not torch.cuda.is_available():
+                # Memory grows ~linearly with pixels for whole-page models: skip what would not fit.
+                estimate = prev["peak_rss_mib"] * (w * h) / prev["pixels"]
+                if estimate > 0.8 * available_mib():
+                    out[key][kind] = {"skipped": f"estimated peak {estimate / 1024:.1f} GiB exceeds 80% of "
+                                                 f"available memory"}
+                    continue
+            result = measure(kind, experiment, runs_dir, (w, h), repeats)
+            result["pixels"] = w * h
+            out[key][kind] = last[kind] = result
+            print(f"[bench] {kind:9s} {key}: {result}", flush=True)
+        ref = out[key].get("dualflow", {})
+        for other in kinds[1:]:
+            o = out[key].get(other, {})
+            if "seconds" in ref and "seconds" in o:
+                out[key][f"time_ratio_vs_{other}"] = ref["seconds"] / o["seconds"]
+                out[key][f"memory_ratio_vs_{other}"] = peak_memory(ref) / peak_memory(o)
+                if "peak_gpu_mib" not in o and above_start(o) > 0:  # tiny pages may not raise the peak at all
+                    out[key][f"memory_above_start_ratio_vs_{other}"] = above_start(ref) / above_start(o)
+    return out

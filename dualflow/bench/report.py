@@ -1,0 +1,123 @@
+"""The bench's results as Markdown: the training-step breakdown, quality, transfer, consistency, inference and
+throughput tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dualflow.bench.inference import above_start, peak_memory
+from dualflow.bench.steps import PHASES
+from dualflow.stage_table import PIPELINE, STAGES
+
+
+def breakdown_table(result: dict[str, Any]) -> list[str]:
+    """The breakdown as a Markdown table (milliseconds and shares per phase, the forward and backward pass's
+    achieved FLOP/s against the device's measured matmul peak)."""
+    peaks = ", ".join(f"{name} {value / 1e9:.0f} GFLOP/s" for name, value in
+                      result.get("matmul_peak_flops_per_s", {}).items())
+    lines = [f"**Training step breakdown** ({result['preset']} preset sizes, median of {result['steps']} steps "
+             "after a warm-up; `inputs` is planning, cropping, targets and canvas without the frozen networks; "
+             f"FLOP/s of the trained network's forward and backward pass against the measured matmul peak: {peaks}):",
+             "", "| stage | device, precision | " + " | ".join(PHASES) + " | step s | it/s | forward+backward "
+             "GFLOP | GFLOP/s (share of peak) | loader pages/s (× step) |",
+             "|---" * (len(PHASES) + 7) + "|"]
+    for stage in (STAGES[s].key for s in PIPELINE):
+        r = result.get(f"stage{stage}")
+        if not r:
+            continue
+        cells = [f"{1000 * r['seconds'][k]:.1f} ms ({r['share'][k]:.0%})" for k in PHASES]
+        share = f" ({r['share_of_matmul_peak']:.0%})" if "share_of_matmul_peak" in r else ""
+        lines.append(f"| {stage} | {r['device']}, {r['precision']} | " + " | ".join(cells) +
+                     f" | {r['step_seconds']:.3f} | {r['it_per_s']:.2f} | {r['forward_backward_flops'] / 1e9:.1f} | "
+                     f"{r['forward_backward_flops_per_s'] / 1e9:.1f}{share} | {r['loader_pages_per_s']:.1f} "
+                     f"({r['loader_vs_step']:.1f}×) |")
+    return lines + [""]
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    m = results["machine"]
+    lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}), "
+             f"torch {m['torch']}, with `{command}`.", ""]
+    if results.get("breakdown"):
+        lines += breakdown_table(results["breakdown"])
+    q = results.get("quality")
+    if q:
+        names = [n for n in ("dualflow", "secondary_only", "baseline", "oracle_median", "oracle_sample") if n in q]
+        oracles = (f"; the oracles are given each pixel's class and tone level (fitted on {q['oracle_pages']} other "
+                   "pages): `oracle_median` the best single guess, `oracle_sample` one plausible colour per region"
+                   if "oracle_median" in q else "")
+        lines += [f"**Quality** on {q['pages']} held-out SynthManga pages ({q['page_size']}²){oracles}:", "",
+                  "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "global/lpips",
+                    "color/delta_cf", "color/tone_residue", "transition/seam", "transition/delta_e2000",
+                    "edge/chroma_on_ink", "edge/f1", "color/psnr", "color/ssim"):
+            if key in q["dualflow"]:
+                lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
+        lines.append("")
+    t = results.get("transfer")
+    if q and t:
+        names = [n for n in ("dualflow", "secondary_only", "baseline") if n in t]
+        lines += [f"**Transfer** to {t['pages']} real photographs ({', '.join(t['images'])}; {t['page_size']}² "
+                  "crops rendered B&W by mangafy) beside the SynthManga pages above; the gap is the domain gap:", "",
+                  "| metric | " + " | ".join(f"{n}: synth | {n}: real | {n}: gap" for n in names) + " |",
+                  "|---" * (3 * len(names) + 1) + "|"]
+        for key in ("color/delta_e2000", "color/delta_cf", "color/psnr"):
+            cells = []
+            for n in names:
+                a, b = q[n].get(key, float("nan")), t[n].get(key, float("nan"))
+                cells += [f"{a:.2f}", f"{b:.2f}", f"{b - a:+.2f}"]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append("")
+    c = results.get("consistency")
+    if c:
+        lines += [f"**Chapter consistency** ({c['chapters']} SynthManga chapters of {c['pages_per_chapter']} pages, "
+                  f"{c['page_size']}²; mean cross-page ΔE2000 of each recurring character's hair, skin and clothes): "
+                  f"colour pages {c['truth']:.2f}, dual flow colouring each page alone {c['dualflow_per_page']:.2f}.",
+                  ""]
+    inf = results.get("inference")
+    if inf:
+        kinds = [k for k in ("dualflow", "baseline", "primary_whole_page") if any(k in v for v in inf.values())]
+        gpu = any("peak_gpu_mib" in r for v in inf.values() for r in v.values() if isinstance(r, dict))
+        memory = ("peak GPU memory (`max_memory_allocated`)" if gpu else "peak process RSS, and in brackets its part "
+                  "above the process with libraries and models loaded")
+        lines += [f"**Inference** per page (median after warm-up; {memory}):", "",
+                  "| page | " + " | ".join(f"{k} s | {k} peak {'GPU ' if gpu else ''}MiB" for k in kinds) + " |",
+                  "|---" * (2 * len(kinds) + 1) + "|"]
+        for size, row in inf.items():
+            cells = []
+            for k in kinds:
+                r = row.get(k, {})
+                if "seconds" in r:
+                    cells += [f"{r['seconds']:.2f}", f"{peak_memory(r):.0f}" if gpu else
+                              f"{r['peak_rss_mib']:.0f} (+{above_start(r):.0f})"]
+                else:
+                    cells += ["—", r.get("skipped") or r.get("error", "—")]
+            lines.append(f"| {size} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for size, row in inf.items():
+            ratios = [f"{row[f'time_ratio_vs_{k}']:.0%} of the time and {row[f'memory_ratio_vs_{k}']:.0%} of the "
+                      f"peak memory of {k}" + (f" ({row[f'memory_above_start_ratio_vs_{k}']:.0%} above start)"
+                                               if f"memory_above_start_ratio_vs_{k}" in row else "")
+                      for k in kinds[1:] if f"time_ratio_vs_{k}" in row]
+            if ratios:
+                lines.append(f"At {size} the dual flow takes " + "; ".join(ratios) + ".")
+        lines.append("")
+    for size, row in results.get("stage1_inference", {}).items():
+        r = row.get("attention", {})
+        if "seconds" in r:
+            memory = f"peak GPU {r['peak_gpu_mib']:.0f}" if "peak_gpu_mib" in r else f"peak RSS {r['peak_rss_mib']:.0f}"
+            lines.append(f"Stage 1 alone at {size}: {r['seconds']:.2f} s, {memory} MiB.")
+    lines.append("")
+    other = {**results.get("data", {}), **results.get("stages", {})}
+    if other:
+        lines += ["**Throughput and stage costs:**", "", "| figure | value |", "|---|---|"]
+        for k, v in other.items():
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    lines.append(f"| {k} {kk} | {vv:.1f} |")
+            else:
+                lines.append(f"| {k} | {v:.3f} |")
+        if results.get("quality"):
+            lines.append(f"| metric suite seconds per page ({results['quality']['page_size']}²) | "
+                         f"{results['quality']['metric_suite_seconds_per_page']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,94 @@
+"""``python -m dualflow bench --experiment NAME``: quality, speed and memory of the dual flow against the
+single-flow baseline (and the primary model run alone on whole pages), on the same machine and pages.
+
+Writes ``results.json`` and ``results.md`` (the Markdown table, also printed) into ``--out`` (default
+``runs/bench``; ``--out bench`` updates the results committed in the repository). Each timing is the median of
+repeated runs after a warm-up; ratios are taken within one run. Peak memory is measured in a fresh process per
+(model, page size): process RSS on CPU, ``max_memory_allocated`` on GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from dualflow.bench import costs, data, inference, quality, steps
+from dualflow.bench.probes import machine
+from dualflow.bench.report import markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dualflow bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="default")
+    parser.add_argument("--runs_dir", default="runs")
+    parser.add_argument("--out", default="runs/bench",
+                        help="folder for results.json and results.md (bench: update the committed results)")
+    parser.add_argument("--pages", type=int, default=64, help="held-out pages for the quality comparison")
+    parser.add_argument("--page_size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="small pages and counts (for tests)")
+    parser.add_argument("--breakdown_preset", default="gpu",
+                        help="preset whose sizes the training-step breakdown uses (experiments/presets/)")
+    parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
+    parser.add_argument("--only", choices=["all", "breakdown", "inference", "quality"], default="all",
+                        help="breakdown: only the training-step breakdown (needs no trained experiment); "
+                             "inference: only page inference time and memory; quality: only the quality, "
+                             "transfer and chapter-consistency figures (compares experiments in minutes)")
+    parser.add_argument("--chroma_temperature", type=float, default=None,
+                        help="decoding temperature for models trained with a chroma grid (default: trained value)")
+    args = parser.parse_args(argv)
+    from dualflow.manifest import read_manifest
+
+    results: dict[str, Any] = {"machine": machine(), "experiment": args.experiment}
+    if args.only == "breakdown":
+        results["breakdown"] = steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
+        return _write(results, args.out, argv)
+    stages = read_manifest(args.experiment, args.runs_dir).get("stages", {})
+    missing = [s for s in ("attention", "primary", "secondary") if s not in stages]
+    if missing:
+        print(f"error: experiment {args.experiment!r} lacks stages {missing}: run `make train EXP={args.experiment}`")
+        return 2
+    has_baseline = "baseline" in stages
+    if not has_baseline:
+        print(f"[bench] no baseline in {args.experiment!r}: run `make train-baseline EXP={args.experiment}` for the "
+              "ablation; reporting the dual flow and the primary-on-whole-page reference only")
+    sizes = inference.TINY_SIZES if args.tiny else inference.SIZES
+    kinds = ["dualflow", "baseline", "primary_whole_page"] if has_baseline else ["dualflow", "primary_whole_page"]
+    if args.only == "inference":
+        return _write(_inference(results, args, sizes, kinds), args.out, argv)
+    if args.only == "all":
+        results["breakdown"] = steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
+        results["data"] = data.bench_data(args.repeats, 4 if args.tiny else 32)
+        results["data"].update(data.bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
+        results["stages"] = costs.bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
+    models = quality.bench_models(args.experiment, args.runs_dir, has_baseline, args.chroma_temperature)
+    results["quality"] = quality.bench_quality(models, args.pages, args.page_size, 8 if args.tiny else 128)
+    results["transfer"] = quality.bench_transfer(models, args.page_size, 1 if args.tiny else 4)
+    results["consistency"] = quality.bench_consistency(models, 2 if args.tiny else 8, 3 if args.tiny else 8,
+                                               128 if args.tiny else args.page_size)
+    del models  # the inference figures are taken in fresh processes; free these first
+    if args.only == "quality":
+        return _write(results, args.out, argv)
+    return _write(_inference(results, args, sizes, kinds), args.out, argv)
+
+
+def _inference(results: dict[str, Any], args: argparse.Namespace, sizes, kinds: list[str]) -> dict[str, Any]:
+    """Whole-page inference time and memory per page size, and stage-1 inference alone."""
+    results["inference"] = inference.bench_inference(args.experiment, args.runs_dir, sizes, args.repeats, kinds)
+    results["stage1_inference"] = inference.bench_inference(args.experiment, args.runs_dir, sizes[:2], args.repeats,
+                                                  ["attention"])
+    return results
+
+
+def _write(results: dict[str, Any], out: str, argv: list[str] | None) -> int:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    command = "python -m dualflow bench " + " ".join(argv if argv is not None else [])
+    table = markdown(results, command.strip())
+    (out / "results.md").write_text(table)
+    print(table)
+    return 0
