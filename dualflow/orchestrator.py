@@ -75,9 +75,24 @@ def training_scale(experiment: str, runs_dir: str) -> float:
     return data.get("image_size", 256) / 256.0
 
 
-def finish(args) -> int:
-    """Sample pages under runs/<NAME>/samples/, then the composite test: its metrics go into the manifest and,
-    with the sample pages, a per-page table and debug panels, into a W&B run (job_type ``composite``)."""
+def data_and_trainer(overrides: list[str]) -> list[str]:
+    """The ``--data.*`` and ``--trainer.*`` overrides (with their values, ``--k=v`` or ``--k v``): what the
+    composite test shares with the stages (their data source, accelerator...); model options are per stage."""
+    out, keep = [], False
+    for token in overrides:
+        if keep:
+            out.append(token)
+        keep = False
+        if token.startswith(("--data.", "--trainer.")):
+            out.append(token)
+            keep = "=" not in token
+    return out
+
+
+def finish(args, overrides: list[str]) -> int:
+    """Sample pages under runs/<NAME>/samples/, then the composite test (on the stages' ``--data.*`` and
+    ``--trainer.*`` overrides): its metrics go into the manifest and, with the sample pages, a per-page table
+    and debug panels, into a W&B run (job_type ``composite``)."""
     exp_dir = Path(args.runs_dir) / args.experiment
     inputs = exp_dir / "samples" / "input"
     from dualflow.data.synth_cli import main as synth_main
@@ -91,7 +106,7 @@ def finish(args) -> int:
                                   args.experiment, "--runs_dir", args.runs_dir, "--debug"])
     cmd = [sys.executable, "-m", "dualflow", "test", *configs("composite", args.preset),
            "--experiment", args.experiment, "--runs_dir", args.runs_dir,
-           f"--model.samples_dir={exp_dir / 'samples'}"]
+           f"--model.samples_dir={exp_dir / 'samples'}", *data_and_trainer(overrides)]
     print(f"[dualflow] composite test: {' '.join(cmd[1:])}", flush=True)
     return subprocess.run(cmd).returncode or samples_code
 
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[dualflow] stage {stage} failed (exit {code})", file=sys.stderr)
                 return code
         if stages[-1] == STAGES[PIPELINE[-1]].key:
-            return finish(args)
+            return finish(args, overrides)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
