@@ -178,12 +178,14 @@ def test_shrinking_keeps_screentone_density():
 
 
 def test_datamodule_splits_are_disjoint_and_deterministic():
-    dm = MangaDataModule(image_size=64, n_train=8, n_val=4, n_test=4, num_workers=0, batch_size=4)
+    settings = dict(image_size=64, n_train=8, n_val=4, n_test=4, num_workers=0, batch_size=4)
+    dm = MangaDataModule(**settings)
     dm.setup()
-    names = lambda loader: [n for b in loader for n in b["name"]]  # noqa: E731
-    train, val, test = names(dm.train_dataloader()), names(dm.val_dataloader()), names(dm.test_dataloader())
-    assert len(set(train) | set(val) | set(test)) == 16
-    dm2 = MangaDataModule(image_size=64, n_train=8, n_val=4, n_test=4, num_workers=0, batch_size=4)
+    # Disjoint by content, not by name: a page drawn from the same (seed, index) twice would pass a name check.
+    pages = lambda loader: [c.numpy().tobytes() for b in loader for c in b["color"]]  # noqa: E731
+    train, val, test = pages(dm.train_dataloader()), pages(dm.val_dataloader()), pages(dm.test_dataloader())
+    assert (len(train), len(val), len(test)) == (8, 4, 4) and len(set(train) | set(val) | set(test)) == 16
+    dm2 = MangaDataModule(**settings)
     dm2.setup()
     a, b = next(iter(dm.train_dataloader())), next(iter(dm2.train_dataloader()))
     assert a["name"] == b["name"] and torch.equal(a["bw"], b["bw"])
@@ -235,8 +237,23 @@ def test_datamodule_chapters_draw_recurring_characters_in_every_split():
         page = gen.chapter_page(1 if len(split) > 4 else 0, 2, 4, 64)
         index = 6 if len(split) > 4 else 2
         assert torch.equal(split[index]["color"], torch.from_numpy(page.color).permute(2, 0, 1))
-    # Pages of one chapter share the chapter's cast: its hair colours recur, another chapter's do not.
-    gen = SynthManga(0)
-    assert gen.cast(0) == gen.cast(0) and gen.cast(0) != gen.cast(1)
+    # A chapter's cast is drawn from (seed, chapter): the same in any process, another chapter's or seed's differs.
+    assert SynthManga(0).cast(0) == SynthManga(0).cast(0) != SynthManga(0).cast(1)
+    assert SynthManga(0).cast(0) != SynthManga(1).cast(0)
     with pytest.raises(ValueError, match="chapter"):
         MangaDataModule(source="synth", chapter=-1).setup("fit")
+
+
+@pytest.mark.parametrize("source", ["synth", "paired"])
+def test_the_sampler_shards_training_pages_over_ranks(tmp_path, monkeypatch, source):
+    """Two ranks of one epoch see disjoint halves of the training pages that together are all of them."""
+    root = str(_pair_folder(tmp_path / "d", n=12, size=(32, 32))) if source == "paired" else None
+    dm = MangaDataModule(source=source, root=root, image_size=32, crop_size=32, n_train=8, n_val=2, n_test=2,
+                         num_workers=0, batch_size=2)
+    dm.setup("fit")
+    seen = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(ResumableSampler, "_rank_world", lambda self, rank=rank: (rank, 2))
+        seen[rank] = [n for b in dm.train_dataloader() for n in b["name"]]
+    assert len(seen[0]) == len(seen[1]) == 4 and not set(seen[0]) & set(seen[1])
+    assert len(set(seen[0]) | set(seen[1])) == 8
