@@ -4,9 +4,29 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import lightning as L
+import torch
 
 from tests.conftest import CONF, REPO
 from tests.wandb_offline import read_run
+
+
+class RankRecord(L.Callback):
+    """Saves, per rank, the (epoch, page name) of every page it trained on and its final trained weights into
+    ``folder``."""
+
+    def __init__(self, folder: str):
+        self.folder, self.names = Path(folder), []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.names += [(trainer.current_epoch, name) for name in batch["name"]]
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"names": self.names, "net": pl_module.net.state_dict()},
+                   self.folder / f"rank{trainer.global_rank}.pt")
 
 
 def _train(stage: str, runs, *extra: str) -> subprocess.CompletedProcess:
@@ -21,8 +41,15 @@ def _train(stage: str, runs, *extra: str) -> subprocess.CompletedProcess:
 
 def test_stages_1_and_2_train_with_two_ddp_processes(tmp_path):
     for stage in ("1", "2"):
-        result = _train(stage, tmp_path)
+        result = _train(stage, tmp_path, "--trainer.callbacks+=tests.test_ddp.RankRecord",
+                        f"--trainer.callbacks.init_args.folder={tmp_path / 'ranks' / stage}")
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+        ranks = [torch.load(tmp_path / "ranks" / stage / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+        # In each epoch every rank trained on its own shard of the pages; gradient averaging kept the replicas equal.
+        seen = [set(r["names"]) for r in ranks]
+        assert len(seen[0]) == len(seen[1]) == 16 and not seen[0] & seen[1]
+        for key, value in ranks[0]["net"].items():
+            assert torch.equal(value, ranks[1]["net"][key]), (stage, key)
     manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())["stages"]
     for name in ("attention", "primary"):
         entry = manifest[name]

@@ -3,6 +3,7 @@ stage-1 crash, so the functions get bfloat16 inputs directly), and every stage r
 
 import json
 
+import lightning as L
 import pytest
 import torch
 
@@ -93,17 +94,47 @@ def test_planning_inputs_and_fusion_from_bfloat16_match_float32():
     assert canvas.dtype == torch.float32 and torch.allclose(canvas, ref_canvas, atol=1e-5)
 
 
+class DtypeProbe(L.Callback):
+    """Records, per stage, the dtypes of the trained network's convolution outputs in its training steps: what
+    says that bf16-mixed was really in force, not only asked for."""
+
+    seen: dict[str, set] = {}  # the CLI builds the instance; the test reads the class
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.record, self.active = DtypeProbe.seen.setdefault(pl_module.stage, set()), False
+        self.handles = [m.register_forward_hook(self._seen) for m in pl_module.net.modules()
+                        if isinstance(m, torch.nn.Conv2d)]
+
+    def _seen(self, module, inputs, output) -> None:
+        if self.active:
+            self.record.add(output.dtype)
+
+    def on_train_batch_start(self, *args) -> None:
+        self.active = True  # training steps only: validation and the untrained reference are not its business
+
+    def on_train_batch_end(self, *args) -> None:
+        self.active = False
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
 @pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no GPU"))])
 def test_every_stage_and_the_composite_run_under_bf16_mixed(tmp_path, accelerator):
     """On a GPU too: the metrics the composite test builds per page must live on the pages' device."""
-    bf16 = ("--trainer.precision=bf16-mixed", "--trainer.max_steps=2", "--trainer.val_check_interval=2",
-            f"--trainer.accelerator={accelerator}")
+    precision, device = "--trainer.precision=bf16-mixed", f"--trainer.accelerator={accelerator}"
+    short = ("--trainer.max_steps=2", "--trainer.val_check_interval=2")
+    DtypeProbe.seen.clear()
     for stage in ("stage1", "stage2", "stage3", "baseline"):
-        main(fit_args(stage, tmp_path, "bf16", *bf16))
+        main(fit_args(stage, tmp_path, "bf16", precision, device, *short,
+                      "--trainer.callbacks+=tests.test_precision.DtypeProbe"))
     conf = "tests/conf/tiny_composite.yaml"
     main(["test", "--config", "experiments/composite.yaml", "--config", "tests/conf/tiny_common.yaml", "--config",
-          conf, "--experiment", "bf16", "--runs_dir", str(tmp_path), *bf16[:1], *bf16[3:]])
+          conf, "--experiment", "bf16", "--runs_dir", str(tmp_path), precision, device])
+    # The trained networks computed in bfloat16 (autocast was on), while losses and metrics stayed finite.
+    assert DtypeProbe.seen == {name: {torch.bfloat16} for name in ("attention", "primary", "secondary", "baseline")}
     stages = json.loads((tmp_path / "bf16" / "manifest.json").read_text())["stages"]
     for name in ("attention", "primary", "secondary", "baseline"):
         assert stages[name]["global_step"] == 2 and stages[name]["metrics"], name
