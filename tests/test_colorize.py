@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -69,3 +70,56 @@ def test_secondary_keeps_its_training_working_ratio_up_to_the_cap(tiny_experimen
     assert inference_long_side((300, 200), meta, cap=512) == 150  # half size, as in training
     assert inference_long_side((3000, 2000), meta, cap=512) == 512  # capped: memory stays bounded
     assert inference_long_side((300, 200), {**meta, "trained_long_side": 0}, cap=512) == 32  # older checkpoints
+
+
+def _pages(folder: Path, corrupt: bool = False) -> Path:
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray((SynthManga(9)(i, (96, 80)).bw * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    if corrupt:
+        (folder / "p2.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return folder
+
+
+def _read(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path), dtype=np.float32) / 255
+
+
+def test_the_python_api_colours_a_folder_and_reports_per_file(tiny_experiment, tmp_path):
+    import dualflow
+
+    pages = _pages(tmp_path / "pages", corrupt=True)
+    report = dualflow.colorize([pages], tmp_path / "out", experiment="tiny", runs_dir=str(tiny_experiment),
+                               progress=False)
+    assert sorted(p.name for p in report.written) == ["p0.png", "p1.png"]
+    assert len(report.errors) == 1 and "p2.png" in report.errors[0]
+    with pytest.raises(RuntimeError, match="p2.png"):  # strict: the first failure stops the batch
+        dualflow.colorize([pages], tmp_path / "strict", experiment="tiny", runs_dir=str(tiny_experiment),
+                          progress=False, strict=True)
+
+
+def test_colorize_options_reach_the_pipeline(tiny_experiment, tmp_path, capsys):
+    pages = _pages(tmp_path / "pages")
+    runs = str(tiny_experiment)
+    ckpts = [read_manifest("tiny", runs)["stages"][s]["best_ckpt"] for s in ("attention", "primary", "secondary")]
+    assert main([str(pages), "--out", str(tmp_path / "exp"), "--experiment", "tiny", "--runs_dir", runs]) == 0
+    # Explicit checkpoints need no experiment, and are the experiment's own: the same pages come out.
+    assert main([str(pages), "--out", str(tmp_path / "ckpt"), "--experiment", "ghost", "--runs_dir", runs,
+                 "--ckpt", *ckpts]) == 0
+    assert np.array_equal(_read(tmp_path / "exp" / "p0.png"), _read(tmp_path / "ckpt" / "p0.png"))
+    # The patch budget bounds the primary flow's patches (--debug prints each page's count).
+    capsys.readouterr()
+    for budget in (0, 2):
+        assert main([str(pages / "p0.png"), "--out", str(tmp_path / f"b{budget}"), "--experiment", "tiny",
+                     "--runs_dir", runs, "--budget", str(budget), "--debug"]) == 0
+    out = capsys.readouterr().out
+    assert "0 patches" in out and "2 patches" in out
+    assert not np.array_equal(_read(tmp_path / "b0" / "p0.png"), _read(tmp_path / "b2" / "p0.png"))
+    # bf16-mixed runs the networks in bfloat16: close to float32's page, not equal to it.
+    assert main([str(pages), "--out", str(tmp_path / "bf16"), "--experiment", "tiny", "--runs_dir", runs,
+                 "--precision", "bf16-mixed"]) == 0
+    full, half = _read(tmp_path / "exp" / "p0.png"), _read(tmp_path / "bf16" / "p0.png")
+    assert not np.array_equal(full, half) and np.abs(full - half).mean() < 0.05
+    with pytest.raises(RuntimeError, match="garbage.png"):  # --strict re-raises the first failure
+        (pages / "garbage.png").write_bytes(b"not a png")
+        main([str(pages), "--out", str(tmp_path / "strict"), "--experiment", "tiny", "--runs_dir", runs, "--strict"])

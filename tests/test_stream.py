@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from dualflow.cli import main
+from dualflow.data.stream import PrepareItem
 from dualflow.data.stream import main as prepare_main
 from dualflow.data.synth import SynthManga
 from tests.conftest import fit_args
@@ -98,3 +99,38 @@ def test_a_resumed_stream_run_matches_an_uninterrupted_one(colour_shards, tmp_pa
               "--data.batch_size=2", "--data.num_workers=2", "--trainer.max_steps=8", "--checkpoint_every_n_steps=1",
               "--trainer.val_check_interval=4"]
     assert_resume_is_exact("stage1", "attention", tmp_path, common, stop=3, total=8, control="--data.seed=1")
+
+
+def _colour_folder(folder, n: int = 8):
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray((SynthManga(12)(i, 48).color * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_prepare_with_two_workers_writes_every_page_in_order(tmp_path):
+    from litdata import StreamingDataset
+
+    src = _colour_folder(tmp_path / "src")
+    assert prepare_main([str(src), str(tmp_path / "shards"), "--workers", "2"]) == 0
+    names = [StreamingDataset(str(tmp_path / "shards"))[i]["name"] for i in range(8)]
+    assert sorted(names) == [f"p{i}" for i in range(8)] and len(set(names)) == 8
+
+
+class DyingItem(PrepareItem):
+    """The prepare function, except that its worker process dies on page p5 as the OOM killer would end it (no
+    exception, no report); defined here so that litdata's spawned workers can import it."""
+
+    def __call__(self, item):
+        if item["name"].endswith("p5"):
+            os._exit(3)
+        return super().__call__(item)
+
+
+def test_a_prepare_worker_that_dies_is_an_error_not_a_short_dataset(tmp_path, monkeypatch, capsys):
+    from dualflow.data import stream
+
+    monkeypatch.setattr(stream, "PrepareItem", DyingItem)
+    src = _colour_folder(tmp_path / "src")
+    assert prepare_main([str(src), str(tmp_path / "shards"), "--workers", "2"]) == 2
+    assert "a prepare worker failed" in capsys.readouterr().err
