@@ -1,8 +1,10 @@
 """`dualflow bench` on a tiny configuration: it runs and writes valid JSON with every field."""
 
+import contextlib
 import json
 
 import pytest
+import torch
 
 from dualflow.bench.run import main
 from dualflow.cli import main as cli_main
@@ -60,10 +62,12 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     for stage in ("stage1", "stage2", "stage3"):
         r = breakdown[stage]
         assert set(r["seconds"]) == {"data", "frozen", "inputs", "forward_backward", "optimizer"}
-        assert sum(r["share"].values()) == pytest.approx(1.0) and r["it_per_s"] > 0 and r["loader_pages_per_s"] > 0
-        assert r["seconds"]["forward_backward"] > 0
-    assert breakdown["stage1"]["seconds"]["frozen"] == 0 and breakdown["stage3"]["seconds"]["frozen"] > 0
-    assert "Training step breakdown" in table
+        assert r["seconds"]["forward_backward"] > 0 and r["loader_pages_per_s"] > 0
+        assert 0 < r["share_of_matmul_peak"] < 1.5  # achieved FLOP/s of the step against the measured matmul rate
+    # Only the later stages run frozen networks, and stage 3 runs two of them.
+    assert breakdown["stage1"]["seconds"]["frozen"] == 0 < breakdown["stage2"]["seconds"]["frozen"]
+    assert breakdown["stage3"]["seconds"]["frozen"] > 0 and breakdown["matmul_peak_flops_per_s"]["float32"] > 1e9
+    assert "Training step breakdown" in table and "GFLOP/s (share of peak)" in table
 
 
 def test_bench_breakdown_alone_needs_no_experiment(tmp_path):
@@ -72,3 +76,42 @@ def test_bench_breakdown_alone_needs_no_experiment(tmp_path):
                  "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"machine", "experiment", "breakdown"} and results["breakdown"]["preset"] == "gpu"
+
+
+@pytest.mark.parametrize("stage", ["attention", "secondary"])
+def test_step_flops_count_the_trained_networks_forward_and_backward(stage, tmp_path):
+    """Forward and backward of the trained network cost two to three forwards (the backward pass computes
+    input and weight gradients, except the input gradient of the first layer), plus a little for the loss's own
+    ops (stage 3's guided filter and colour conversions); the frozen stages that build the step's inputs, which
+    cost over two more forwards in the tiny stage 3, are not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dualflow.bench.steps import _loader, _module, step_flops
+
+    module = _module(stage, "gpu", True, tmp_path).train()
+    batch = next(iter(_loader(stage, "gpu", True)[0]))
+    inputs = []  # what the trained network was given (a stage calls its forward, or its features)
+    wrapped = [name for name in ("forward", "features") if hasattr(module.net, name)]
+    for name in wrapped:
+        original = getattr(module.net, name)
+        setattr(module.net, name, lambda *args, _original=original: inputs.append(args) or _original(*args))
+    total = step_flops(module, batch, contextlib.nullcontext)
+    for name in wrapped:
+        delattr(module.net, name)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module.net(*inputs[0])
+    forward = counter.get_total_flops()
+    assert forward > 0 and 2 * forward <= total <= 3.5 * forward
+
+
+def test_bench_only_quality_and_only_inference_write_just_their_figures(tiny_experiment, tmp_path):
+    args = ["--experiment", "tiny", "--runs_dir", str(tiny_experiment), "--tiny", "--pages", "2", "--page_size", "64",
+            "--repeats", "1"]
+    assert main([*args, "--only", "quality", "--out", str(tmp_path / "q")]) == 0
+    quality = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert set(quality) == {"machine", "experiment", "quality", "transfer", "consistency"}
+    assert quality["quality"]["dualflow"]["color/delta_e2000"] > 0 and "baseline" not in quality["quality"]
+    assert main([*args, "--only", "inference", "--out", str(tmp_path / "i")]) == 0
+    inference = json.loads((tmp_path / "i" / "results.json").read_text())
+    assert set(inference) == {"machine", "experiment", "inference", "stage1_inference"}
+    assert inference["inference"]["256x362"]["dualflow"]["seconds"] > 0
