@@ -51,7 +51,7 @@ test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check dualflow tests
+	$(BIN)/ruff check dualflow tests bench
 
 bench: $(STAMP) ## benchmark quality, speed and memory → runs/bench/results.{json,md} (UPDATE=1: → bench/, the committed results)
 	$(BIN)/python -m dualflow bench --experiment $(EXP) $(if $(UPDATE),--out bench) $(ARGS)
