@@ -398,3 +398,22 @@ def test_chapter_consistency_known_answers():
     few.update(*page(red), chapter=torch.tensor([0]))
     few.update(*page(blue), chapter=torch.tensor([0]))
     assert torch.isnan(few.compute())
+
+
+def test_chapter_parts_come_from_the_generators_labels_and_other_classes_are_not_scored():
+    """SynthManga's labels are uint8: the part map must mark every other class of a character as no part (-1),
+    not as a part of its own (a -1 in uint8 is 255, which once made the rest of each character a fourth part)."""
+    from dualflow.data.palette import CLASS_ID, part_ids
+    from dualflow.metrics.consistency import ChapterConsistency
+
+    labels = np.full((1, 1, 16, 16), CLASS_ID["eyes"], dtype=np.uint8)
+    labels[..., :8, :] = CLASS_ID["hair"]
+    parts = torch.from_numpy(part_ids(labels))
+    assert parts.dtype == torch.int64 and set(parts.unique().tolist()) == {-1, 0}
+    identity = torch.ones(1, 1, 16, 16, dtype=torch.uint8)
+    metric = ChapterConsistency(3, min_pixels=10)
+    for eyes in ((0.1, 0.2, 0.9), (0.9, 0.2, 0.1)):  # the eyes change colour, the hair does not
+        rgb = torch.ones(1, 3, 16, 16) * 0.5
+        rgb[0, :, 8:] = torch.tensor(eyes).view(3, 1, 1)
+        metric.update(rgb, identity=identity, parts=parts, chapter=torch.tensor([0]))
+    assert metric.compute().item() == pytest.approx(0.0, abs=1e-6)
