@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="default")
     parser.add_argument("--preset", default="auto", help="auto | cpu | gpu | ddp | none (experiments/presets/)")
     parser.add_argument("--gpus", type=int, default=None, help="devices per node (several → ddp preset)")
-    parser.add_argument("--resume", action="store_true", help="continue from the stage's last.ckpt, exactly")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the stage's last.ckpt (or its newest intact checkpoint), exactly")
     parser.add_argument("--runs_dir", default="runs")
     parser.add_argument("--samples", type=int, default=6, help="sample pages written after stage 3")
     parser.add_argument("--sample_size", default="384x543", help="sample page size, N or WxH")
