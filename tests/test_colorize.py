@@ -123,3 +123,13 @@ def test_colorize_options_reach_the_pipeline(tiny_experiment, tmp_path, capsys):
     with pytest.raises(RuntimeError, match="garbage.png"):  # --strict re-raises the first failure
         (pages / "garbage.png").write_bytes(b"not a png")
         main([str(pages), "--out", str(tmp_path / "strict"), "--experiment", "tiny", "--runs_dir", runs, "--strict"])
+
+
+@pytest.mark.parametrize("size", [(1, 300), (300, 1), (1, 1), (5, 200), (200, 5), (20, 15), (90, 181)])
+def test_strips_specks_small_pages_and_spreads_are_coloured(tiny_experiment, size):
+    """Pages thinner than the attention stride, smaller than a patch or the working size, and a landscape
+    double-page spread: each comes back coloured at its own size, never a crash."""
+    model = load_colorizer("tiny", str(tiny_experiment), device="cpu")
+    bw = (torch.rand(1, *size, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    rgb = model.colorize_page(bw)["rgb"]
+    assert rgb.shape == (3, *size) and torch.isfinite(rgb).all() and 0 <= rgb.min() and rgb.max() <= 1
