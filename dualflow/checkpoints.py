@@ -62,8 +62,9 @@ def resume_point(folder: str | Path) -> Path | None:
     found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not found:
         return None
-    torn = [p for p in found if not is_intact(p)]
-    good = [p for p in found if p not in torn]
+    others = [p for p in found if p != last]  # last.ckpt, when there, is already known torn
+    good = [p for p in others if is_intact(p)]  # each file read once: checkpoints can be large
+    torn = [p for p in found if p not in good]
     if not good:
         raise TornCheckpointError(f"no intact checkpoint to resume from in {folder}: {', '.join(map(str, torn))} "
                            "cannot be read (cut short by a kill or a full disk?); delete them to train from scratch")

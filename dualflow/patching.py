@@ -49,6 +49,11 @@ class PatchPlan:
         return 1.0 - self.coverage
 
 
+def fit_patch(page_size: tuple[int, int], patch_size: int) -> tuple[int, int]:
+    """(ph, pw) of a square patch on a page: a page smaller than the patch gets a patch the size of the page."""
+    return min(patch_size, page_size[0]), min(patch_size, page_size[1])
+
+
 @lru_cache(maxsize=32)
 def candidate_boxes(page_size: tuple[int, int], patch: tuple[int, int], stride: int,
                     device: torch.device | str | None = None) -> torch.Tensor:
@@ -93,7 +98,7 @@ def select_boxes(importance: torch.Tensor, page_size: tuple[int, int], patch_siz
     25 %: not both kept at the default 0.25). A slot is invalid when no window above the threshold is left;
     valid slots come first."""
     h, w = page_size
-    ph, pw = min(patch_size, h), min(patch_size, w)
+    ph, pw = fit_patch(page_size, patch_size)
     stride = stride or max(1, patch_size // 2)
     cand = candidate_boxes((h, w), (ph, pw), stride, importance.device)
     scores = box_scores(importance, cand, (h, w))
@@ -292,8 +297,7 @@ def plan_patches(importance: torch.Tensor, page_size: tuple[int, int], patch_siz
 
     Pages smaller than ``patch_size`` get a patch the size of the page; a flat map below ``threshold`` or a
     ``budget`` of 0 gives no patches (the fill flow then owns the whole page)."""
-    h, w = page_size
-    patch = (min(patch_size, h), min(patch_size, w))
+    patch = fit_patch(page_size, patch_size)
     feather = patch_size // 4 if feather is None else feather
     importance = importance.detach().float().reshape(1, 1, *importance.shape[-2:])
     boxes, scores, valid = select_boxes(importance, page_size, patch_size, stride, budget, threshold, max_overlap)
@@ -306,7 +310,7 @@ def random_boxes(page_size: tuple[int, int], patch_size: int, shape: int | tuple
     """(*shape,4) uniformly placed boxes of the plan's patch size (the random share of stage-2 training),
     drawn on ``generator``'s device (or ``device``) and returned on ``device``."""
     h, w = page_size
-    ph, pw = min(patch_size, h), min(patch_size, w)
+    ph, pw = fit_patch(page_size, patch_size)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     source = generator.device if generator is not None else device
     ys = torch.randint(0, h - ph + 1, shape, generator=generator, device=source)

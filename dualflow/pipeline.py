@@ -18,6 +18,7 @@ from dualflow.patching import (
     PatchPlan,
     blend_ramps,
     crop_pages,
+    fit_patch,
     overlaps,
     page_plans,
     paste,
@@ -46,8 +47,8 @@ class PlanSettings:
         return self.patch_size // 4
 
     def patch_shape(self, page_size: tuple[int, int]) -> tuple[int, int]:
-        """Patch size on a page of ``page_size``: a page smaller than a patch gets a patch the size of the page."""
-        return min(self.patch_size, page_size[0]), min(self.patch_size, page_size[1])
+        """Patch size on a page of ``page_size`` (:func:`patching.fit_patch`)."""
+        return fit_patch(page_size, self.patch_size)
 
     def select(self, importance: torch.Tensor,
                page_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

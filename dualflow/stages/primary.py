@@ -85,7 +85,7 @@ class PrimaryModule(StageModule):
         size = tuple(bw.shape[-2:])
         importance = self.frozen["attention"].importance(bw)
         boxes, page = self.patch_boxes(importance, size, random_extra, generator)
-        patch = (min(self.plan_settings.patch_size, size[0]), min(self.plan_settings.patch_size, size[1]))
+        patch = self.plan_settings.patch_shape(size)
         return primary_inputs(bw, importance, boxes, page, patch), crop_pages(color, boxes, page, patch)
 
     def training_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
