@@ -44,8 +44,8 @@ train-stage2: $(STAMP) ## stage 2: primary colorizer on priority patches (needs 
 train-stage3: $(STAMP) ## stage 3: secondary colorizer + composite test and samples (needs stage 2)
 	$(TRAIN) --stage 3 $(ARGS)
 
-train-baseline: $(STAMP) ## single-flow baseline with matched parameters and budget
-	$(TRAIN) --stage baseline $(ARGS)
+train-baseline: $(STAMP) ## single-flow baselines (native and resized) with matched parameters and budget
+	$(TRAIN) --stage baselines $(ARGS)
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(ARGS)

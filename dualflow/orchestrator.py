@@ -68,11 +68,15 @@ def run_stage(key: str, args, overrides: list[str]) -> int:
     return subprocess.run(cmd).returncode
 
 
-def training_scale(experiment: str, runs_dir: str) -> float:
-    """The SynthManga detail scale stage 3 was trained at (its page size / 256): sample pages are drawn at
-    that scale whatever their size, since the models only know the detail sizes they were trained on."""
+def training_scale(experiment: str, runs_dir: str) -> list[str]:
+    """``dualflow synth`` options that draw sample pages at the detail scale stage 3 was trained at (its print
+    dpi, or its page size / 256 for thumbnail pages), whatever their size: the models only know the detail
+    sizes they were trained on."""
     data = manifest.read_manifest(experiment, runs_dir)["stages"]["secondary"]["config"].get("data", {})
-    return data.get("image_size", 256) / 256.0
+    if data.get("dpi"):
+        return ["--dpi", str(data["dpi"])]
+    size = data.get("image_size", 256)
+    return ["--scale", str(min(size if isinstance(size, list) else [size]) / 256.0)]
 
 
 def data_and_trainer(overrides: list[str]) -> list[str]:
@@ -97,9 +101,9 @@ def finish(args, overrides: list[str]) -> int:
     inputs = exp_dir / "samples" / "input"
     from dualflow.data.synth_cli import main as synth_main
 
-    scale = args.sample_scale or training_scale(args.experiment, args.runs_dir)
-    synth_main([str(inputs), "--n", str(args.samples), "--seed", "424242", "--size", str(args.sample_size),
-                "--scale", str(scale)])
+    scale = ["--scale", str(args.sample_scale)] if args.sample_scale else training_scale(args.experiment,
+                                                                                        args.runs_dir)
+    synth_main([str(inputs), "--n", str(args.samples), "--seed", "424242", "--size", str(args.sample_size), *scale])
     from dualflow.inference import main as colorize_main
 
     samples_code = colorize_main([str(inputs / "bw"), "--out", str(exp_dir / "samples"), "--experiment",
@@ -114,7 +118,9 @@ def finish(args, overrides: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dualflow train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=[*(STAGES[s].key for s in PIPELINE), "all", "baseline"], default="all")
+    parser.add_argument("--stage", choices=[*(STAGES[s].key for s in PIPELINE), "all", "baseline", "resize_baseline",
+                                            "baselines"], default="all",
+                        help="baselines: the single-flow baseline, then the resize baseline")
     parser.add_argument("--experiment", default="default")
     parser.add_argument("--preset", default="auto", help="auto | cpu | gpu | ddp | none (experiments/presets/)")
     parser.add_argument("--gpus", type=int, default=None, help="devices per node (several → ddp preset)")
@@ -122,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue from the stage's last.ckpt (or its newest intact checkpoint), exactly")
     parser.add_argument("--runs_dir", default="runs")
     parser.add_argument("--samples", type=int, default=6, help="sample pages written after stage 3")
-    parser.add_argument("--sample_size", default="384x543", help="sample page size, N or WxH")
+    parser.add_argument("--sample_size", default="1024x1448", help="sample page size, N or WxH")
     parser.add_argument("--sample_scale", type=float, default=None,
                         help="detail scale of the sample pages (default: the scale stage 3 was trained at)")
     args, overrides = parser.parse_known_args(argv)
     args.preset = pick_preset(args.preset, args.gpus)
-    stages = [STAGES[s].key for s in PIPELINE] if args.stage == "all" else [args.stage]
+    stages = {"all": [STAGES[s].key for s in PIPELINE], "baselines": ["baseline", "resize_baseline"]}.get(
+        args.stage, [args.stage])
     try:
         for stage in stages:
             code = run_stage(stage, args, overrides)

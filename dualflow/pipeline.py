@@ -58,13 +58,14 @@ class PlanSettings:
 
 
 def importance_tiled(net: nn.Module, bw: torch.Tensor, tile: int = 1024) -> torch.Tensor:
-    """(B,1,H,W) → importance (B,1,ceil(H/s),ceil(W/s)), run in overlapping tiles when the page is larger than
-    ``tile`` so memory stays bounded; the windowed attention is local, so tiles with a margin agree with a
-    whole-page pass away from the margins."""
+    """(B,1,H,W) → importance at 1/stride of the net's working resolution (:meth:`AttentionNet.view`), run in
+    overlapping tiles when that view is larger than ``tile`` so memory stays bounded; the windowed attention is
+    local, so tiles with a margin agree with a whole-page pass away from the margins."""
     s = net.stride
+    bw = net.view(bw)
     h, w = bw.shape[-2:]
     if h <= tile and w <= tile:
-        return net.importance(bw)
+        return net.importance_of_view(bw)
     margin = 8 * s
     step = max(s, (tile - 2 * margin) // s * s)
     out = bw.new_zeros(bw.shape[0], 1, -(-h // s), -(-w // s))
@@ -72,7 +73,7 @@ def importance_tiled(net: nn.Module, bw: torch.Tensor, tile: int = 1024) -> torc
         for x in range(0, w, step):
             y0, x0 = max(0, y - margin), max(0, x - margin)
             y1, x1 = min(h, y + step + margin), min(w, x + step + margin)
-            imp = net.importance(bw[..., y0:y1, x0:x1])
+            imp = net.importance_of_view(bw[..., y0:y1, x0:x1])
             oy, ox = (y - y0) // s, (x - x0) // s
             ny, nx = -(-min(step, h - y) // s), -(-min(step, w - x) // s)
             out[..., y // s:y // s + ny, x // s:x // s + nx] = imp[..., oy:oy + ny, ox:ox + nx]

@@ -43,6 +43,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("secondary", "3", 3, "stage3", "make train-stage3", COLOUR_MONITOR, needs=("attention", "primary")),
     Stage("composite", "composite", 4, "composite", "make train", needs=("attention", "primary", "secondary")),
     Stage("baseline", "baseline", 0, "baseline", "make train-baseline", COLOUR_MONITOR),
+    Stage("resize_baseline", "resize_baseline", 0, "resize_baseline", "make train-baseline", COLOUR_MONITOR),
 )}
 PIPELINE = ("attention", "primary", "secondary")  # the stages a dual-flow experiment trains, in order
 BY_KEY = {s.key: s for s in STAGES.values()}

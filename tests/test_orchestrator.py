@@ -9,7 +9,8 @@ from dualflow.orchestrator import data_and_trainer, main
 # every stage (and the composite test), as with `make train ARGS=...`.
 SMALL = ["--trainer.max_steps=2", "--trainer.val_check_interval=2", "--trainer.logger=false",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--data.image_size=64",
-         "--data.crop_size=64", "--data.n_train=8", "--data.n_val=2", "--data.n_test=2", "--data.n_fid=2",
+         "--data.dpi=0", "--data.cache=null", "--data.crop_size=64", "--data.n_train=8", "--data.n_val=2",
+         "--data.n_test=2", "--data.n_fid=2",
          "--data.batch_size=2", "--data.num_workers=0"]
 
 
@@ -22,7 +23,7 @@ def test_train_all_runs_three_stages_samples_and_the_composite_test_then_the_bas
         # `auto` on a machine without a GPU is the cpu preset: its model sizes, not the stage files' GPU sizes.
         assert stages[name]["config"]["trainer"]["accelerator"] == "cpu"
     assert stages["attention"]["config"]["model"]["init_args"]["dim"] == 48  # experiments/presets/cpu/stage1.yaml
-    assert stages["secondary"]["config"]["model"]["init_args"]["working_size"] == 128
+    assert stages["secondary"]["config"]["model"]["init_args"]["working_size"] == 256
     composite = stages["composite"]["metrics"]  # the finishing test ran on the stages' small pages
     assert 0 < composite["test/color/delta_e2000"] < 100 and "test/global/fid_randinit" in composite
     samples = tmp_path / "all" / "samples"

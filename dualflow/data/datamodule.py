@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dualflow.data.datasets import ColorFolderDataset, PairedFolderDataset, SynthMangaDataset, collate_skipping
 from dualflow.data.io import DEFAULT_MAX_PIXELS
 from dualflow.data.mangafy import MangafyOptions
+from dualflow.data.synth import PrintScale
 
 
 class ResumableSampler(Sampler[int]):
@@ -61,7 +62,13 @@ class MangaDataModule(L.LightningDataModule):
             (a folder of colour images, mangafied on the fly) or ``stream`` (LitData shards written by
             ``dualflow prepare``, in a folder or a bucket; sharded over ranks and nodes).
         root: data folder for ``paired`` / ``color``; shards folder or bucket URL for ``stream``.
-        image_size: SynthManga page size (square side).
+        image_size: SynthManga page size: a square side or ``[height, width]`` (e.g. ``[1448, 1024]``).
+        dpi: SynthManga drawing scale: 0 draws a thumbnail page (the drawing grows with the page, as a 256-px
+            page enlarged); > 0 draws at print scale, a page scanned at that many dots per inch
+            (:meth:`synth.PrintScale.at_dpi`: strokes, screentone rulings and lettering of a printed page).
+        cache: a folder for drawn SynthManga pages (:class:`datasets.PageCache`): each page is drawn once, by
+            ``cache_workers`` processes before a stage starts, then read (what print-scale pages need: drawing
+            one costs far more than a training step can wait for). None: draw on the fly.
         crop_size: training crop side (``None``: whole pages; needs equal page sizes).
         eval_size: side of the centre region used for validation/test pages from folders.
         n_train, n_val, n_test: SynthManga split sizes; for folders, ``n_val``/``n_test`` files are held out.
@@ -79,8 +86,9 @@ class MangaDataModule(L.LightningDataModule):
             characters keep their looks and palettes (``SynthManga.chapter_page``), in every split.
     """
 
-    def __init__(self, source: str = "synth", root: str | None = None, image_size: int = 256,
-                 crop_size: int | None = None, eval_size: int = 256, n_train: int = 2000, n_val: int = 32,
+    def __init__(self, source: str = "synth", root: str | None = None, image_size: int | list[int] = 256,
+                 dpi: float = 0.0, cache: str | None = None, cache_workers: int = 2, crop_size: int | None = None,
+                 eval_size: int = 256, n_train: int = 2000, n_val: int = 32,
                  n_test: int = 64, n_fid: int = 0, batch_size: int = 8, eval_batch_size: int | None = None,
                  num_workers: int = 2, seed: int = 0, strict: bool = False, hflip: bool = True, min_scale: float = 1.0,
                  degrade_p: float = 0.0, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -118,15 +126,21 @@ class MangaDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hp
         if hp.source == "synth":
-            size = hp.image_size
+            size = self.page_size()
+            scale = PrintScale.at_dpi(hp.dpi) if hp.dpi > 0 else None
+
             def synth(n: int, seed: int, train: bool) -> SynthMangaDataset:
-                return SynthMangaDataset(n, size, seed, 0, hp.chapter, **self._kwargs(train))
+                return SynthMangaDataset(n, size, seed, 0, hp.chapter, scale, hp.cache, **self._kwargs(train))
 
             self.train_set = synth(hp.n_train, hp.seed, True)
             # Held-out pages come from other indices of another seed: never seen in training.
             self.val_set = synth(hp.n_val, hp.seed + 1_000_003, False)
             self.test_set = synth(hp.n_test, hp.seed + 2_000_003, False)
             self.fid_set = synth(hp.n_fid, hp.seed + 3_000_017, False) if hp.n_fid else self.val_set
+            if hp.cache:
+                used = [self.test_set] if stage in ("test", "predict") else [self.train_set, self.val_set, self.fid_set]
+                for dataset in dict.fromkeys(used):
+                    dataset.fill_cache(hp.cache_workers)
         elif hp.source == "paired":
             full = PairedFolderDataset(hp.root)
             tr, va, te = _split(full.stems, hp.seed, hp.n_val, hp.n_test)
@@ -143,6 +157,15 @@ class MangaDataModule(L.LightningDataModule):
             self.val_set = ColorFolderDataset(hp.root, va, **self._kwargs(False))
             self.test_set = ColorFolderDataset(hp.root, te, **self._kwargs(False))
             self.fid_set = self.val_set
+
+    def page_size(self) -> tuple[int, int]:
+        """SynthManga's page size (H, W) from ``image_size``."""
+        size = self.hp.image_size
+        if isinstance(size, int):
+            return size, size
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"data.image_size must be a side or [height, width], got {size}")
+        return int(size[0]), int(size[1])
 
     def _setup_stream(self) -> None:
         """Train, validation and test splits of a prepared collection: ``n_val`` and ``n_test`` samples held

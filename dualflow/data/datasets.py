@@ -4,6 +4,7 @@ that skips, counts and reports unreadable samples instead of killing the run."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch.utils.data import Dataset, default_collate
 from dualflow.data.io import DEFAULT_MAX_PIXELS, ImageReadError, list_images, read_image
 from dualflow.data.mangafy import MangafyOptions, scan
 from dualflow.data.palette import DETAILED_IDS
-from dualflow.data.synth import SynthManga
+from dualflow.data.synth import PrintScale, SynthManga, SynthPage
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +87,104 @@ class _Transformed(Dataset):
 
 class SynthMangaDataset(_Transformed):
     """``n`` SynthManga pages drawn on the fly from (seed, offset + index): identical in every worker and run.
-    ``chapter`` > 0: consecutive runs of that many pages are chapters, each with its own recurring cast."""
+    ``chapter`` > 0: consecutive runs of that many pages are chapters, each with its own recurring cast.
+    ``scale``: the drawing scale (:meth:`SynthManga.__call__`; a :class:`PrintScale` for print-scale pages).
+    ``cache``: a folder where drawn pages are kept (:class:`PageCache`), so a page is drawn once per
+    generator version, not once per epoch and stage."""
 
     def __init__(self, n: int, size: int | tuple[int, int] = 256, seed: int = 0, offset: int = 0, chapter: int = 0,
-                 **kwargs):
+                 scale: float | PrintScale | None = None, cache: str | Path | None = None, **kwargs):
         super().__init__(**kwargs)
         if chapter < 0:
             raise ValueError(f"chapter must be 0 (independent pages) or a page count, got {chapter}")
         self.n, self.size, self.offset, self.chapter = int(n), size, int(offset), int(chapter)
-        self.gen = SynthManga(seed)
+        self.gen, self.scale = SynthManga(seed), scale
+        self.cache = PageCache(cache, seed, size, scale, chapter) if cache else None
 
     def __len__(self) -> int:
         return self.n
 
-    def load(self, i: int) -> dict:
+    def page(self, i: int) -> SynthPage:
+        """Page ``i`` of the dataset, from the cache when it holds it (drawn and stored otherwise)."""
         k = self.offset + i
-        page = self.gen.chapter_page(*divmod(k, self.chapter), self.chapter, self.size) if self.chapter else \
-            self.gen(k, self.size)
+        if self.cache is not None:
+            return self.cache.get(k, lambda: self.draw(k))
+        return self.draw(k)
+
+    def draw(self, k: int) -> SynthPage:
+        if self.chapter:
+            return self.gen.chapter_page(*divmod(k, self.chapter), self.chapter, self.size, self.scale)
+        return self.gen(k, self.size, self.scale)
+
+    def load(self, i: int) -> dict:
+        page = self.page(i)
         return self.finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels, i)
+
+    def fill_cache(self, workers: int) -> int:
+        """Draw every page the cache lacks, ``workers`` processes at once (before training: a page at print
+        scale takes about a second, far more than a training step can wait for). Returns the pages drawn."""
+        if self.cache is None:
+            return 0
+        missing = [i for i in range(self.n) if not self.cache.path(self.offset + i).is_file()]
+        if workers > 1 and len(missing) > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(min(workers, len(missing))) as pool:
+                pool.map(self.page, missing, chunksize=1)
+        else:
+            for i in missing:
+                self.page(i)
+        return len(missing)
+
+
+def _generator_version() -> str:
+    """A digest of the generator's source: cached pages of another version are never read."""
+    import hashlib
+
+    import dualflow.data as package
+
+    digest = hashlib.sha256()
+    for name in ("synth.py", "synth_figures.py", "synth_layout.py", "synth_scenes.py", "draw.py", "palette.py"):
+        digest.update((Path(package.__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+class PageCache:
+    """Drawn SynthManga pages on disk, one compressed ``.npz`` per page (B&W as bits, colour, labels and
+    identities as bytes: about 1 MB for a 1024×1448 page), under a folder named by everything that decides
+    the page: seed, size, scale, chapter length and the generator's version. Writes are atomic (a temporary
+    file then a rename), so processes and ranks filling one cache never read half a page."""
+
+    def __init__(self, root: str | Path, seed: int, size: int | tuple[int, int], scale, chapter: int):
+        h, w = (size, size) if isinstance(size, int) else size
+        if isinstance(scale, PrintScale):
+            tag = f"pen{scale.pen:.4f}_letter{scale.letter:.4f}"
+        else:
+            tag = "thumb" if scale is None else f"scale{float(scale):.4f}"
+        self.folder = Path(root) / f"seed{seed}_{w}x{h}_{tag}_ch{chapter}_{_generator_version()}"
+
+    def path(self, k: int) -> Path:
+        return self.folder / f"{k:07d}.npz"
+
+    def get(self, k: int, draw) -> SynthPage:
+        path = self.path(k)
+        if path.is_file():
+            try:
+                with np.load(path) as f:
+                    bw = np.unpackbits(f["bw"], count=int(np.prod(f["shape"])))
+                    return SynthPage(bw=bw.reshape(f["shape"]).astype(np.float32), color=f["color"] / np.float32(255),
+                                     labels=f["labels"], identity=f["identity"])
+            except (OSError, ValueError, KeyError, EOFError) as err:
+                warnings.warn(f"{path}: unreadable cached page ({err}); drawing it again", stacklevel=2)
+        page = draw()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, shape=np.array(page.bw.shape), bw=np.packbits(page.bw > 0.5),
+                            color=np.round(page.color * 255).astype(np.uint8), labels=page.labels,
+                            identity=page.identity)
+        os.replace(tmp, path)
+        return SynthPage(bw=page.bw, color=np.round(page.color * 255).astype(np.uint8) / np.float32(255),
+                         labels=page.labels, identity=page.identity)
 
 
 def _require_folder(folder: Path) -> list[Path]:

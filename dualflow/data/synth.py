@@ -21,8 +21,29 @@ from dualflow.data.synth_figures import Look, draw_figures, random_look
 from dualflow.data.synth_layout import balloon, panels, sound_effect
 from dualflow.data.synth_scenes import OUTDOOR, SCENE_P, SCENES
 
-__all__ = ["CLASSES", "CLASS_ID", "DETAILED_CLASSES", "DETAILED_IDS", "STYLE", "Look", "Screens", "SynthManga",
-           "SynthPage", "TONE_LEVELS", "render_bw", "screen_tone", "tone_level"]
+__all__ = ["CLASSES", "CLASS_ID", "DETAILED_CLASSES", "DETAILED_IDS", "PRINT_DPI", "STYLE", "Look", "PrintScale",
+           "Screens", "SynthManga", "SynthPage", "TONE_LEVELS", "render_bw", "screen_tone", "tone_level"]
+
+PRINT_DPI = 300.0  # the scan resolution print-scale pages are drawn at (dpi)
+
+
+@dataclass(frozen=True)
+class PrintScale:
+    """Drawing sizes of a page, relative to the generator's units (a 256-px thumbnail page is drawn at 1, 1).
+
+    ``pen``: strokes, screentone pitch and patterns; ``letter``: lettering, balloons, sound effects and gutters.
+    A thumbnail page scales both with its size; a print-scale page (:meth:`at_dpi`) keeps them physical."""
+
+    pen: float
+    letter: float
+
+    @staticmethod
+    def at_dpi(dpi: float = PRINT_DPI) -> PrintScale:
+        """Sizes of a page scanned at ``dpi``. Pen: the fine dot screen is 3–4 units, 65 lpi at 3.5 → a unit is
+        dpi/227 px (fine tones 57–75 lpi, coarse 38–45 lpi, outlines 1.5 units = 0.17 mm). Letter: a lettering
+        cell is 5 units and tankōbon dialogue is set at about 7.5 pt (2.6 mm) → dpi/49 px (gutters 6 units =
+        3.1 mm, balloons up to 40 units = 21 mm tall)."""
+        return PrintScale(pen=dpi / 227.0, letter=dpi / 49.0)
 
 
 @dataclass
@@ -114,21 +135,25 @@ class SynthManga:
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
 
-    def __call__(self, index: int, size: int | tuple[int, int] = 256, scale: float | None = None,
+    def __call__(self, index: int, size: int | tuple[int, int] = 256, scale: float | PrintScale | None = None,
                  cast: list[Look] | None = None) -> SynthPage:
-        """Page ``index`` of ``size`` (H, W). ``scale`` is the size of the drawing (strokes, screentone and
-        pattern periods) relative to a 256-px page: by default min(H, W)/256, a 256-px page drawn larger; a
-        fixed scale fills a larger page at the same detail size, which is what a model trained at that scale
-        expects to see. ``cast``: the characters to draw from (recurring ones); new ones by default."""
+        """Page ``index`` of ``size`` (H, W). ``scale`` is the size of the drawing relative to a 256-px page:
+        by default min(H, W)/256, a 256-px page drawn larger (a thumbnail page); a number fixes strokes, tones
+        and lettering alike; a :class:`PrintScale` (``PrintScale.at_dpi()``) draws at a physical scale, so a
+        larger page holds a larger physical page at the same detail size. ``cast``: the characters to draw from
+        (recurring ones); new ones by default."""
         h, w = (size, size) if isinstance(size, int) else size
         rng = np.random.default_rng([self.seed, int(index)])
-        scale = min(h, w) / 256.0 if scale is None else float(scale)
+        if not isinstance(scale, PrintScale):
+            scale = float(min(h, w) / 256.0 if scale is None else scale)
+            scale = PrintScale(scale, scale)
+        pen, letter = scale.pen, scale.letter
         cv = Canvas(h, w, CLASS_ID["gutter"], STYLE["flat"])
-        screens = Screens.draw(rng, scale)
+        screens = Screens.draw(rng, pen)
         cast = cast or [random_look(rng) for _ in range(3)]
-        for panel in panels(rng, h, w, gutter=max(3.0, 6 * scale)):
+        for panel in panels(rng, h, w, gutter=max(3.0, 6 * letter)):
             self._panel(cv, rng, panel, cast, scale)
-        ink = cv.ink | cv.outlines(max(2, int(round(1.5 * scale))))
+        ink = cv.ink | cv.outlines(max(2, int(round(1.5 * pen))))
         cv.color[ink] *= 0.3  # line art is dark in the colour page too
         cv.owner[ink] = 0
         bw = render_bw(cv.color, cv.style, ink, screens)
@@ -140,33 +165,34 @@ class SynthManga:
         return [random_look(rng) for _ in range(size)]
 
     def chapter_page(self, chapter: int, page: int, pages: int, size: int | tuple[int, int] = 256,
-                     scale: float | None = None) -> SynthPage:
+                     scale: float | PrintScale | None = None) -> SynthPage:
         """Page ``page`` of chapter ``chapter`` (chapters of ``pages`` pages): the chapter's cast in this page's
         own layout, scenes, poses and framings."""
         return self(chapter * pages + page, size, scale, cast=self.cast(chapter))
 
     @staticmethod
-    def _panel(cv: Canvas, rng: np.random.Generator, panel, cast: list[Look], scale: float) -> None:
+    def _panel(cv: Canvas, rng: np.random.Generator, panel, cast: list[Look], scale: PrintScale) -> None:
         """One panel: scene, characters, time-of-day light, balloons and sound effects, kept to its polygon."""
+        pen, letter = scale.pen, scale.letter
         saved = cv.snapshot(panel.sl)
         cv.clip = panel.sl
         box = panel.box
         names = list(SCENE_P)
         scene = names[int(rng.choice(len(names), p=list(SCENE_P.values())))]
         time = str(rng.choice(["day", "sunset", "night"], p=[0.65, 0.2, 0.15])) if scene in OUTDOOR else "indoor"
-        SCENES[scene](cv, rng, box, time, scale)
+        SCENES[scene](cv, rng, box, time, pen)
         _, _, light, tint = (np.asarray(c, np.float32) for c in TIMES[time])
         n = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.5, 0.2, 0.05])) or int(scene == "plain")  # never empty paper
         chosen = [int(i) for i in rng.choice(len(cast), min(n, len(cast)), replace=False)]
-        heads = draw_figures(cv, rng, box, [cast[i] for i in chosen], (-1, int(rng.choice([-1, 1]))), tint, scale,
+        heads = draw_figures(cv, rng, box, [cast[i] for i in chosen], (-1, int(rng.choice([-1, 1]))), tint, pen,
                              ids=[i + 1 for i in chosen])
         region = polygon(cv.g, panel.corners).within(panel.sl).placed(panel.sl)
         if time in ("sunset", "night") or rng.random() < 0.3:
             lit = cv.color[panel.sl]
             put(lit, region, lit * light)
         for k in range(int(rng.choice([0, 1, 2], p=[0.35, 0.45, 0.2]))):
-            balloon(cv, rng, box, heads[k] if k < len(heads) else None, scale)
+            balloon(cv, rng, box, heads[k] if k < len(heads) else None, letter, pen)
         if rng.random() < 0.2:
-            sound_effect(cv, rng, box, scale)
+            sound_effect(cv, rng, box, letter)
         cv.restore_outside(saved, panel.sl, region)
         cv.clip = (slice(0, cv.h), slice(0, cv.w))

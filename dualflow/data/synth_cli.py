@@ -1,6 +1,6 @@
-"""``python -m dualflow synth OUT --n N [--size 256|WxH] [--seed S] [--scale S] [--chapter K]``: write SynthManga
-pages to disk: ``OUT/bw/*.png`` (1 channel), ``OUT/color/*.png`` (RGB), ``OUT/labels/*.png`` (class ids) and a
-contact sheet ``OUT/preview.png``. With ``--chapter K`` the pages form chapters of K pages (``chCCC_pPP.png``) in
+"""``python -m dualflow synth OUT --n N [--size 256|WxH] [--seed S] [--scale S | --dpi D] [--chapter K]``: write
+SynthManga pages to disk: ``OUT/bw/*.png`` (1 channel), ``OUT/color/*.png`` (RGB), ``OUT/labels/*.png`` (class ids) and
+a contact sheet ``OUT/preview.png``. With ``--chapter K`` the pages form chapters of K pages (``chCCC_pPP.png``) in
 which the same three characters recur, and ``OUT/identity/*.png`` says which character each pixel belongs to (0:
 nobody), for evaluation. The same seed writes byte-identical files."""
 
@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from dualflow.data.io import save_image
-from dualflow.data.synth import CLASSES, SynthManga
+from dualflow.data.synth import CLASSES, PrintScale, SynthManga
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=None,
                         help="detail size relative to a 256-px page (default: page short side / 256)")
+    parser.add_argument("--dpi", type=float, default=None,
+                        help="print scale: draw the page as a scan at this many dots per inch (e.g. 300)")
     parser.add_argument("--chapter", type=int, default=0,
                         help="chapters of this many pages with recurring characters (0: independent pages)")
     args = parser.parse_args(argv)
@@ -54,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n must be at least 1")
     if args.scale is not None and args.scale <= 0:
         parser.error("--scale must be positive")
+    if args.dpi is not None and (args.dpi <= 0 or args.scale is not None):
+        parser.error("--dpi must be positive, and cannot go with --scale")
     if args.chapter < 0:
         parser.error("--chapter must be 0 (no chapters) or a number of pages")
+    scale = PrintScale.at_dpi(args.dpi) if args.dpi else args.scale
     gen = SynthManga(args.seed)
     for sub in ("bw", "color", "labels") + (("identity",) if args.chapter else ()):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
@@ -63,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.n):
         if args.chapter:
             chapter, number = divmod(i, args.chapter)
-            page = gen.chapter_page(chapter, number, args.chapter, args.size, args.scale)
+            page = gen.chapter_page(chapter, number, args.chapter, args.size, scale)
             stem = f"ch{chapter:03d}_p{number:02d}"
             Image.fromarray(page.identity).save(args.out / "identity" / f"{stem}.png")
         else:
-            page, stem = gen(i, args.size, args.scale), f"page_{i:05d}"
+            page, stem = gen(i, args.size, scale), f"page_{i:05d}"
         save_image(args.out / "bw" / f"{stem}.png", page.bw)
         save_image(args.out / "color" / f"{stem}.png", page.color)
         Image.fromarray(page.labels).save(args.out / "labels" / f"{stem}.png")

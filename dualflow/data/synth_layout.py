@@ -97,10 +97,11 @@ def glyphs(cell: int, width: int, n: int = 48) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def text_columns(cv: Canvas, rng, area: Shape, scale: float) -> None:
-    """Vertical columns of glyphs, right to left, inside ``area`` (as manga lettering)."""
+def text_columns(cv: Canvas, rng, area: Shape, scale: float, pen: float | None = None) -> None:
+    """Vertical columns of glyphs, right to left, inside ``area`` (as manga lettering): cells of 5 ``scale``
+    units, strokes of 0.8 ``pen`` units (default: ``scale``)."""
     cell = max(4, int(round(5 * scale)))
-    atlas = glyphs(cell, max(1, int(round(0.8 * scale))))
+    atlas = glyphs(cell, max(1, int(round(0.8 * (scale if pen is None else pen)))))
     (ys, xs), m = area.sl, area.m
     step = 2 * cell
     for x in range(xs.stop - cell - 1, xs.start, -step):
@@ -113,8 +114,10 @@ def text_columns(cv: Canvas, rng, area: Shape, scale: float) -> None:
                 put(cv.color[y:y + cell, x:x + cell], glyph, 0.05)
 
 
-def balloon(cv: Canvas, rng, box, speaker: tuple[float, float, float] | None, scale: float) -> None:
-    """A balloon near the top of the panel, with a tail towards the ``speaker``'s head (y, x, r)."""
+def balloon(cv: Canvas, rng, box, speaker: tuple[float, float, float] | None, scale: float,
+            pen: float | None = None) -> None:
+    """A balloon near the top of the panel, with a tail towards the ``speaker``'s head (y, x, r); sizes in
+    lettering units (``scale``), the lettering's strokes in ``pen`` units."""
     y0, x0, y1, x1 = box
     ph, pw = y1 - y0, x1 - x0
     kind = rng.choice(["round", "spiky", "thought", "narration"], p=[0.5, 0.15, 0.15, 0.2])
@@ -152,7 +155,7 @@ def balloon(cv: Canvas, rng, box, speaker: tuple[float, float, float] | None, sc
             shape = shape | polygon(g, [(cy + 0.5 * ry, cx - 0.2 * rx), (cy + 0.5 * ry, cx + 0.2 * rx),
                                         (cy + ry + 0.5 * (ty - cy - ry), cx + 0.5 * (tx - cx))])
     cv.fill(shape, WHITE, CLASS_ID["balloon"], style=STYLE["flat"])
-    text_columns(cv, rng, inner.within(cv.clip) & shape, scale)
+    text_columns(cv, rng, inner.within(cv.clip) & shape, scale, pen)
 
 
 def sound_effect(cv: Canvas, rng, box, scale: float) -> None:

@@ -1,10 +1,12 @@
-"""AttentionNet: B&W page → importance map (where colour is hard), at 1/stride of the page resolution."""
+"""AttentionNet: B&W page → importance map (where colour is hard), at 1/stride of the resolution it works at
+(the page area-downsampled by ``page_scale``)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dualflow.models.blocks import ConvBlock, WindowAttentionBlock, pad_to_multiple, positional_encoding_2d
@@ -12,15 +14,19 @@ from dualflow.models.blocks import ConvBlock, WindowAttentionBlock, pad_to_multi
 
 class AttentionNet(nn.Module):
     """Convolutional stem (stride 8 or 16) → windowed multi-head self-attention over the tokens, with 2D
-    sinusoidal positions → per-token logit. ``forward`` returns logits (B,1,ceil(H/s),ceil(W/s));
-    :meth:`importance` the map in [0, 1]."""
+    sinusoidal positions → per-token logit. ``forward`` returns logits (B,1,ceil(h/s),ceil(w/s)) of the image it
+    is given; :meth:`importance` the map in [0, 1] of a page, seen through :meth:`view` (the page at its working
+    resolution: ``page_scale`` < 1 area-downsamples a print-scale page so the model sees whole figures, as in
+    training)."""
 
     def __init__(self, stride: int = 8, dim: int = 64, depth: int = 4, heads: int = 4, window: int = 8,
-                 stem_channels: int = 16):
+                 stem_channels: int = 16, page_scale: float = 1.0):
         super().__init__()
         if stride not in (4, 8, 16):
             raise ValueError(f"stride must be 4, 8 or 16, got {stride}")
-        self.stride = stride
+        if not 0 < page_scale <= 1:
+            raise ValueError(f"page_scale must be in (0, 1], got {page_scale}")
+        self.stride, self.page_scale = stride, page_scale
         layers, cin = [], 1
         n_down = int(math.log2(stride))
         for i in range(n_down):
@@ -42,7 +48,19 @@ class AttentionNet(nn.Module):
             x = block(x)
         return self.head(x)
 
+    def view(self, page: torch.Tensor) -> torch.Tensor:
+        """A page (B,C,H,W) at the model's working resolution: area-downsampled by ``page_scale``."""
+        if self.page_scale >= 1:
+            return page
+        h, w = page.shape[-2:]
+        size = max(1, round(h * self.page_scale)), max(1, round(w * self.page_scale))
+        return F.adaptive_avg_pool2d(page, size)
+
+    def importance_of_view(self, view: torch.Tensor) -> torch.Tensor:
+        """Importance in [0, 1] of an image already at working resolution, float32 even under mixed precision
+        (the map drives planning and upsampling, which need its digits)."""
+        return torch.sigmoid(self(view).float())
+
     def importance(self, bw: torch.Tensor) -> torch.Tensor:
-        """(B,1,H,W) → importance in [0, 1] at 1/stride resolution, float32 even under mixed precision (the
-        map drives planning and upsampling, which need its digits)."""
-        return torch.sigmoid(self(bw).float())
+        """(B,1,H,W) page → importance in [0, 1] at 1/stride of its working resolution."""
+        return self.importance_of_view(self.view(bw))

@@ -53,13 +53,14 @@ class AttentionModule(StageModule):
     stage = "attention"
 
     def __init__(self, stride: int = 8, dim: int = 64, depth: int = 4, heads: int = 4, window: int = 8,
-                 stem_channels: int = 16, lr: float = 1e-3, weight_decay: float = 1e-4, warmup_steps: int = 50,
+                 stem_channels: int = 16, page_scale: float = 1.0, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 warmup_steps: int = 50,
                  target_quantile: float = 0.98, target_sigma: float = 1.0, patch_size: int = 64,
                  patch_budget: int = 8, patch_threshold: float = 0.3):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
         self.net_config = dict(stride=stride, dim=dim, depth=depth, heads=heads, window=window,
-                               stem_channels=stem_channels)
+                               stem_channels=stem_channels, page_scale=page_scale)
         self.net = AttentionNet(**self.net_config)
         self.val_metrics = build_suite("attention", "val")
         self.test_metrics = build_suite("attention", "test")
@@ -69,12 +70,13 @@ class AttentionModule(StageModule):
         return self.net.importance(bw)
 
     def training_inputs(self, batch: dict) -> torch.Tensor:
-        """The self-supervised target of the batch."""
-        return complexity_target(batch["color"], self.net.stride, self.hparams.target_quantile,
+        """The self-supervised target of the batch: the colour complexity of the colour page seen as the model
+        sees the B&W page (at its working resolution)."""
+        return complexity_target(self.net.view(batch["color"]), self.net.stride, self.hparams.target_quantile,
                                  self.hparams.target_sigma)
 
     def _loss(self, batch: dict, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(batch["bw"])
+        logits = self.net(self.net.view(batch["bw"]))
         return float32(F.binary_cross_entropy_with_logits)(logits, target), logits
 
     def training_loss(self, batch: dict, target: torch.Tensor) -> torch.Tensor:
@@ -96,14 +98,17 @@ class AttentionModule(StageModule):
             update_suite(suite["attention__rank_corr"], **kwargs)  # no labels (folder data): ranking only
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
+        """Page, target, importance and planned boxes, at the model's working resolution."""
         bw, color = batch["bw"][:4], batch["color"][:4]
         imp = self(bw)
-        target = complexity_target(color, self.net.stride)
-        size = bw.shape[-2:]
+        target = self.training_inputs({"color": color})
+        page_size, view, view_color = tuple(bw.shape[-2:]), self.net.view(bw), self.net.view(color)
+        size = view.shape[-2:]
         rows = []
         for i in range(bw.shape[0]):
-            plan = plan_patches(imp[i], tuple(size), self.hparams.patch_size, budget=self.hparams.patch_budget,
+            plan = plan_patches(imp[i], page_size, self.hparams.patch_size, budget=self.hparams.patch_budget,
                                 threshold=self.hparams.patch_threshold)
+            boxes = (plan.boxes * self.net.page_scale).round().long()
             up = lambda m: F.interpolate(m[None], size=size, mode="nearest")[0]  # noqa: E731
-            rows.append(panel(bw[i], up(target[i]), up(imp[i]), draw_boxes(color[i], plan.boxes)))
+            rows.append(panel(view[i], up(target[i]), up(imp[i]), draw_boxes(view_color[i], boxes)))
         return {"val/panels/attention": np.concatenate(rows, axis=0)}

@@ -1,14 +1,25 @@
-"""Single-flow baseline (ablation): one UNet over the whole page, same losses, no attention or patches."""
+"""Single-flow baselines (ablations): one UNet over the whole page, same losses, no attention or patches —
+at the page's native resolution (:class:`BaselineModule`), or at a working resolution with its colour brought
+to the page by the guided filter on the B&W page, as DDColor and manga-colorization-v2 colour a page
+(:class:`ResizeBaselineModule`). :class:`SingleFlowColorizer` runs either on a page with the composite's
+post-processing, so the bench compares every row after the same fusion step."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from dualflow.color import nlab_to_rgb
+from dualflow.fusion import Fusion, FusionConfig
 from dualflow.metrics.perceptual import build_lpips
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
+from dualflow.patching import plan_patches
+from dualflow.pipeline import StoredFill, guided_fill, inference_long_side, working_size
 from dualflow.stages.base import StageModule, panel
 
 
@@ -23,9 +34,11 @@ class BaselineModule(StageModule):
                  norm: str = "group", chroma_grid: int = 0, chroma_temperature: float = 0.38,
                  l1_weight: float = 1.0, chroma_weight: float = 1.0, lpips_weight: float = 0.0, lr: float = 5e-4,
                  weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
-                 val_lpips: bool = True, fid_every_n_val: int = 0):
+                 val_lpips: bool = True, fid_every_n_val: int = 0, working_size: int = 0, guide_radius: int = 2,
+                 guide_eps: float = 1e-3, tone_radius: int = 2):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
+        self.trained_long_side = 0  # page long side of the training batches (a resized baseline's inference)
         self.net_config = dict(in_channels=1, base=base, depth=depth, attn_heads=attn_heads, attn_depth=attn_depth,
                                window=window, norm=norm, chroma_grid=chroma_grid,
                                chroma_temperature=chroma_temperature)
@@ -36,16 +49,36 @@ class BaselineModule(StageModule):
                                         allow_random_backbone=allow_random_backbone)
         self.build_val_fid(fid_every_n_val, allow_random_backbone)
 
+    def extra_meta(self) -> dict:
+        hp = self.hparams
+        return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
+                "tone_radius": hp.tone_radius, "trained_long_side": self.trained_long_side}
+
+    def working(self, page: torch.Tensor) -> torch.Tensor:
+        """A page (B,C,H,W) at the net's working resolution: itself at native resolution, area-downsampled to
+        ``working_size`` on its long side otherwise."""
+        if not self.hparams.working_size:
+            return page
+        return F.adaptive_avg_pool2d(page, working_size(tuple(page.shape[-2:]), self.hparams.working_size))
+
     def forward(self, bw: torch.Tensor) -> torch.Tensor:
-        """(B,1,H,W) → (B,3,H,W) normalised Lab."""
-        return self.net(bw)
+        """(B,1,H,W) → (B,3,H,W) normalised Lab, at page resolution (through the guided filter when the net
+        works at a lower one)."""
+        x = self.working(bw)
+        low = self.net(x)
+        if x.shape[-2:] == bw.shape[-2:]:
+            return low
+        hp = self.hparams
+        return guided_fill(low, x, bw, hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
 
     def predict_rgb(self, batch: dict) -> torch.Tensor:
         return nlab_to_rgb(self(batch["bw"]))
 
     def training_loss(self, batch: dict, inputs: None) -> torch.Tensor:
-        pred, features = self.outputs_for_loss(batch["bw"])
-        loss = self.colour_losses(pred, batch["color"], features)["total"]
+        """The colour losses at the net's working resolution, against the colour page pooled to it."""
+        self.trained_long_side = max(batch["bw"].shape[-2:])
+        pred, features = self.outputs_for_loss(self.working(batch["bw"]))
+        loss = self.colour_losses(pred, self.working(batch["color"]), features)["total"]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
         return loss
 
@@ -61,3 +94,42 @@ class BaselineModule(StageModule):
         bw, color = batch["bw"][:2], batch["color"][:2]
         pred = nlab_to_rgb(self(bw))
         return {"val/panels/baseline": np.concatenate([panel(bw[i], pred[i], color[i]) for i in range(2)], 0)}
+
+
+class ResizeBaselineModule(BaselineModule):
+    """The resize baseline: :class:`BaselineModule` at a working resolution (``working_size``, the page's long
+    side there), recorded as its own stage so an experiment holds both baselines."""
+
+    stage = "resize_baseline"
+
+    def __init__(self, working_size: int = 256, **kwargs):
+        if working_size < 1:
+            raise ValueError(f"the resize baseline needs a working size, got {working_size}")
+        super().__init__(working_size=working_size, **kwargs)
+
+
+class SingleFlowColorizer(nn.Module):
+    """A trained baseline net behind the composite's ``colorize_page``: the page at the net's resolution (a
+    resized baseline keeps its training ratio of working size to page, at most ``max_working_size``, and comes
+    back through the guided filter), then the composite's fusion step with no priority patches, so its
+    post-processing (ink, white paper, descreening) is the dual flow's."""
+
+    def __init__(self, net: nn.Module, meta: dict[str, Any], fusion: FusionConfig | None = None,
+                 max_working_size: int = 512):
+        super().__init__()
+        self.net, self.meta, self.fusion, self.max_working_size = net, meta, Fusion(fusion), max_working_size
+
+    @torch.inference_mode()
+    def colorize_page(self, bw: torch.Tensor) -> dict[str, Any]:
+        """One page (1,H,W) or (1,1,H,W) in [0,1] → ``rgb`` (3,H,W) and the (empty) ``plan``."""
+        bw = bw.reshape(1, 1, *bw.shape[-2:]).float()
+        size, m = tuple(bw.shape[-2:]), self.meta
+        if m.get("working_size"):
+            long_side = inference_long_side(size, m, self.max_working_size)
+            x = F.adaptive_avg_pool2d(bw, working_size(size, long_side))
+            fill = guided_fill(self.net(x), x, bw, m["guide_radius"], m["guide_eps"], m["tone_radius"])
+        else:
+            fill = StoredFill(self.net(bw).float())
+        plan = plan_patches(torch.zeros(1, 1), size, budget=0)
+        page = self.fusion(torch.zeros(0, 3, 1, 1), plan, fill, bw[0], rgb=True).page
+        return {"rgb": page, "plan": plan}

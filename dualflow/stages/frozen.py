@@ -16,7 +16,7 @@ from torch import nn
 from dualflow.models import AttentionNet, UNet
 from dualflow.stage_table import STAGES, StageCheckpointError
 
-NETS = {"attention": AttentionNet, "primary": UNet, "secondary": UNet, "baseline": UNet}
+NETS = {"attention": AttentionNet, "primary": UNet, "secondary": UNet, "baseline": UNet, "resize_baseline": UNet}
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 

@@ -15,7 +15,7 @@ from dualflow.fusion import Fusion
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
 from dualflow.patching import PatchPlan
-from dualflow.pipeline import PlanSettings, PrimaryFlow, guided_fill, primary_flow, run_secondary, secondary_input
+from dualflow.pipeline import PlanSettings, PrimaryFlow, primary_flow, run_secondary, secondary_input
 from dualflow.precision import float32
 from dualflow.stage_table import require_ckpt
 from dualflow.stages.base import StageModule, draw_boxes, panel
@@ -117,9 +117,10 @@ class SecondaryModule(StageModule):
     @float32
     def _loss(self, fill: torch.Tensor, color: torch.Tensor, coverage: torch.Tensor, band: torch.Tensor,
               features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Weighted L1 in Lab at page resolution (``l1``) and ``total``. Given a chroma net's ``features``
-        (B,C,h,w, at the working resolution), the L1 covers lightness only and ab is learned by the rebalanced
-        cross-entropy against the colour page pooled to h×w (``chroma``), with pooled weights."""
+        """Weighted L1 in Lab (``l1``) and ``total``, all maps at the fill's resolution. Given a chroma
+        net's ``features`` (B,C,h,w, at the working resolution), the L1 covers lightness only and ab is
+        learned by the rebalanced cross-entropy against the colour page pooled to h×w (``chroma``), with
+        pooled weights."""
         weight = self._weights(coverage, band)
         target = rgb_to_nlab(color)
         chroma = features is not None and self.net.chroma is not None
@@ -141,11 +142,15 @@ class SecondaryModule(StageModule):
         return self.conditioning(batch["bw"], corrupt=True)
 
     def training_loss(self, batch: dict, cond: Conditioning) -> torch.Tensor:
+        """The weighted losses at the working resolution, against the colour page, coverage and band pooled to
+        it: on a print-scale page the page-resolution fill would cost more than the net (the guided filter
+        that brings the fill to the page has no parameters; validation scores the fused page)."""
         hp, bw = self.hparams, batch["bw"]
         x = secondary_input(bw, cond.canvas, cond.coverage, cond.flow.importance, hp.working_size)
         low, features = self.outputs_for_loss(x)  # a chroma net's lightness only: ab goes by the features
-        fill = guided_fill(low, x[:, :1], bw, hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
-        losses = self._loss(fill, batch["color"], cond.coverage, cond.band, features)
+        size = tuple(x.shape[-2:])
+        pool = lambda t: F.adaptive_avg_pool2d(t, size) if tuple(t.shape[-2:]) != size else t  # noqa: E731
+        losses = self._loss(low, pool(batch["color"]), pool(cond.coverage), pool(cond.band), features)
         loss = losses.pop("total")
         for k, v in losses.items():
             self.log(f"train/{k}", v, batch_size=bw.shape[0])
