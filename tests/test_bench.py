@@ -17,9 +17,11 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_experiment / "tiny", runs / "tiny")
     cli_main(fit_args("baseline", runs, "tiny", "--trainer.max_steps=2"))
+    cli_main(fit_args("resize_baseline", runs, "tiny", "--trainer.max_steps=2"))
     out = tmp_path / "bench"
     assert main(["--experiment", "tiny", "--runs_dir", str(runs), "--out", str(out), "--tiny", "--pages", "2",
-                 "--page_size", "64", "--repeats", "1"]) == 0
+                 "--sizes", "64x64,48x72", "--dpi", "0", "--cache", "none", "--transfer_size", "64",
+                 "--repeats", "1"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert {"cpu", "cores", "torch", "date", "gpu"} <= set(results["machine"])
     assert results["data"]["synth_pages_per_s_256x256"] > 0 and results["data"]["synth_pages_per_s_512x724"] > 0
@@ -28,11 +30,13 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     for key in ("stage1_inference_seconds_128x181", "stage1_inference_seconds_256x362",
                 "stage2_inference_seconds_per_16_patches"):
         assert results["stages"][key] > 0
-    for stage in ("attention", "secondary", "baseline"):
+    for stage in ("attention", "secondary", "baseline", "resize_baseline"):
         assert results["stages"][f"train_{stage}"]["pages_per_s"] > 0
     assert results["stages"]["train_primary"]["patches_per_s"] > 0
-    quality = results["quality"]
-    for name in ("dualflow", "secondary_only", "baseline"):
+    assert set(results["quality"]) == {"64x64", "48x72"}  # one table per page size, named WxH
+    assert results["quality"]["48x72"]["page_size"] == "48x72"
+    quality = results["quality"]["64x64"]
+    for name in ("dualflow", "secondary_only", "baseline", "resize_baseline"):
         for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "color/delta_cf",
                     "color/tone_residue",
                     "transition/seam", "edge/chroma_on_ink", "edge/f1"):
@@ -40,10 +44,10 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     assert quality["metric_suite_seconds_per_page"] > 0
     for name in ("oracle_median", "oracle_sample"):  # given the true class and tone: what the figures can reach
         assert 0 <= quality[name]["color/delta_e2000"] < quality["dualflow"]["color/delta_e2000"], name
-    assert quality["oracle_pages"] == 8
+    assert quality["oracle_pages"] == 2
     transfer = results["transfer"]  # real photographs (scikit-image's samples) rendered B&W by mangafy
     assert transfer["pages"] == 5 and transfer["page_size"] == 64 and "astronaut" in transfer["images"]
-    for name in ("dualflow", "secondary_only", "baseline"):
+    for name in ("dualflow", "secondary_only", "baseline", "resize_baseline"):
         assert 0 < transfer[name]["color/delta_e2000"] < 100 and "color/delta_cf" in transfer[name]
     assert "**Transfer** to 5 real photographs" in (out / "results.md").read_text()
     consistency = results["consistency"]  # recurring characters across the pages of SynthManga chapters
@@ -58,6 +62,7 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
         assert row["time_ratio_vs_baseline"] > 0 and row["memory_ratio_vs_primary_whole_page"] > 0
     table = (out / "results.md").read_text()
     assert "| color/delta_e2000 |" in table and "256x362" in table and "oracle_median | oracle_sample |" in table
+    assert "**Quality at 48x72**" in table and "resize_baseline" in table
     breakdown = results["breakdown"]
     for stage in ("stage1", "stage2", "stage3"):
         r = breakdown[stage]
@@ -105,12 +110,13 @@ def test_step_flops_count_the_trained_networks_forward_and_backward(stage, tmp_p
 
 
 def test_bench_only_quality_and_only_inference_write_just_their_figures(tiny_experiment, tmp_path):
-    args = ["--experiment", "tiny", "--runs_dir", str(tiny_experiment), "--tiny", "--pages", "2", "--page_size", "64",
-            "--repeats", "1"]
+    args = ["--experiment", "tiny", "--runs_dir", str(tiny_experiment), "--tiny", "--pages", "2", "--sizes", "64x64",
+            "--dpi", "0", "--cache", "none", "--transfer_size", "64", "--repeats", "1"]
     assert main([*args, "--only", "quality", "--out", str(tmp_path / "q")]) == 0
     quality = json.loads((tmp_path / "q" / "results.json").read_text())
     assert set(quality) == {"machine", "experiment", "quality", "transfer", "consistency"}
-    assert quality["quality"]["dualflow"]["color/delta_e2000"] > 0 and "baseline" not in quality["quality"]
+    table = quality["quality"]["64x64"]
+    assert table["dualflow"]["color/delta_e2000"] > 0 and "baseline" not in table
     assert main([*args, "--only", "inference", "--out", str(tmp_path / "i")]) == 0
     inference = json.loads((tmp_path / "i" / "results.json").read_text())
     assert set(inference) == {"machine", "experiment", "inference", "stage1_inference"}

@@ -417,3 +417,31 @@ def test_chapter_parts_come_from_the_generators_labels_and_other_classes_are_not
         rgb[0, :, 8:] = torch.tensor(eyes).view(3, 1, 1)
         metric.update(rgb, identity=identity, parts=parts, chapter=torch.tensor([0]))
     assert metric.compute().item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_suite_sharing_its_lab_conversions_scores_as_each_metric_alone():
+    from dualflow.metrics import color
+    from dualflow.metrics.suite import build_suite, compute_logged, update_suite
+
+    g = torch.Generator().manual_seed(3)
+    preds, target = torch.rand(2, 3, 40, 48, generator=g), torch.rand(2, 3, 40, 48, generator=g)
+    inputs = {"target": target, "bw": (torch.rand(2, 1, 40, 48, generator=g) > 0.5).float(),
+              "transition": (torch.rand(2, 1, 40, 48, generator=g) > 0.7).float(),
+              "seams": (torch.rand(2, 1, 40, 48, generator=g) > 0.8).float(),
+              "detailed": (torch.rand(2, 1, 40, 48, generator=g) > 0.5).float()}
+    shared = build_suite("page", "t", lpips=False)
+    update_suite(shared, preds=preds, **inputs)
+    assert color._shared is None  # nothing outlives the update
+    alone = build_suite("page", "t", lpips=False)
+    for metric in alone.values():  # one at a time, outside any shared conversions
+        metric.update(**metric._filter_kwargs(preds=preds, **inputs))
+    got, want = compute_logged(shared), compute_logged(alone)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert torch.allclose(got[key], want[key], atol=1e-5, equal_nan=True), key
+    # A second pair in the same suite must not reuse the first pair's conversions.
+    other = torch.rand(2, 3, 40, 48, generator=g)
+    update_suite(shared, preds=other, **inputs)
+    de = color.delta_e2000(color.rgb_to_lab(other), color.rgb_to_lab(target)).mean()
+    first = color.delta_e2000(color.rgb_to_lab(preds), color.rgb_to_lab(target)).mean()
+    assert torch.isclose(compute_logged(shared)["t/color/delta_e2000"], (de + first) / 2, atol=1e-4)

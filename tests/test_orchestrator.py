@@ -30,10 +30,13 @@ def test_train_all_runs_three_stages_samples_and_the_composite_test_then_the_bas
     assert len(list(samples.glob("*_debug.png"))) == 2
     assert len([p for p in samples.glob("*.png") if not p.stem.endswith("_debug")]) == 2
 
-    assert main(["--stage", "baseline", *common, *SMALL]) == 0
-    baseline = json.loads((tmp_path / "all" / "manifest.json").read_text())["stages"]["baseline"]
-    assert baseline["global_step"] == 2 and baseline["config"]["model"]["init_args"]["base"] == 22  # cpu preset
-    assert baseline["metrics"]["val/color/delta_e2000"] > 0
+    assert main(["--stage", "baselines", *common, *SMALL]) == 0  # `make train-baseline`: both baselines
+    stages = json.loads((tmp_path / "all" / "manifest.json").read_text())["stages"]
+    for name in ("baseline", "resize_baseline"):
+        baseline = stages[name]
+        assert baseline["global_step"] == 2 and baseline["config"]["model"]["init_args"]["base"] == 22  # cpu preset
+        assert baseline["metrics"]["val/color/delta_e2000"] > 0
+    assert stages["resize_baseline"]["config"]["model"]["init_args"]["working_size"] == 256
 
 
 def test_only_data_and_trainer_overrides_reach_the_composite_test():

@@ -14,7 +14,6 @@ from dualflow.bench.probes import timed
 def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int = 4) -> dict[str, Any]:
     """Stage-1 inference (tiled) per page size, stage-2 inference per patch batch, and training throughput
     of each stage (optimizer steps on SynthManga batches at the trained configuration)."""
-    from dualflow.data.datasets import SynthMangaDataset, collate_skipping
     from dualflow.manifest import read_manifest
     from dualflow.pipeline import importance_tiled
     from dualflow.stages.frozen import load_stage_net
@@ -31,13 +30,31 @@ def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int
         x = torch.rand(16, 2, p, p)
         out["stage2_inference_seconds_per_16_patches"] = timed(lambda: primary(x), repeats)
         out["metric_suite_seconds_per_page_512"] = _metric_cost(repeats)
-    data = SynthMangaDataset(batch * 3, 256, seed=5, transform=None)
-    batches = [collate_skipping([data[i] for i in range(j * batch, (j + 1) * batch)]) for j in range(3)]
-    for name in ("attention", "primary", "secondary", "baseline"):
+    for name in ("attention", "primary", "secondary", "baseline", "resize_baseline"):
         if name not in stages or not stages[name].get("best_ckpt"):
             continue
+        batches = _trained_batches(stages[name]["config"].get("data", {}), batch)
         out[f"train_{name}"] = _train_throughput(stages[name], batches, repeats)
     return out
+
+
+def _trained_batches(data: dict, batch: int) -> list[dict]:
+    """Three batches of the pages a stage was trained on: its page size and drawing scale, cropped to its
+    training crop (from the top-left corner), read through the page cache it used."""
+    from dualflow.data.datasets import SynthMangaDataset, collate_skipping
+    from dualflow.data.synth import PrintScale
+
+    size = data.get("image_size", 256)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    scale = PrintScale.at_dpi(data["dpi"]) if data.get("dpi") else None
+    pages = SynthMangaDataset(batch * 3, size, seed=5, scale=scale, cache=data.get("cache"))
+    crop = data.get("crop_size")
+
+    def sample(i: int) -> dict:
+        s = pages[i]
+        return {k: v[..., :crop, :crop] if crop and torch.is_tensor(v) else v for k, v in s.items()}
+
+    return [collate_skipping([sample(i) for i in range(j * batch, (j + 1) * batch)]) for j in range(3)]
 
 
 def _metric_cost(repeats: int) -> float:

@@ -1,6 +1,6 @@
-"""Whole-page inference time and memory, one fresh process per (model, page size): the dual flow against the
-single-flow baseline and the primary model run alone on the whole page. Process RSS on CPU,
-``max_memory_allocated`` on GPU."""
+"""Whole-page inference time and memory on print-scale SynthManga pages (300 dpi), one fresh process per
+(model, page size): the dual flow against the single-flow baseline and the primary model run alone on the
+whole page. Process RSS on CPU, ``max_memory_allocated`` on GPU."""
 
 from __future__ import annotations
 
@@ -47,10 +47,9 @@ def _inference_worker(kind, experiment, runs_dir, size, repeats, threads, queue)
         torch.set_num_threads(threads)
         run = _load(kind, experiment, runs_dir)
         w, h = size
-        from dualflow.data.synth import SynthManga
+        from dualflow.data.synth import PrintScale, SynthManga
 
-        bw = torch.from_numpy(SynthManga(7)(0, (min(h, 724), min(w, 512))).bw)
-        bw = bw.repeat(-(-h // bw.shape[0]), -(-w // bw.shape[1]))[:h, :w][None].contiguous()
+        bw = torch.from_numpy(SynthManga(7)(0, (h, w), PrintScale.at_dpi()).bw)[None]  # a print-scale page
         with torch.inference_mode():
             run(bw[..., :512, :512])  # warm-up (threads, allocator) on a small page
             base_rss = rss_mib()

@@ -12,13 +12,14 @@ import numpy as np
 import torch
 
 
-def bench_models(experiment: str, runs_dir: str, has_baseline: bool,
-                 chroma_temperature: float | None = None) -> dict[str, Any]:
+def bench_models(experiment: str, runs_dir: str, chroma_temperature: float | None = None) -> dict[str, Any]:
     """The models the quality figures compare, loaded once: the composite, the same composite with no priority
-    patches (what the primary flow adds is the difference) and, when trained, the single-flow baseline.
+    patches (what the primary flow adds is the difference) and, where trained, the single-flow baselines behind
+    the composite's fusion step (:class:`SingleFlowColorizer`: every row is post-processed alike).
     ``chroma_temperature``: decoding temperature of models with a chroma grid (None: the trained one)."""
     from dualflow.inference import load_colorizer
-    from dualflow.manifest import stage_checkpoint
+    from dualflow.manifest import read_manifest, stage_checkpoint
+    from dualflow.stages.baseline import SingleFlowColorizer
     from dualflow.stages.composite import set_chroma_temperature
     from dualflow.stages.frozen import load_stage_net
 
@@ -26,28 +27,52 @@ def bench_models(experiment: str, runs_dir: str, has_baseline: bool,
     models = {"dualflow": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True, **extra),
               "secondary_only": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True,
                                                patch_budget=0, **extra)}
-    if has_baseline:
-        models["baseline"] = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")[0]
-        if chroma_temperature is not None and models["baseline"].chroma is not None:
-            set_chroma_temperature([models["baseline"]], chroma_temperature)
+    trained = read_manifest(experiment, runs_dir).get("stages", {})
+    for name in BASELINES:
+        if name in trained:
+            net, meta = load_stage_net(stage_checkpoint(experiment, name, runs_dir), name)
+            if chroma_temperature is not None and net.chroma is not None:
+                set_chroma_temperature([net], chroma_temperature)
+            models[name] = SingleFlowColorizer(net, meta, models["dualflow"].fusion.config,
+                                               models["dualflow"].hparams.max_working_size)
     return models
 
 
-def bench_quality(models: dict[str, Any], pages: int, size: int, oracle_pages: int = 128) -> dict[str, Any]:
-    """The metric suite on held-out SynthManga pages: dual flow, secondary only, baseline, and the two oracles
-    (:mod:`dualflow.oracle`, fitted on ``oracle_pages`` other pages) that show how far the figures can go."""
+BASELINES = ("baseline", "resize_baseline")
+QUALITY_SEED = 31337  # the bench's held-out pages: no training, validation or tuning run draws this seed
+
+
+CORE_METRICS = ("color/delta_e2000", "color/delta_e2000_detailed", "color/delta_cf", "color/tone_residue",
+                "color/psnr")
+
+
+def bench_quality(models: dict[str, Any], pages: int, size: tuple[int, int], dpi: float | None,
+                  oracle_pages: int = 16, cache: str | None = None,
+                  full_suite_max_pixels: int = 1 << 21) -> dict[str, Any]:
+    """The metric suite on ``pages`` held-out SynthManga pages of ``size`` (H, W), drawn at print scale
+    (``dpi``) or as thumbnails (None): every model, and the two oracles (:mod:`dualflow.bench.oracle`, fitted on
+    ``oracle_pages`` training pages of the same kind) that show how far the figures can go. Pages above
+    ``full_suite_max_pixels`` get the colour metrics only (:data:`CORE_METRICS`; the whole suite costs about
+    a minute per page and row at 2048×2896 on 2 cores)."""
     from dualflow.bench.oracle import ClassToneOracle
     from dualflow.data.datasets import SynthMangaDataset
-    from dualflow.data.synth import SynthManga
+    from dualflow.data.synth import PrintScale
 
-    oracle = ClassToneOracle.fit(SynthManga(0)(i, size) for i in range(oracle_pages))
+    scale = PrintScale.at_dpi(dpi) if dpi else None
+    fit = SynthMangaDataset(oracle_pages, size, seed=0, scale=scale, cache=cache)
+    fit.fill_cache(2)
+    oracle = ClassToneOracle.fit(fit.page(i) for i in range(oracle_pages))
     rng = np.random.default_rng(0)
     truth = lambda s: (s["color"].permute(1, 2, 0).numpy(), s["labels"][0].numpy())  # noqa: E731
     references = {"oracle_median": lambda s: oracle.median_page(*truth(s)),
                   "oracle_sample": lambda s: oracle.sampled_page(*truth(s), rng)}
-    data = SynthMangaDataset(pages, size, seed=31337)
-    result = _quality([data[i] for i in range(pages)], models, references)
-    result["pages"], result["page_size"], result["oracle_pages"] = pages, size, oracle_pages
+    data = SynthMangaDataset(pages, size, seed=QUALITY_SEED, scale=scale, cache=cache)
+    data.fill_cache(2)
+    only = None if size[0] * size[1] <= full_suite_max_pixels else CORE_METRICS
+    result = _quality((data[i] for i in range(pages)), models, references, only)
+    result.update(metrics="full" if only is None else "colour", pages=pages, page_size=f"{size[1]}x{size[0]}",
+                  dpi=dpi or 0, oracle_pages=oracle_pages,
+                  drawing={"pen": scale.pen, "letter": scale.letter} if scale else "thumbnail")
     return result
 
 
@@ -85,16 +110,18 @@ def bench_consistency(models: dict[str, Any], chapters: int, pages: int, size: i
             "truth": float(truth.compute()), "dualflow_per_page": float(per_page.compute())}
 
 
-def _quality(samples: list[dict], models: dict[str, Any], references: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The page suite of every model on ``samples``; ``references``: name → function of a sample giving its RGB
-    page (1,3,H,W), scored beside the models (the oracles)."""
-    from dualflow.color import nlab_to_rgb
+def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None = None,
+             only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The page suite of every model on ``samples`` (an iterable: print-scale pages are held one at a time);
+    ``references``: name → function of a sample giving its RGB page (1,3,H,W), scored beside the models (the
+    oracles). Every model's ``colorize_page`` includes the same fusion and post-processing."""
     from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
 
-    model, secondary_only, baseline = models["dualflow"], models["secondary_only"], models.get("baseline")
+    model = models["dualflow"]
     references = references or {}
     names = list(models) + list(references)
-    suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True) for name in names}
+    suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True, only=only)
+              for name in names}
     metric_seconds = []
     with torch.inference_mode():
         for s in samples:
@@ -104,9 +131,9 @@ def _quality(samples: list[dict], models: dict[str, Any], references: dict[str, 
             start = time.perf_counter()
             update_suite(suites["dualflow"], preds=out["rgb"][None], **common)
             metric_seconds.append(time.perf_counter() - start)
-            update_suite(suites["secondary_only"], preds=secondary_only.colorize_page(s["bw"])["rgb"][None], **common)
-            if baseline is not None:
-                update_suite(suites["baseline"], preds=nlab_to_rgb(baseline(batch["bw"])), **common)
+            for name, other in models.items():
+                if name != "dualflow":
+                    update_suite(suites[name], preds=other.colorize_page(s["bw"])["rgb"][None], **common)
             for name, reference in references.items():
                 update_suite(suites[name], preds=reference(s), **common)
     result: dict[str, Any] = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}

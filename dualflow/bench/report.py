@@ -34,31 +34,46 @@ def breakdown_table(result: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+ROWS = ("dualflow", "secondary_only", "baseline", "resize_baseline", "oracle_median", "oracle_sample")
+
+
+def quality_table(q: dict[str, Any]) -> list[str]:
+    """One page size's quality rows as a Markdown table."""
+    names = [n for n in ROWS if n in q]
+    oracles = (f"; the oracles are given each pixel's class and tone level (fitted on {q['oracle_pages']} training "
+               "pages): `oracle_median` the best single guess, `oracle_sample` one plausible colour per region"
+               if "oracle_median" in q else "")
+    drawing = f"print scale, {q['dpi']:g} dpi" if q.get("dpi") else "thumbnail drawing"
+    scope = "" if q.get("metrics", "full") == "full" else "; colour metrics only at this size (the full suite's cost)"
+    lines = [f"**Quality at {q['page_size']}** on {q['pages']} held-out SynthManga pages ({drawing}); every model row "
+             f"goes through the same fusion post-processing{oracles}{scope}:", "",
+             "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "global/lpips",
+                "color/delta_cf", "color/tone_residue", "transition/seam", "transition/delta_e2000",
+                "edge/chroma_on_ink", "edge/f1", "color/psnr", "color/ssim"):
+        if key in q["dualflow"]:
+            lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
+    lines.append(f"| metric suite seconds per page | {q['metric_suite_seconds_per_page']:.2f} |"
+                 + " |" * (len(names) - 1))
+    return lines + [""]
+
+
 def markdown(results: dict[str, Any], command: str) -> str:
     m = results["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}), "
              f"torch {m['torch']}, with `{command}`.", ""]
     if results.get("breakdown"):
         lines += breakdown_table(results["breakdown"])
-    q = results.get("quality")
-    if q:
-        names = [n for n in ("dualflow", "secondary_only", "baseline", "oracle_median", "oracle_sample") if n in q]
-        oracles = (f"; the oracles are given each pixel's class and tone level (fitted on {q['oracle_pages']} other "
-                   "pages): `oracle_median` the best single guess, `oracle_sample` one plausible colour per region"
-                   if "oracle_median" in q else "")
-        lines += [f"**Quality** on {q['pages']} held-out SynthManga pages ({q['page_size']}²){oracles}:", "",
-                  "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "global/lpips",
-                    "color/delta_cf", "color/tone_residue", "transition/seam", "transition/delta_e2000",
-                    "edge/chroma_on_ink", "edge/f1", "color/psnr", "color/ssim"):
-            if key in q["dualflow"]:
-                lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
-        lines.append("")
+    tables = results.get("quality") or {}
+    for q in tables.values():
+        lines += quality_table(q)
+    q = next(iter(tables.values()), None)
     t = results.get("transfer")
     if q and t:
-        names = [n for n in ("dualflow", "secondary_only", "baseline") if n in t]
+        names = [n for n in ("dualflow", "secondary_only", "baseline", "resize_baseline") if n in t]
         lines += [f"**Transfer** to {t['pages']} real photographs ({', '.join(t['images'])}; {t['page_size']}² "
-                  "crops rendered B&W by mangafy) beside the SynthManga pages above; the gap is the domain gap:", "",
+                  f"crops rendered B&W by mangafy) beside the {q['page_size']} SynthManga pages above; the gap is "
+                  "the domain gap:", "",
                   "| metric | " + " | ".join(f"{n}: synth | {n}: real | {n}: gap" for n in names) + " |",
                   "|---" * (3 * len(names) + 1) + "|"]
         for key in ("color/delta_e2000", "color/delta_cf", "color/psnr"):
@@ -117,7 +132,4 @@ def markdown(results: dict[str, Any], command: str) -> str:
                     lines.append(f"| {k} {kk} | {vv:.1f} |")
             else:
                 lines.append(f"| {k} | {v:.3f} |")
-        if results.get("quality"):
-            lines.append(f"| metric suite seconds per page ({results['quality']['page_size']}²) | "
-                         f"{results['quality']['metric_suite_seconds_per_page']:.3f} |")
     return "\n".join(lines) + "\n"

@@ -26,8 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs_dir", default="runs")
     parser.add_argument("--out", default="runs/bench",
                         help="folder for results.json and results.md (bench: update the committed results)")
-    parser.add_argument("--pages", type=int, default=64, help="held-out pages for the quality comparison")
-    parser.add_argument("--page_size", type=int, default=256)
+    parser.add_argument("--pages", type=int, default=24, help="held-out pages per page size for the quality tables")
+    parser.add_argument("--sizes", default="1024x1448,2048x2896",
+                        help="page sizes (WxH, comma-separated) of the quality tables: results.json quality[WxH]")
+    parser.add_argument("--dpi", type=float, default=300.0,
+                        help="drawing scale of the quality pages: print scale at this dpi (0: thumbnail pages)")
+    parser.add_argument("--cache", default="runs/cache", help="page cache for the quality pages (none: draw)")
+    parser.add_argument("--transfer_size", type=int, default=512, help="side of the real-photograph crops")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="small pages and counts (for tests)")
     parser.add_argument("--breakdown_preset", default="gpu",
@@ -52,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: experiment {args.experiment!r} lacks stages {missing}: run `make train EXP={args.experiment}`")
         return 2
     has_baseline = "baseline" in stages
-    if not has_baseline:
-        print(f"[bench] no baseline in {args.experiment!r}: run `make train-baseline EXP={args.experiment}` for the "
-              "ablation; reporting the dual flow and the primary-on-whole-page reference only")
+    if not all(b in stages for b in quality.BASELINES):
+        print(f"[bench] {args.experiment!r} lacks a baseline ({', '.join(quality.BASELINES)}): run "
+              f"`make train-baseline EXP={args.experiment}` for the ablation; reporting the rest")
     sizes = inference.TINY_SIZES if args.tiny else inference.SIZES
     kinds = ["dualflow", "baseline", "primary_whole_page"] if has_baseline else ["dualflow", "primary_whole_page"]
     if args.only == "inference":
@@ -64,11 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         results["data"] = data.bench_data(args.repeats, 4 if args.tiny else 32)
         results["data"].update(data.bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
         results["stages"] = costs.bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
-    models = quality.bench_models(args.experiment, args.runs_dir, has_baseline, args.chroma_temperature)
-    results["quality"] = quality.bench_quality(models, args.pages, args.page_size, 8 if args.tiny else 128)
-    results["transfer"] = quality.bench_transfer(models, args.page_size, 1 if args.tiny else 4)
+    models = quality.bench_models(args.experiment, args.runs_dir, args.chroma_temperature)
+    cache = None if args.cache in ("", "none") else args.cache
+    results["quality"] = {}
+    for size in args.sizes.split(","):
+        w, h = (int(v) for v in size.lower().split("x"))
+        results["quality"][f"{w}x{h}"] = quality.bench_quality(models, args.pages, (h, w), args.dpi or None,
+                                                               2 if args.tiny else 16, cache)
+    results["transfer"] = quality.bench_transfer(models, args.transfer_size, 1 if args.tiny else 4)
     results["consistency"] = quality.bench_consistency(models, 2 if args.tiny else 8, 3 if args.tiny else 8,
-                                               128 if args.tiny else args.page_size)
+                                                       128 if args.tiny else 256)
     del models  # the inference figures are taken in fresh processes; free these first
     if args.only == "quality":
         return _write(results, args.out, argv)

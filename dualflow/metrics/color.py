@@ -4,12 +4,46 @@ torchmetrics. Inputs are RGB in [0,1], (B,3,H,W); masks (B,1,H,W) select the pix
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torchmetrics import Metric
 
 from dualflow.color import rgb_to_lab
 from dualflow.filters import box, dilate
+
+_shared: dict | None = None  # the conversions of one suite update (:func:`shared_conversions`)
+
+
+@contextmanager
+def shared_conversions() -> Iterator[None]:
+    """While a whole suite updates on the same tensors, each one's Lab conversion and the ΔE2000 map of a
+    (preds, target) pair are computed once, not once per metric (on a 2048×2896 page each costs seconds)."""
+    global _shared
+    previous, _shared = _shared, {}
+    try:
+        yield
+    finally:
+        _shared = previous
+
+
+def _memo(key: tuple, make):
+    if _shared is None:
+        return make()
+    if key not in _shared:
+        _shared[key] = make()
+    return _shared[key]
+
+
+def lab_of(rgb: torch.Tensor) -> torch.Tensor:
+    """CIE Lab (float32) of an RGB tensor, shared within :func:`shared_conversions`."""
+    return _memo(("lab", id(rgb)), lambda: rgb_to_lab(rgb.float()))
+
+
+def delta_e_map(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel CIEDE2000 (B,1,H,W) between RGB tensors, shared within :func:`shared_conversions`."""
+    return _memo(("de", id(preds), id(target)), lambda: delta_e2000(lab_of(preds), lab_of(target))[:, None])
 
 
 def delta_e2000(lab1: torch.Tensor, lab2: torch.Tensor, dim: int = -3) -> torch.Tensor:
@@ -79,14 +113,13 @@ class DeltaE2000(MaskedMean):
     higher_is_better = False
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        de = delta_e2000(rgb_to_lab(preds.float()), rgb_to_lab(target.float()))[:, None]
-        self._accumulate(de, mask)
+        self._accumulate(delta_e_map(preds, target), mask)
 
 
 def flat_mask(target_rgb: torch.Tensor, step: float = 3.0, reach: int = 3) -> torch.Tensor:
     """(B,1,H,W) {0,1}: pixels of the colour page with no lightness edge (a step of more than ``step`` L*
     between 4-neighbours) within ``reach`` pixels: flat colour, where the output should be flat too."""
-    lightness = rgb_to_lab(target_rgb.float())[:, :1]
+    lightness = lab_of(target_rgb)[:, :1]
     edge = torch.zeros_like(lightness, dtype=torch.bool)
     dx = (lightness[..., :, 1:] - lightness[..., :, :-1]).abs() > step
     dy = (lightness[..., 1:, :] - lightness[..., :-1, :]).abs() > step
@@ -105,7 +138,7 @@ class ToneResidue(MaskedMean):
     higher_is_better = False
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        lightness = rgb_to_lab(preds.float())[:, :1]
+        lightness = lab_of(preds)[:, :1]
         self._accumulate((lightness - box(lightness, 2)).abs(), flat_mask(target))
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from dualflow.color import luminance, rgb_to_lab
+from dualflow.color import luminance
 from dualflow.filters import dilate, sobel
 from dualflow.lineart import ink_lines
+from dualflow.metrics.color import lab_of
 
 
 class ChromaOnInk(Metric):
@@ -25,7 +26,7 @@ class ChromaOnInk(Metric):
         self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, bw: torch.Tensor) -> None:
-        ab = rgb_to_lab(preds.float())[:, 1:]
+        ab = lab_of(preds)[:, 1:]
         energy = sobel(ab).pow(2).sum(dim=(1, 2)).sqrt()[:, None]
         near = dilate(ink_lines(bw), self.radius)
         self.on_ink += (energy * near).sum().double()

@@ -7,7 +7,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from dualflow.metrics.attention import AttentionAUROC, AttentionIoU, RankCorrelation
-from dualflow.metrics.color import DeltaColorfulness, DeltaE2000, ToneResidue
+from dualflow.metrics.color import DeltaColorfulness, DeltaE2000, ToneResidue, shared_conversions
 from dualflow.metrics.edges import ChromaOnInk, EdgeF1
 from dualflow.metrics.perceptual import FID, LPIPS, metric_name
 from dualflow.metrics.transition import SeamScore, TransitionDeltaE
@@ -33,8 +33,9 @@ def _lpips(allow_random_backbone: bool) -> dict[str, Metric]:
 
 
 def build_suite(kind: str, split: str, lpips: bool = True, fid: bool = False,
-                allow_random_backbone: bool = False) -> MetricCollection:
-    """Metrics of one stage: ``attention`` | ``patch`` (stage 2) | ``page`` (stage 3, composite, baseline).
+                allow_random_backbone: bool = False, only: tuple[str, ...] | None = None) -> MetricCollection:
+    """Metrics of one stage: ``attention`` | ``patch`` (stage 2) | ``page`` (stage 3, composite, baseline);
+    ``only``: keep just these (``color/delta_e2000``...), e.g. where the whole suite costs too much.
 
     Every metric's ``update`` receives the keyword arguments it names (MetricCollection filters them):
     preds/target (RGB), bw, transition, seams, detailed, importance."""
@@ -57,6 +58,8 @@ def build_suite(kind: str, split: str, lpips: bool = True, fid: bool = False,
             if fid:
                 f = FID(allow_random_backbone)
                 metrics[f"global/{metric_name('fid', f.pretrained)}"] = f
+    if only is not None:
+        metrics = {k: v for k, v in metrics.items() if k in only}
     # Module names cannot hold '/' or '.', so groups are joined with '__' and turned back into '/' by log_key.
     return MetricCollection({k.replace("/", SEP): v for k, v in metrics.items()}, prefix=f"{split}{SEP}")
 
@@ -71,8 +74,10 @@ class _Detailed(DeltaE2000):
 @float32
 def update_suite(suite: Metric | MetricCollection, **inputs: torch.Tensor) -> None:
     """``suite.update(**inputs)`` in float32 outside autocast: under bf16-mixed, SSIM's convolutions, the Lab
-    conversions and the LPIPS/FID backbones would otherwise compute in bfloat16."""
-    suite.update(**inputs)
+    conversions and the LPIPS/FID backbones would otherwise compute in bfloat16. The metrics share their Lab
+    conversions and ΔE2000 map (:func:`metrics.color.shared_conversions`)."""
+    with shared_conversions():
+        suite.update(**inputs)
 
 
 def page_inputs(batch: dict, plans: list | None) -> dict[str, torch.Tensor]:

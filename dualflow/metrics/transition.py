@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dualflow.color import rgb_to_lab
-from dualflow.metrics.color import DeltaE2000, MaskedMean
+from dualflow.metrics.color import DeltaE2000, MaskedMean, lab_of
 
 
 class TransitionDeltaE(DeltaE2000):
@@ -17,7 +16,7 @@ class TransitionDeltaE(DeltaE2000):
 
 def lab_gradient(rgb: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) RGB → (B,1,H,W) local colour change: ΔE76 to the right and lower neighbours (max of both)."""
-    lab = rgb_to_lab(rgb.float())
+    lab = lab_of(rgb)
     gx = torch.zeros_like(lab[:, :1])
     gy = torch.zeros_like(lab[:, :1])
     gx[..., :, :-1] = (lab[..., :, 1:] - lab[..., :, :-1]).norm(dim=1, keepdim=True)
