@@ -96,7 +96,8 @@ def test_orchestrator_runs_a_stage_as_its_own_process(tiny_experiment, tmp_path)
 def test_sample_pages_are_drawn_at_the_scale_stage_3_was_trained_at(tiny_experiment):
     from dualflow.orchestrator import training_scale
 
-    assert training_scale("tiny", str(tiny_experiment)) == 64 / 256  # tiny configs train on 64-px pages
+    # tiny configs train on 64-px thumbnail pages; print-scale pages are drawn at the dpi stage 3 trained at
+    assert training_scale("tiny", str(tiny_experiment)) == ["--scale", "0.25"]
 
 
 def test_compare_lists_headline_figures_and_differing_config(tiny_experiment, tmp_path, capsys):
