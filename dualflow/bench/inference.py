@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from dualflow.bench.probes import available_mib, rss_mib, timed
+from dualflow.bench.probes import available_mib, reset_peak_rss, rss_mib, timed
 
 SIZES = ((1024, 1448), (2048, 2896), (4096, 5792))  # (W, H) of manga pages, A-series aspect
 
@@ -52,6 +52,7 @@ def _inference_worker(kind, experiment, runs_dir, size, repeats, threads, queue)
         bw = torch.from_numpy(SynthManga(7)(0, (h, w), PrintScale.at_dpi()).bw)[None]  # a print-scale page
         with torch.inference_mode():
             run(bw[..., :512, :512])  # warm-up (threads, allocator) on a small page
+            reset_peak_rss()  # drawing the page is not part of its inference
             base_rss = rss_mib()
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
