@@ -17,7 +17,7 @@ TRAIN  := $(BIN)/python -m dualflow train --experiment $(EXP) --preset $(PRESET)
 
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: help install train train-stage1 train-stage2 train-stage3 train-baseline test lint bench colorize synth \
+.PHONY: help install train train-stage1 train-stage2 train-stage3 train-baseline test lint bench export colorize synth \
         prepare compare sweep-stage1 sweep-stage2 sweep-stage3 sync clean
 
 help: ## list the targets
@@ -56,7 +56,10 @@ lint: $(STAMP) ## ruff
 bench: $(STAMP) ## benchmark quality, speed and memory → runs/bench/results.{json,md} (UPDATE=1: → bench/, the committed results)
 	$(BIN)/python -m dualflow bench --experiment $(EXP) $(if $(UPDATE),--out bench) $(ARGS)
 
-colorize: $(STAMP) ## colorize IN=<files or folders> into OUT=<folder> with experiment EXP
+export: $(STAMP) ## export experiment EXP to ONNX → runs/$(EXP)/onnx (checked against PyTorch on a page)
+	$(BIN)/python -m dualflow export $(EXP) $(ARGS)
+
+colorize: $(STAMP) ## colorize IN=<files, folders or .cbz volumes> into OUT=<folder> with experiment EXP
 	@test -n "$(IN)" || { echo "usage: make colorize IN=page.png|folder OUT=folder [EXP=name]"; exit 2; }
 	$(BIN)/python -m dualflow colorize $(IN) --out $(OUT) --experiment $(EXP) $(ARGS)
 

@@ -1,5 +1,5 @@
 """Command line: ``python -m dualflow {fit,validate,test,predict}`` (LightningCLI) and the subcommands
-``train`` (orchestrated stages), ``colorize``, ``synth``, ``bench``, ``compare`` and ``prepare``.
+``train`` (orchestrated stages), ``colorize``, ``export`` (ONNX), ``synth``, ``bench``, ``compare`` and ``prepare``.
 
 Every hyperparameter is a ``--model.x`` / ``--data.x`` / ``--trainer.x`` flag (W&B sweeps pass exactly those).
 ``experiments/base.yaml`` is read first when it exists in the working directory, so
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 BASE_CONFIG = Path("experiments") / "base.yaml"
-SUBCOMMANDS = ("train", "colorize", "synth", "bench", "compare", "prepare")
+SUBCOMMANDS = ("train", "colorize", "export", "synth", "bench", "compare", "prepare")
 
 
 def _stage_of(class_path: str) -> str:
@@ -154,7 +154,7 @@ def main(args: list[str] | None = None) -> Any:
     """``dualflow`` / ``python -m dualflow``. Returns the LightningCLI object or the subcommand's exit code."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in SUBCOMMANDS:
-        module = {"train": "dualflow.orchestrator", "colorize": "dualflow.inference",
+        module = {"train": "dualflow.orchestrator", "colorize": "dualflow.inference", "export": "dualflow.export",
                   "synth": "dualflow.data.synth_cli", "bench": "dualflow.bench.run",
                   "compare": "dualflow.bench.compare", "prepare": "dualflow.data.stream"}[argv[0]]
         code = importlib.import_module(module).main(argv[1:])

@@ -1,12 +1,13 @@
-"""``python -m dualflow colorize INPUT... --out DIR [--experiment NAME | --ckpt A P S] [--debug]``.
+"""``python -m dualflow colorize INPUT... --out DIR [--experiment NAME | --ckpt A P S] [--engine onnx] [--layers]``.
 
-Files or folders in (folders recursively, mirrored under ``--out``), one PNG per page out. Pages of any size
-and aspect; png, jpg, webp, bmp, tif (each frame of a multi-page TIFF is a page) and gif (first frame).
-No single file stops a batch: a page that cannot be read, coloured or written is reported by name with the
-reason and the batch goes on; a summary counts written, failed and skipped pages, and the exit code is 1
-when any page failed. Outputs are written atomically, so ``--skip_existing`` continues a killed batch.
-The next pages are decoded in a background thread while the current one is coloured. Colour pages are
-accepted (rendered to B&W manga first, with a warning)."""
+Files, folders or volumes in (folders recursively, mirrored under ``--out``; a ``.cbz``/``.zip`` archive gives
+a ``.cbz`` of the same pages), one PNG per page out; ``--layers`` adds flats, line art and a layered PSD.
+Pages of any size and aspect; png, jpg, webp, bmp, tif (each frame of a multi-page TIFF is a page) and gif
+(first frame). No single file stops a batch: a page that cannot be read, coloured or written is reported by
+name with the reason and the batch goes on; a summary counts written, failed and skipped pages, and the exit
+code is 1 when any page failed. Outputs are written atomically, so ``--skip_existing`` continues a killed
+batch. The next pages are decoded in a background thread while the current one is coloured, and finished
+pages are encoded by writer threads. Colour pages are accepted (rendered to B&W manga first, with a warning)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ import argparse
 import contextlib
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dualflow.data.io import DEFAULT_MAX_PIXELS, save_image
 from dualflow.pages import Page, collect, read_ahead
+from dualflow.volumes import pack_volume
 
 
 def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: list[str] | None = None,
@@ -43,16 +48,18 @@ def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: l
 
 @dataclass
 class BatchReport:
-    """What a batch did: pages written, failures (``path: reason``), pages skipped and why."""
+    """What a batch did: pages written, failures (``path: reason``), pages skipped and why, volumes packed."""
 
     written: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    volumes: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self, out: Path) -> str:
         rate = f", {60 * len(self.written) / self.seconds:.1f} pages/min" if self.written and self.seconds else ""
-        return (f"wrote {len(self.written)} page(s) to {out}; {len(self.errors)} failed; "
+        volumes = f" ({len(self.volumes)} volume(s))" if self.volumes else ""
+        return (f"wrote {len(self.written)} page(s){volumes} to {out}; {len(self.errors)} failed; "
                 f"{len(self.skipped)} skipped{rate}")
 
 
@@ -73,58 +80,132 @@ def _autocast(model, precision: str):
     return contextlib.nullcontext()
 
 
+def _write_page(page: Page, rgb: np.ndarray, bw: np.ndarray, layers: bool, compress_level: int,
+                panel: np.ndarray | None) -> None:
+    """Encode and write one coloured page (and its layers, its debug panel)."""
+    from PIL import Image
+
+    page.output.parent.mkdir(parents=True, exist_ok=True)
+    save_image(page.output, rgb, compress_level)
+    if layers:
+        from dualflow.layers import write_layers
+
+        write_layers(page.output, rgb, bw, compress_level)
+    if panel is not None:
+        Image.fromarray(panel).save(page.output.with_name(page.output.stem + "_debug.png"))
+
+
+class PageWriter:
+    """Writes coloured pages in worker threads (PNG and PSD encoding release the GIL), so the next page is
+    coloured while the last is encoded; at most ``2 × workers`` pages wait, which bounds memory. Each page's
+    outcome lands in the report as its write finishes."""
+
+    def __init__(self, report: BatchReport, workers: int, strict: bool):
+        self.report, self.strict = report, strict
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="dualflow-write")
+        self.pending: deque[tuple[Page, Future]] = deque()
+        self.limit = 2 * max(1, workers)
+
+    def submit(self, page: Page, *args) -> None:
+        self.pending.append((page, self.pool.submit(_write_page, page, *args)))
+        while len(self.pending) > self.limit or (self.pending and self.pending[0][1].done()):
+            self._settle()
+
+    def _settle(self) -> None:
+        page, future = self.pending.popleft()
+        try:
+            future.result()
+            self.report.written.append(page.output)
+        except Exception as e:  # noqa: BLE001 - one page never stops the batch; --strict re-raises
+            if self.strict:
+                raise
+            self.report.errors.append(_failure(page, "writing", e))
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self._settle()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool = False, progress: bool = True,
              max_pixels: int | None = DEFAULT_MAX_PIXELS, skip_existing: bool = False, strict: bool = False,
-             precision: str = "32-true", **load_kwargs) -> BatchReport:
-    """Colorize files/folders into ``out``; never stops at a bad page unless ``strict`` (then the first
-    failure is raised with its traceback)."""
-    from PIL import Image
+             precision: str = "32-true", layers: bool = False, writers: int = 2, compress_level: int = 6,
+             **load_kwargs) -> BatchReport:
+    """Colorize files, folders and volumes into ``out``; never stops at a bad page unless ``strict`` (then the
+    first failure is raised with its traceback). Decoding (a thread ahead), colouring and encoding (``writers``
+    threads) overlap; ``layers`` adds flats, line art and a PSD per page."""
     from rich.progress import Progress
 
     out = Path(out)
     model = model or load_colorizer(**load_kwargs)
     found = collect(inputs, out)
     report = BatchReport(errors=list(found.errors), skipped=list(found.skipped))
+    writer = PageWriter(report, writers, strict)
     start = time.perf_counter()
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("colorizing", total=None)  # pages, not files: a TIFF can hold many
-        for page in read_ahead(found.sources, max_pixels, skip_existing):
-            bar.update(task, description=page.source.name, advance=1)
-            if page.skipped:
-                report.skipped.append(f"{page.output}: exists (--skip_existing)")
-                continue
-            if page.error:
-                if strict:
-                    raise RuntimeError(page.error)
-                report.errors.append(page.error)
-                continue
-            if page.converted:
-                print(f"warning: {page.source}: colour page, converted to B&W manga before colorizing",
-                      file=sys.stderr)
-            stage = "colorizing"
-            try:
-                bw = torch.from_numpy(page.bw)
-                began = time.perf_counter()
-                with _autocast(model, precision):
-                    result = model.colorize_page(bw, debug=debug)
-                stage = "writing"
-                page.output.parent.mkdir(parents=True, exist_ok=True)
-                save_image(page.output, result["rgb"].permute(1, 2, 0).float().cpu().numpy())
-                report.written.append(page.output)
-                if debug:
-                    Image.fromarray(model.debug_panel(bw, result)).save(page.output.with_name(
-                        page.output.stem + "_debug.png"))
-                    figures = ", ".join(f"{k}={v:.2f}" for k, v in result["report"].items())
-                    print(f"{page.source.name}: {bw.shape[1]}x{bw.shape[0]}, {len(result['plan'])} patches, "
-                          f"{time.perf_counter() - began:.2f}s, {figures}")
-            except Exception as e:  # noqa: BLE001 - one page never stops the batch; --strict re-raises
-                if strict:
-                    raise
-                report.errors.append(_failure(page, stage, e))
-            finally:
-                page.bw = None  # the decoded page is not kept beyond its turn
+    try:
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("colorizing", total=None)  # pages, not files: a TIFF can hold many
+            for page in read_ahead(found.sources, max_pixels, skip_existing):
+                bar.update(task, description=page.source.name, advance=1)
+                _colorize_one(page, model, writer, report, debug, strict, precision, layers, compress_level)
+    finally:
+        writer.close()
+    for volume in found.volumes:
+        failed = any(str(volume.path) in e or str(volume.staging) in e for e in report.errors)
+        packed = pack_volume(volume, failed)
+        if packed is not None:
+            report.volumes.append(packed)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, debug: bool, strict: bool,
+                  precision: str, layers: bool, compress_level: int) -> None:
+    """Colour one decoded page and hand it to the writer, or record why it was skipped or failed."""
+    if page.skipped:
+        report.skipped.append(f"{page.output}: exists (--skip_existing)")
+        return
+    if page.error:
+        if strict:
+            raise RuntimeError(page.error)
+        report.errors.append(page.error)
+        return
+    if page.converted:
+        print(f"warning: {page.source}: colour page, converted to B&W manga before colorizing", file=sys.stderr)
+    try:
+        bw = torch.from_numpy(page.bw)
+        began = time.perf_counter()
+        with _autocast(model, precision):
+            result = model.colorize_page(bw, debug=debug)
+        rgb = result["rgb"].permute(1, 2, 0).float().cpu().numpy()
+        panel = model.debug_panel(bw, result) if debug else None
+        if debug:
+            figures = ", ".join(f"{k}={v:.2f}" for k, v in result["report"].items())
+            print(f"{page.source.name}: {bw.shape[1]}x{bw.shape[0]}, {len(result['plan'])} patches, "
+                  f"{time.perf_counter() - began:.2f}s, {figures}")
+        writer.submit(page, rgb, page.bw, layers, compress_level, panel)
+    except Exception as e:  # noqa: BLE001 - one page never stops the batch; --strict re-raises
+        if strict:
+            raise
+        report.errors.append(_failure(page, "colorizing", e))
+    finally:
+        page.bw = None  # the decoded page is not kept beyond its turn (the writer holds its own reference)
+
+
+def _load_engine(args: argparse.Namespace, overrides: dict):
+    """The PyTorch composite of the experiment, or the ONNX Runtime pipeline of its export."""
+    if args.engine == "torch":
+        return load_colorizer(args.experiment, args.runs_dir, args.ckpt, args.device, **overrides)
+    from dualflow.onnx_engine import load_onnx_colorizer
+
+    if "chroma_temperature" in overrides or args.ckpt:
+        raise ValueError("--engine onnx runs an exported experiment: --chroma_temperature and --ckpt apply to "
+                         "--engine torch (export again to change them)")
+    if args.precision == "bf16-mixed":
+        raise ValueError("--engine onnx runs float32 (the exported graph); drop --precision bf16-mixed")
+    return load_onnx_colorizer(args.onnx or Path(args.runs_dir) / args.experiment / "onnx", **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,12 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip_existing", action="store_true",
                         help="leave pages whose output PNG exists (continue a killed batch)")
     parser.add_argument("--strict", action="store_true", help="stop at the first failing page, with its traceback")
+    parser.add_argument("--engine", choices=["torch", "onnx"], default="torch",
+                        help="onnx: the networks of `dualflow export` run by ONNX Runtime (no checkpoint, no "
+                             "Lightning; pip install 'dualflow[onnx]')")
+    parser.add_argument("--onnx", default=None, help="the export folder for --engine onnx (default "
+                                                     "runs/<experiment>/onnx)")
+    parser.add_argument("--layers", action="store_true",
+                        help="also write <stem>_flats.png, <stem>_lines.png (line art with alpha) and <stem>.psd")
+    parser.add_argument("--writers", type=int, default=2, help="threads that encode and write pages (default 2)")
+    parser.add_argument("--png_compression", type=int, default=6, choices=range(10), metavar="0-9",
+                        help="zlib level of the PNGs (1: fastest, 9: smallest; default 6)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("patch_budget", args.budget), ("max_working_size", args.max_working_size),
                                    ("chroma_temperature", args.chroma_temperature)) if v is not None}
     try:
-        model = load_colorizer(args.experiment, args.runs_dir, args.ckpt, args.device, **overrides)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        model = _load_engine(args, overrides)
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     precision = args.precision
@@ -167,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
         precision = "bf16-mixed" if bf16 else "32-true"
     report = colorize(args.inputs, args.out, model=model, debug=args.debug, max_pixels=args.max_pixels or None,
-                      skip_existing=args.skip_existing, strict=args.strict, precision=precision)
+                      skip_existing=args.skip_existing, strict=args.strict, precision=precision,
+                      layers=args.layers, writers=args.writers, compress_level=args.png_compression)
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
     for err in report.errors:

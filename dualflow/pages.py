@@ -3,12 +3,15 @@ reader that decodes the next pages in a background thread while the current one 
 
 Folders are searched recursively and mirrored under the output folder; every frame of a multi-page TIFF is
 a page of its own (``scan_p002.png``); files whose extension is not an image's are named and skipped; two
-inputs of one folder with the same stem (``a.png``, ``a.jpg``) keep their extension in the output name."""
+inputs of one folder with the same stem (``a.png``, ``a.jpg``) keep their extension in the output name;
+``.cbz``/``.zip`` archives are volumes, coloured into a ``.cbz`` (:mod:`dualflow.volumes`)."""
 
 from __future__ import annotations
 
 import queue
 import threading
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,14 +21,18 @@ import numpy as np
 
 from dualflow.data.io import IMAGE_EXTENSIONS, ImageReadError, frame_count, is_color, read_frame
 from dualflow.data.mangafy import mangafy
+from dualflow.volumes import ARCHIVE_EXTENSIONS, ArchiveError, Volume, is_archive, open_volume
 
 
 @dataclass
 class Source:
-    """One input file and the output name its pages take (without the page suffix and ``.png``)."""
+    """One input file and the output name its pages take (without the page suffix and ``.png``); or one page
+    ``member`` of a ``volume`` (its first frame), whose output is the staged page."""
 
     path: Path
     target: Path
+    member: str | None = None
+    volume: Volume | None = None
 
 
 @dataclass
@@ -33,6 +40,18 @@ class Inputs:
     sources: list[Source] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files passed over for their extension, with why
     errors: list[str] = field(default_factory=list)  # inputs that do not exist, folders without images
+    volumes: list[Volume] = field(default_factory=list)  # archives whose pages are among the sources
+
+    def add_volume(self, path: Path, out_dir: Path) -> None:
+        """An archive's pages as sources, or the reason it is refused."""
+        try:
+            volume = open_volume(path, out_dir)
+        except ArchiveError as e:
+            self.errors.append(str(e))
+            return
+        self.volumes.append(volume)
+        self.skipped += volume.skipped
+        self.sources += [Source(path, volume.staged(m), m, volume) for m in volume.pages]
 
 
 def _targets(files: list[Path], root: Path, out: Path) -> list[Source]:
@@ -45,17 +64,24 @@ def _targets(files: list[Path], root: Path, out: Path) -> list[Source]:
 
 
 def collect(inputs: list[str | Path], out: str | Path) -> Inputs:
-    """Expand files and folders (recursively, sorted) into sources with mirrored output names."""
+    """Expand files and folders (recursively, sorted) into sources with mirrored output names; archives
+    (``.cbz``, ``.zip``) become volumes (:mod:`dualflow.volumes`)."""
     found, out = Inputs(), Path(out)
     for item in map(Path, inputs):
         if item.is_dir():
             files = sorted(p for p in item.rglob("*") if p.is_file())
             images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-            found.skipped += [f"{p}: not an image file by its extension (reads {', '.join(IMAGE_EXTENSIONS)})"
-                              for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
-            if not images:
+            archives = [p for p in files if is_archive(p)]
+            found.skipped += [f"{p}: not an image file by its extension (reads {', '.join(IMAGE_EXTENSIONS)}, "
+                              f"{', '.join(ARCHIVE_EXTENSIONS)})" for p in files
+                              if p not in images and p not in archives and not p.name.startswith(".")]
+            if not images and not archives:
                 found.errors.append(f"{item}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
             found.sources += _targets(images, item, out)
+            for archive in archives:
+                found.add_volume(archive, out / archive.parent.relative_to(item))
+        elif item.is_file() and is_archive(item):
+            found.add_volume(item, out)
         elif item.is_file():
             found.sources.append(Source(item, out / item.stem))
         else:
@@ -76,7 +102,31 @@ class Page:
     converted: bool = False  # a colour page rendered to B&W manga first
 
 
+def _volume_page(source: Source, max_pixels: int | None, skip_existing: bool) -> Page:
+    """The page of one archive entry (its first frame), or why it cannot be read."""
+    volume, member = source.volume, source.member
+    name, output = volume.display(member), volume.staged(member)
+    packed = volume.output.is_file() and not volume.staging.exists()  # a finished volume
+    if skip_existing and (output.is_file() or packed):
+        return Page(name, output, skipped=True)
+    try:
+        data = volume.read(member)
+        page = read_frame(name, 0, channels=3, max_pixels=max_pixels, data=data)
+    except ImageReadError as e:
+        return Page(name, output, error=str(e))
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+        return Page(name, output, error=f"{name}: damaged archive entry ({e})")
+    except MemoryError:
+        return Page(name, output, error=f"{name}: out of memory while decoding")
+    if is_color(page):
+        return Page(name, output, bw=mangafy(page), converted=True)
+    return Page(name, output, bw=page[..., 0])
+
+
 def _pages_of(source: Source, max_pixels: int | None, skip_existing: bool) -> Iterator[Page]:
+    if source.volume is not None:
+        yield _volume_page(source, max_pixels, skip_existing)
+        return
     try:
         n = frame_count(source.path, max_pixels)
     except ImageReadError as e:

@@ -7,6 +7,7 @@ failure becomes an :class:`ImageReadError` that names the file and the problem."
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import warnings
@@ -54,12 +55,14 @@ def _channels(arr: np.ndarray, channels: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[Image.Image]:
+def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               data: bytes | None = None) -> Iterator[Image.Image]:
     """Open ``path`` lazily (header only), refusing pages over ``max_pixels`` before decoding them; every
-    failure inside the block, decoding included, is re-raised as :class:`ImageReadError` naming the file."""
+    failure inside the block, decoding included, is re-raised as :class:`ImageReadError` naming the file.
+    ``data``: the file's bytes, already read (a page of an archive; ``path`` then only names it)."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (len(data) if data is not None else path.stat().st_size) == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             # Our own limit below decides; PIL's bomb check (2× its default limit) would pre-empt a user's
@@ -67,7 +70,7 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
-                img = Image.open(path)
+                img = Image.open(io.BytesIO(data) if data is not None else path)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
         with img:
@@ -99,16 +102,17 @@ def read_image(path: str | Path, channels: int, max_pixels: int | None = DEFAULT
         return _channels(_to_float(img), channels)
 
 
-def frame_count(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> int:
+def frame_count(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, data: bytes | None = None) -> int:
     """Number of pages in an image file (multi-page TIFF: one per frame; GIF: its first frame only)."""
-    with open_image(path, max_pixels) as img:
+    with open_image(path, max_pixels, data) as img:
         return 1 if img.format == "GIF" else int(getattr(img, "n_frames", 1))
 
 
-def read_frame(path: str | Path, frame: int, channels: int, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_frame(path: str | Path, frame: int, channels: int, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               data: bytes | None = None) -> np.ndarray:
     """Frame ``frame`` of a multi-page file as :func:`read_image` reads the first; every frame is checked
-    against ``max_pixels`` (frames of one TIFF may differ in size)."""
-    with open_image(path, max_pixels) as img:
+    against ``max_pixels`` (frames of one TIFF may differ in size). ``data``: as for :func:`open_image`."""
+    with open_image(path, max_pixels, data) as img:
         page = ImageSequence.Iterator(img)[frame]
         w, h = page.size
         if max_pixels and w * h > max_pixels:
@@ -123,19 +127,27 @@ def is_color(arr: np.ndarray, tol: float = 2.0 / 255) -> bool:
     return arr.ndim == 3 and float(np.abs(arr - arr.mean(axis=2, keepdims=True)).max()) > tol
 
 
-def save_image(path: str | Path, arr: np.ndarray) -> None:
-    """Write (H,W) or (H,W,3) float in [0,1] as an 8-bit PNG, atomically: into a temporary file beside the
-    target, then renamed over it, so a killed run never leaves a truncated PNG under the final name."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed over ``path`` when the block ends without error,
+    removed otherwise, so a killed run never leaves a truncated file under the final name."""
     path = Path(path)
-    img = Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png.partial")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=f"{path.suffix}.partial")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_image(path: str | Path, arr: np.ndarray, compress_level: int = 6) -> None:
+    """Write (H,W), (H,W,3) or (H,W,4) float in [0,1] as an 8-bit PNG, atomically (:func:`atomic_path`);
+    ``compress_level`` is zlib's (1: fastest, 9: smallest)."""
+    img = Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8))
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG", compress_level=compress_level)
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:

@@ -12,6 +12,15 @@ from torch import nn
 from dualflow.models.blocks import ConvBlock, WindowAttentionBlock, pad_to_multiple, positional_encoding_2d
 
 
+def area_view(page: torch.Tensor, page_scale: float) -> torch.Tensor:
+    """A page (B,C,H,W) area-downsampled by ``page_scale`` (unchanged at 1): what the attention net sees."""
+    if page_scale >= 1:
+        return page
+    h, w = page.shape[-2:]
+    size = max(1, round(h * page_scale)), max(1, round(w * page_scale))
+    return F.adaptive_avg_pool2d(page, size)
+
+
 class AttentionNet(nn.Module):
     """Convolutional stem (stride 8 or 16) → windowed multi-head self-attention over the tokens, with 2D
     sinusoidal positions → per-token logit. ``forward`` returns logits (B,1,ceil(h/s),ceil(w/s)) of the image it
@@ -49,12 +58,8 @@ class AttentionNet(nn.Module):
         return self.head(x)
 
     def view(self, page: torch.Tensor) -> torch.Tensor:
-        """A page (B,C,H,W) at the model's working resolution: area-downsampled by ``page_scale``."""
-        if self.page_scale >= 1:
-            return page
-        h, w = page.shape[-2:]
-        size = max(1, round(h * self.page_scale)), max(1, round(w * self.page_scale))
-        return F.adaptive_avg_pool2d(page, size)
+        """A page (B,C,H,W) at the model's working resolution (:func:`area_view`)."""
+        return area_view(page, self.page_scale)
 
     def importance_of_view(self, view: torch.Tensor) -> torch.Tensor:
         """Importance in [0, 1] of an image already at working resolution, float32 even under mixed precision

@@ -9,6 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def exporting() -> bool:
+    """True while ONNX export traces a model: branches on a shape must then take their general form (pad, mask),
+    which holds for every size, since the traced graph keeps only the branch it saw."""
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
 def norm2d(kind: str, channels: int) -> nn.Module:
     """``batch`` (SyncBatchNorm-convertible) or ``group`` (batch-size independent) normalisation."""
     if kind == "batch":
@@ -69,7 +75,8 @@ class WindowAttentionBlock(nn.Module):
         valid = F.pad(torch.ones(h, w, device=x.device, dtype=torch.bool), (0, pad_w, 0, pad_h))
         valid = valid.view(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(1, -1, 1, 1, ws * ws)
         qkv = self.qkv(win).view(win.shape[0], ws * ws, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        mask = valid.expand(b, -1, -1, -1, -1).reshape(-1, 1, 1, ws * ws) if (pad_h or pad_w) else None
+        masked = pad_h or pad_w or exporting()
+        mask = valid.expand(b, -1, -1, -1, -1).reshape(-1, 1, 1, ws * ws) if masked else None
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
         out = self.proj(out.transpose(1, 2).reshape(-1, ws * ws, c))
         out = out.view(b, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
@@ -90,6 +97,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     """Replicate-pad H and W up to a multiple; returns the padded tensor and the original (H, W)."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
+    if ph or pw or exporting():
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     return x, (h, w)

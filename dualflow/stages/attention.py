@@ -15,9 +15,10 @@ from dualflow.filters import gaussian, sobel
 from dualflow.metrics.suite import build_suite, update_suite
 from dualflow.models import AttentionNet
 from dualflow.models.blocks import pad_to_multiple
+from dualflow.panels import draw_boxes, panel
 from dualflow.patching import plan_patches
 from dualflow.precision import float32
-from dualflow.stages.base import StageModule, draw_boxes, panel
+from dualflow.stages.base import StageModule
 
 
 def _normalise(x: torch.Tensor, q: float) -> torch.Tensor:

@@ -196,32 +196,3 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         """Panels (name → uint8 H×W×3) for a fixed validation batch; the ImagePanels callback decides when."""
         return {}
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """(C,H,W) float [0,1] (C = 1 or 3) → H×W×3 uint8 (W&B does not rescale floats)."""
-    img = img.detach().float().cpu().clamp(0, 1)
-    if img.shape[0] == 1:
-        img = img.expand(3, -1, -1)
-    return (img.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def panel(*images: torch.Tensor) -> np.ndarray:
-    """Images of the same height side by side, with a 2-px grey divider."""
-    parts = []
-    for img in images:
-        parts.append(to_uint8(img))
-        parts.append(np.full((parts[-1].shape[0], 2, 3), 128, np.uint8))
-    return np.concatenate(parts[:-1], axis=1)
-
-
-def draw_boxes(img: torch.Tensor, boxes: torch.Tensor, color=(1.0, 0.1, 0.1)) -> torch.Tensor:
-    """Outline (y0,x0,y1,x1) boxes on a (1|3,H,W) image → (3,H,W)."""
-    out = img.expand(3, -1, -1).clone() if img.shape[0] == 1 else img.clone()
-    c = torch.tensor(color, dtype=out.dtype).view(3, 1)
-    for y0, x0, y1, x1 in boxes.tolist():
-        out[:, y0, x0:x1] = c
-        out[:, y1 - 1, x0:x1] = c
-        out[:, y0:y1, x0] = c
-        out[:, y0:y1, x1 - 1] = c
-    return out

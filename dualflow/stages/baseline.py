@@ -18,9 +18,10 @@ from dualflow.fusion import Fusion, FusionConfig
 from dualflow.metrics.perceptual import build_lpips
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
+from dualflow.panels import panel
 from dualflow.patching import plan_patches
 from dualflow.pipeline import StoredFill, guided_fill, inference_long_side, working_size
-from dualflow.stages.base import StageModule, panel
+from dualflow.stages.base import StageModule
 
 
 class BaselineModule(StageModule):

@@ -15,24 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from dualflow.color import nlab_to_rgb
-from dualflow.fusion import Fusion, FusionConfig, priority_canvas
+from dualflow.colorizer import PageColorizer
+from dualflow.fusion import Fusion, FusionConfig
 from dualflow.metrics.color import DeltaE2000
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.metrics.transition import SeamScore
 from dualflow.models.chroma import ChromaBins
-from dualflow.pipeline import (
-    PlanSettings,
-    importance_tiled,
-    inference_long_side,
-    pooled_canvas,
-    primary_flow,
-    run_secondary,
-    upsample,
-    working_size,
-)
+from dualflow.pipeline import PlanSettings
 from dualflow.stage_table import require_ckpt
-from dualflow.stages.base import StageModule, draw_boxes, panel
+from dualflow.stages.base import StageModule
 from dualflow.stages.frozen import load_stage_net
 
 
@@ -87,27 +78,16 @@ class DualFlowColorizer(StageModule):
         self._lpips, self._fid, self._allow_random = lpips, fid, allow_random_backbone
         self.val_metrics = self.test_metrics = None  # built at the start of validation / test (on device)
 
-    @torch.inference_mode()
+    def page_colorizer(self) -> PageColorizer:
+        """The pipeline over this module's frozen networks, on its current device and settings."""
+        hp = self.hparams
+        return PageColorizer(self.frozen["attention"], self.frozen["primary"], self.frozen["secondary"],
+                             self.plan_settings, self.secondary_meta, self.fusion, self.device, hp.patch_batch,
+                             hp.attention_tile, hp.max_working_size)
+
     def colorize_page(self, bw: torch.Tensor, debug: bool = False) -> dict[str, Any]:
-        """One page (1,H,W) or (1,1,H,W) in [0,1] → ``rgb`` (3,H,W) with the importance map, plan and coherence
-        report; ``debug`` adds the page-sized primary ``canvas`` and secondary ``fill`` (Lab), which the
-        pipeline itself never holds whole."""
-        bw = bw.reshape(1, 1, *bw.shape[-2:]).to(self.device, torch.float32)
-        size = tuple(bw.shape[-2:])
-        importance = importance_tiled(self.frozen["attention"], bw, self.hparams.attention_tile)
-        flow = primary_flow(self.frozen["primary"], bw, importance, self.plan_settings, self.hparams.patch_batch)
-        [(patches, plan)] = flow.plans()
-        m = self.secondary_meta
-        long_side = inference_long_side(size, m, self.hparams.max_working_size)
-        canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))
-        fill = run_secondary(self.frozen["secondary"], bw, canvas[None], coverage[None], importance, long_side,
-                             m["guide_radius"], m["guide_eps"], m.get("tone_radius", 0))  # 0: older checkpoints
-        fused = self.fusion(patches, plan, fill, bw[0], rgb=True)
-        out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
-        if debug:
-            full = fill.full()[0]
-            out.update(fill=full, canvas=priority_canvas(fused.patches, plan, full))
-        return out
+        """One page through :meth:`PageColorizer.colorize_page`."""
+        return self.page_colorizer().colorize_page(bw, debug)
 
     def forward(self, bw: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) pages → (B,3,H,W) RGB pages."""
@@ -180,12 +160,8 @@ class DualFlowColorizer(StageModule):
                                  caption=[name for name, _ in images])
 
     def debug_panel(self, bw: torch.Tensor, out: dict) -> np.ndarray:
-        """bw | importance | patch boxes | primary canvas | secondary | fused, for ``colorize --debug``."""
-        size = tuple(bw.shape[-2:])
-        imp = upsample(out["importance"][None], size)[0]
-        bw3 = bw.reshape(1, *size).cpu()
-        return panel(bw3, imp.cpu(), draw_boxes(bw3, out["plan"].boxes), nlab_to_rgb(out["canvas"][None])[0].cpu(),
-                     nlab_to_rgb(out["fill"][None])[0].cpu(), out["rgb"].cpu())
+        """bw | importance | patch boxes | primary canvas | secondary | fused (:meth:`PageColorizer.debug_panel`)."""
+        return self.page_colorizer().debug_panel(bw, out)
 
 
 PAGE_COLUMNS = ["page", "delta_e2000", "seam", "patches", "seconds", "seam_disagreement", "reharmonized"]

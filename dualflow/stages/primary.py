@@ -15,10 +15,11 @@ from dualflow.metrics.perceptual import build_lpips
 from dualflow.metrics.suite import build_suite, update_suite
 from dualflow.models import UNet
 from dualflow.models.discriminator import PatchDiscriminator
+from dualflow.panels import panel
 from dualflow.patching import crop_pages, random_boxes
 from dualflow.pipeline import PlanSettings, primary_inputs
 from dualflow.stage_table import require_ckpt
-from dualflow.stages.base import StageModule, panel
+from dualflow.stages.base import StageModule
 from dualflow.stages.frozen import load_stage_net
 
 

@@ -14,11 +14,12 @@ from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
+from dualflow.panels import draw_boxes, panel
 from dualflow.patching import PatchPlan
 from dualflow.pipeline import PlanSettings, PrimaryFlow, primary_flow, run_secondary, secondary_input
 from dualflow.precision import float32
 from dualflow.stage_table import require_ckpt
-from dualflow.stages.base import StageModule, draw_boxes, panel
+from dualflow.stages.base import StageModule
 from dualflow.stages.frozen import load_stage_net
 
 

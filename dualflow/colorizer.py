@@ -1,0 +1,75 @@
+"""PageColorizer: the dual-flow pipeline on one page of any size, over three networks called the same way
+whether they are PyTorch modules (the composite LightningModule) or ONNX Runtime sessions (``colorize
+--engine onnx``): planning, fusion and post-processing are this one code path for both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualflow.color import nlab_to_rgb
+from dualflow.fusion import Fusion, priority_canvas
+from dualflow.panels import draw_boxes, panel
+from dualflow.pipeline import (
+    PlanSettings,
+    importance_tiled,
+    inference_long_side,
+    pooled_canvas,
+    primary_flow,
+    run_secondary,
+    upsample,
+    working_size,
+)
+
+
+@dataclass
+class PageColorizer:
+    """``attention`` has ``stride``, ``view`` and ``importance_of_view`` (:class:`models.AttentionNet`);
+    ``primary`` and ``secondary`` map their input batch to normalised Lab. ``secondary_meta`` is stage 3's
+    checkpoint metadata (working size, guided-filter settings); ``max_working_size`` caps the secondary's
+    working long side, ``patch_batch`` the primary's patches per call, ``attention_tile`` the attention's
+    tile (memory on large pages)."""
+
+    attention: Any
+    primary: Any
+    secondary: Any
+    plan_settings: PlanSettings
+    secondary_meta: dict
+    fusion: Fusion
+    device: torch.device
+    patch_batch: int = 16
+    attention_tile: int = 1024
+    max_working_size: int = 512
+
+    @torch.inference_mode()
+    def colorize_page(self, bw: torch.Tensor, debug: bool = False) -> dict[str, Any]:
+        """One page (1,H,W) or (1,1,H,W) in [0,1] → ``rgb`` (3,H,W) with the importance map, plan and coherence
+        report; ``debug`` adds the page-sized primary ``canvas`` and secondary ``fill`` (Lab), which the
+        pipeline itself never holds whole."""
+        bw = bw.reshape(1, 1, *bw.shape[-2:]).to(self.device, torch.float32)
+        size = tuple(bw.shape[-2:])
+        importance = importance_tiled(self.attention, bw, self.attention_tile)
+        flow = primary_flow(self.primary, bw, importance, self.plan_settings, self.patch_batch)
+        [(patches, plan)] = flow.plans()
+        m = self.secondary_meta
+        long_side = inference_long_side(size, m, self.max_working_size)
+        canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))
+        fill = run_secondary(self.secondary, bw, canvas[None], coverage[None], importance, long_side,
+                             m["guide_radius"], m["guide_eps"], m.get("tone_radius", 0))  # 0: older checkpoints
+        fused = self.fusion(patches, plan, fill, bw[0], rgb=True)
+        out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
+        if debug:
+            full = fill.full()[0]
+            out.update(fill=full, canvas=priority_canvas(fused.patches, plan, full))
+        return out
+
+    def debug_panel(self, bw: torch.Tensor, out: dict) -> np.ndarray:
+        """bw | importance | patch boxes | primary canvas | secondary | fused, for ``colorize --debug``."""
+        size = tuple(bw.shape[-2:])
+        imp = upsample(out["importance"][None], size)[0]
+        bw3 = bw.reshape(1, *size).cpu()
+        return panel(bw3, imp.cpu(), draw_boxes(bw3, out["plan"].boxes), nlab_to_rgb(out["canvas"][None])[0].cpu(),
+                     nlab_to_rgb(out["fill"][None])[0].cpu(), out["rgb"].cpu())
