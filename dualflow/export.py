@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,9 @@ class ExportCheckError(RuntimeError):
 def export_net(net: nn.Module, spec: NetSpec, example: tuple[int, ...], path: Path, opset: int = OPSET) -> None:
     """One network to ONNX with dynamic batch, height and width (the example's sizes are only a trace)."""
     dims = {0: "batch", 2: "height", 3: "width"}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The trace warns at every shape-dependent branch; blocks.exporting() makes each take its general form.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(net.eval(), (torch.rand(example),), str(path), input_names=[spec.input],
                           output_names=[spec.output], dynamic_axes={spec.input: dims, spec.output: dims},
                           opset_version=opset, dynamo=False)

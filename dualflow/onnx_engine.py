@@ -77,6 +77,7 @@ def load_onnx_colorizer(folder: str | Path, manifest: dict[str, Any] | None = No
     settings (``patch_budget``, ``max_working_size``) as for the PyTorch engine."""
     from dualflow.colorizer import PageColorizer
 
+    require_onnxruntime()
     folder = Path(folder)
     manifest = manifest or read_export_manifest(folder)
     kw = {"threads": threads, "providers": providers}

@@ -1,0 +1,102 @@
+"""ONNX export and the ONNX Runtime engine: every size the networks take, the whole pipeline against PyTorch,
+a check that fails, no Lightning at run time, a clear message without onnxruntime."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dualflow.data.synth import SynthManga
+from dualflow.export import EXAMPLES, SPECS, ExportCheckError, ImportanceOfView, export_experiment, export_net
+from dualflow.models import AttentionNet, UNet
+from dualflow.onnx_engine import OnnxNet, load_onnx_colorizer, require_onnxruntime
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_experiment, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("onnx")
+    export_experiment("tiny", out, runs_dir=str(tiny_experiment))
+    return out
+
+
+@pytest.mark.parametrize("name, net, sizes", [
+    ("attention", ImportanceOfView(AttentionNet(dim=32, depth=2, heads=4, window=4, page_scale=0.5)),
+     [(1, 1, 96, 72), (2, 1, 50, 37), (1, 1, 200, 131)]),
+    ("primary", UNet(in_channels=2, base=8, depth=3, attn_heads=2, norm="batch"),
+     [(3, 2, 64, 64), (1, 2, 37, 91), (5, 2, 128, 96)]),
+    ("secondary", UNet(in_channels=6, base=8, depth=3, attn_heads=2, chroma_grid=8),
+     [(1, 6, 72, 52), (2, 6, 33, 65)]),
+])
+def test_exported_net_matches_torch_at_every_size(tmp_path, name, net, sizes):
+    """Batch, height and width are dynamic: sizes that need padding (and a mask in the window attention) and
+    sizes that do not give PyTorch's outputs, including a chroma-grid head."""
+    torch.manual_seed(0)
+    net = net.eval()
+    path = tmp_path / f"{name}.onnx"
+    export_net(net, SPECS[name], EXAMPLES[name], path)
+    onnx = OnnxNet(path)
+    for size in sizes:
+        x = torch.rand(size)
+        with torch.no_grad():
+            ref = net(x)
+        out = onnx(x)
+        assert out.shape == ref.shape, size
+        assert float((out - ref).abs().max()) < 1e-4, size
+
+
+def test_export_writes_manifest_and_engine_matches_pytorch(exported, tiny_experiment):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert {p.name for p in exported.glob("*.onnx")} == {"attention.onnx", "primary.onnx", "secondary.onnx"}
+    assert manifest["nets"]["primary"]["input"] == "patches" and manifest["opset"] >= 17
+    assert manifest["check"]["max_abs"] <= 4 / 255 and manifest["plan"]["budget"] > 0
+    # A page of a size and aspect it was not exported or checked on: same pipeline, same page.
+    from dualflow.inference import load_colorizer
+
+    torch_model = load_colorizer("tiny", str(tiny_experiment), device="cpu")
+    onnx_model = load_onnx_colorizer(exported)
+    bw = torch.from_numpy(SynthManga(5)(0, (150, 97)).bw)[None]
+    ref, out = torch_model.colorize_page(bw), onnx_model.colorize_page(bw)
+    assert len(out["plan"]) == len(ref["plan"]) > 0
+    diff = (out["rgb"] - ref["rgb"]).abs()
+    assert float(diff.mean()) < 1 / 255 and float(diff.max()) < 4 / 255
+
+
+def test_failed_check_writes_no_manifest(tiny_experiment, tmp_path):
+    """An export past its tolerance fails and leaves no manifest, so the engine refuses the folder."""
+    with pytest.raises(ExportCheckError, match="not usable"):
+        export_experiment("tiny", tmp_path, runs_dir=str(tiny_experiment), tolerance=(-1.0, -1.0))
+    assert not (tmp_path / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="no ONNX export here"):
+        load_onnx_colorizer(tmp_path)
+
+
+def test_colorize_onnx_engine_needs_no_lightning_or_checkpoint(exported, tmp_path):
+    """``colorize --engine onnx`` from the export folder alone: no checkpoint is read and Lightning is never
+    imported; the page equals the PyTorch engine's within the goal's tolerance."""
+    page = tmp_path / "page.png"
+    Image.fromarray((SynthManga(3)(0, (120, 88)).bw * 255).astype(np.uint8)).save(page)
+    code = ("import sys; from dualflow.inference import main; "
+            f"rc = main([{str(page)!r}, '--out', {str(tmp_path / 'out')!r}, '--engine', 'onnx', "
+            f"'--onnx', {str(exported)!r}, '--runs_dir', '/nonexistent']); "
+            "assert rc == 0, rc; assert not [m for m in sys.modules if m.startswith(('lightning', "
+            "'pytorch_lightning'))], 'lightning imported'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "page.png").is_file()
+
+
+def test_missing_onnxruntime_says_how_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r"pip install 'dualflow\[onnx\]'"):
+        require_onnxruntime()
+    from dualflow.inference import main
+
+    assert main([str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "onnx", "--onnx", str(tmp_path)]) == 2
+    assert "pip install 'dualflow[onnx]'" in capsys.readouterr().err
