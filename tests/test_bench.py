@@ -57,10 +57,16 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     assert results["stage1_inference"]["256x362"]["attention"]["peak_rss_mib"] > 0
     for size in ("128x181", "256x362"):
         row = results["inference"][size]
-        for kind in ("dualflow", "baseline", "primary_whole_page"):
+        for kind in ("dualflow", "dualflow_onnx", "baseline", "primary_whole_page"):
             assert row[kind]["seconds"] > 0 and row[kind]["peak_rss_mib"] > 0, (size, kind, row[kind])
         assert row["time_ratio_vs_baseline"] > 0 and row["memory_ratio_vs_primary_whole_page"] > 0
+    assert results["onnx_export"]["max_abs"] <= 4 / 255  # exported on the way, checked against PyTorch
+    volume = results["volume"]  # a .cbz through colorize end to end, both engines
+    for engine in ("torch", "onnx"):
+        assert volume[engine]["pages"] == volume["pages"] == 3 and volume[engine]["errors"] == 0
+        assert volume[engine]["pages_per_min"] > 0 and volume[engine]["cbz_mib"] > 0
     table = (out / "results.md").read_text()
+    assert "**Volume** of 3 pages 128x181" in table and "**ONNX export** checked" in table
     assert "| color/delta_e2000 |" in table and "256x362" in table and "oracle_median | oracle_sample |" in table
     assert "**Quality at 48x72**" in table and "resize_baseline" in table
     breakdown = results["breakdown"]
@@ -119,5 +125,5 @@ def test_bench_only_quality_and_only_inference_write_just_their_figures(tiny_exp
     assert table["dualflow"]["color/delta_e2000"] > 0 and "baseline" not in table
     assert main([*args, "--only", "inference", "--out", str(tmp_path / "i")]) == 0
     inference = json.loads((tmp_path / "i" / "results.json").read_text())
-    assert set(inference) == {"machine", "experiment", "inference", "stage1_inference"}
+    assert set(inference) == {"machine", "experiment", "inference", "stage1_inference", "onnx_export"}
     assert inference["inference"]["256x362"]["dualflow"]["seconds"] > 0

@@ -1,6 +1,7 @@
 """Whole-page inference time and memory on print-scale SynthManga pages (300 dpi), one fresh process per
 (model, page size): the dual flow against the single-flow baseline and the primary model run alone on the
-whole page. Process RSS on CPU, ``max_memory_allocated`` on GPU."""
+whole page, and the dual flow's networks run by ONNX Runtime (``dualflow_onnx``). Process RSS on CPU,
+``max_memory_allocated`` on GPU."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def _load(kind: str, experiment: str, runs_dir: str):
     if kind == "dualflow":
         model = load_colorizer(experiment, runs_dir, device=device)
         return lambda bw: model.colorize_page(bw)["rgb"]
+    if kind == "dualflow_onnx":
+        from dualflow.onnx_engine import load_onnx_colorizer
+
+        model = load_onnx_colorizer(export_folder(experiment, runs_dir))
+        return lambda bw: model.colorize_page(bw)["rgb"]
     if kind == "attention":
         from dualflow.pipeline import importance_tiled
 
@@ -40,6 +46,18 @@ def _load(kind: str, experiment: str, runs_dir: str):
     net, _ = load_stage_net(stage_checkpoint(experiment, "primary", runs_dir), "primary")
     net = net.to(device)
     return lambda bw: net(torch.cat([bw, torch.ones_like(bw)]).reshape(1, 2, *bw.shape[-2:]).to(device))
+
+
+def export_folder(experiment: str, runs_dir: str) -> str:
+    """The experiment's ONNX export (``runs/<exp>/onnx``), exported and checked first when it has none."""
+    from pathlib import Path
+
+    folder = Path(runs_dir) / experiment / "onnx"
+    if not (folder / "manifest.json").is_file():
+        from dualflow.export import export_experiment
+
+        export_experiment(experiment, folder, runs_dir)
+    return str(folder)
 
 
 def _inference_worker(kind, experiment, runs_dir, size, repeats, threads, queue) -> None:

@@ -91,7 +91,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
                   ""]
     inf = results.get("inference")
     if inf:
-        kinds = [k for k in ("dualflow", "baseline", "primary_whole_page") if any(k in v for v in inf.values())]
+        kinds = [k for k in ("dualflow", "dualflow_onnx", "baseline", "primary_whole_page")
+                 if any(k in v for v in inf.values())]
         gpu = any("peak_gpu_mib" in r for v in inf.values() for r in v.values() if isinstance(r, dict))
         memory = ("peak GPU memory (`max_memory_allocated`)" if gpu else "peak process RSS, and in brackets its part "
                   "above the process with libraries and models loaded")
@@ -117,6 +118,17 @@ def markdown(results: dict[str, Any], command: str) -> str:
             if ratios:
                 lines.append(f"At {size} the dual flow takes " + "; ".join(ratios) + ".")
         lines.append("")
+    check = results.get("onnx_export")
+    if check:
+        lines += [f"**ONNX export** checked on a {check['page'][1]}x{check['page'][0]} page: |ONNX Runtime − PyTorch| "
+                  f"mean {check['mean_abs'] * 255:.4f}/255, max {check['max_abs'] * 255:.4f}/255.", ""]
+    vol = results.get("volume")
+    if vol:
+        cells = [f"{e} {vol[e]['pages_per_min']:.1f} pages/min ({vol[e]['seconds']:.0f} s, {vol[e]['errors']} errors)"
+                 if "pages_per_min" in vol.get(e, {}) else f"{e} {vol.get(e, {}).get('error', '—')}"
+                 for e in ("torch", "onnx")]
+        lines += [f"**Volume** of {vol['pages']} pages {vol['page_size']} ({vol['volume_mib']:.0f} MiB .cbz) through "
+                  f"`colorize` end to end (decode, colour, encode, pack): " + "; ".join(cells) + ".", ""]
     for size, row in results.get("stage1_inference", {}).items():
         r = row.get("attention", {})
         if "seconds" in r:

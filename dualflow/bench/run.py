@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dualflow.bench import costs, data, inference, quality, steps
+from dualflow.bench import costs, data, inference, quality, steps, volume
 from dualflow.bench.probes import machine
 from dualflow.bench.report import markdown
 
@@ -38,9 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown_preset", default="gpu",
                         help="preset whose sizes the training-step breakdown uses (experiments/presets/)")
     parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
-    parser.add_argument("--only", choices=["all", "breakdown", "inference", "quality"], default="all",
+    parser.add_argument("--volume_pages", type=int, default=32, help="pages of the volume timed end to end")
+    parser.add_argument("--volume_size", default="2048x2896", help="WxH of the volume's pages")
+    parser.add_argument("--only", choices=["all", "breakdown", "inference", "quality", "volume"], default="all",
                         help="breakdown: only the training-step breakdown (needs no trained experiment); "
-                             "inference: only page inference time and memory; quality: only the quality, "
+                             "inference: only page inference time and memory (PyTorch and ONNX Runtime); "
+                             "volume: only colorize's pages/min on a .cbz volume; quality: only the quality, "
                              "transfer and chapter-consistency figures (compares experiments in minutes)")
     parser.add_argument("--chroma_temperature", type=float, default=None,
                         help="decoding temperature for models trained with a chroma grid (default: trained value)")
@@ -61,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {args.experiment!r} lacks a baseline ({', '.join(quality.BASELINES)}): run "
               f"`make train-baseline EXP={args.experiment}` for the ablation; reporting the rest")
     sizes = inference.TINY_SIZES if args.tiny else inference.SIZES
-    kinds = ["dualflow", "baseline", "primary_whole_page"] if has_baseline else ["dualflow", "primary_whole_page"]
+    kinds = ["dualflow", "dualflow_onnx", *(["baseline"] if has_baseline else []), "primary_whole_page"]
+    if args.only == "volume":
+        return _write(_volume(results, args), args.out, argv)
     if args.only == "inference":
         return _write(_inference(results, args, sizes, kinds), args.out, argv)
     if args.only == "all":
@@ -82,11 +87,28 @@ def main(argv: list[str] | None = None) -> int:
     del models  # the inference figures are taken in fresh processes; free these first
     if args.only == "quality":
         return _write(results, args.out, argv)
-    return _write(_inference(results, args, sizes, kinds), args.out, argv)
+    return _write(_volume(_inference(results, args, sizes, kinds), args), args.out, argv)
+
+
+def _export_check(args: argparse.Namespace) -> dict[str, Any]:
+    """The experiment's ONNX export (made when missing) and its check against PyTorch."""
+    folder = Path(inference.export_folder(args.experiment, args.runs_dir))
+    return json.loads((folder / "manifest.json").read_text())["check"]
+
+
+def _volume(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``colorize`` end to end on a .cbz volume, PyTorch and ONNX Runtime engines."""
+    w, h = (int(v) for v in ("128x181" if args.tiny else args.volume_size).lower().split("x"))
+    results["onnx_export"] = _export_check(args)
+    cache = None if args.cache in ("", "none") else args.cache
+    results["volume"] = volume.bench_volume(args.experiment, args.runs_dir, 3 if args.tiny else args.volume_pages,
+                                            (h, w), args.dpi or None, cache, ["torch", "onnx"])
+    return results
 
 
 def _inference(results: dict[str, Any], args: argparse.Namespace, sizes, kinds: list[str]) -> dict[str, Any]:
     """Whole-page inference time and memory per page size, and stage-1 inference alone."""
+    results["onnx_export"] = _export_check(args)
     results["inference"] = inference.bench_inference(args.experiment, args.runs_dir, sizes, args.repeats, kinds)
     results["stage1_inference"] = inference.bench_inference(args.experiment, args.runs_dir, sizes[:2], args.repeats,
                                                   ["attention"])
