@@ -42,6 +42,9 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
                     "transition/seam", "edge/chroma_on_ink", "edge/f1"):
             assert key in quality[name], (name, key)
     assert quality["metric_suite_seconds_per_page"] > 0
+    for name in ("dualflow", "secondary_only", "baseline", "resize_baseline", "oracle_median", "oracle_sample"):
+        assert quality[name]["class_colour_distance"] > 0, name  # SynthManga's classes: every quality row
+    assert "| class_colour_distance |" in (out / "results.md").read_text()
     for name in ("oracle_median", "oracle_sample"):  # given the true class and tone: what the figures can reach
         assert 0 <= quality[name]["color/delta_e2000"] < quality["dualflow"]["color/delta_e2000"], name
     assert quality["oracle_pages"] == 2

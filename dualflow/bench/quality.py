@@ -69,7 +69,8 @@ def bench_quality(models: dict[str, Any], pages: int, size: tuple[int, int], dpi
     data = SynthMangaDataset(pages, size, seed=QUALITY_SEED, scale=scale, cache=cache)
     data.fill_cache(2)
     only = None if size[0] * size[1] <= full_suite_max_pixels else CORE_METRICS
-    result = _quality((data[i] for i in range(pages)), models, references, only)
+    samples = ({**data[i], "identity": data.page(i).identity} for i in range(pages))
+    result = _quality(samples, models, references, only)
     result.update(metrics="full" if only is None else "colour", pages=pages, page_size=f"{size[1]}x{size[0]}",
                   dpi=dpi or 0, oracle_pages=oracle_pages,
                   drawing={"pen": scale.pen, "letter": scale.letter} if scale else "thumbnail")
@@ -115,6 +116,7 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
     """The page suite of every model on ``samples`` (an iterable: print-scale pages are held one at a time);
     ``references``: name → function of a sample giving its RGB page (1,3,H,W), scored beside the models (the
     oracles). Every model's ``colorize_page`` includes the same fusion and post-processing."""
+    from dualflow.bench.plausibility import ClassColourDistance
     from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
 
     model = models["dualflow"]
@@ -122,6 +124,7 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
     names = list(models) + list(references)
     suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True, only=only)
               for name in names}
+    plausible = {name: ClassColourDistance() for name in names}
     metric_seconds = []
     with torch.inference_mode():
         for s in samples:
@@ -131,12 +134,21 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
             start = time.perf_counter()
             update_suite(suites["dualflow"], preds=out["rgb"][None], **common)
             metric_seconds.append(time.perf_counter() - start)
+            preds = {"dualflow": out["rgb"][None]}
             for name, other in models.items():
                 if name != "dualflow":
-                    update_suite(suites[name], preds=other.colorize_page(s["bw"])["rgb"][None], **common)
+                    preds[name] = other.colorize_page(s["bw"])["rgb"][None]
+                    update_suite(suites[name], preds=preds[name], **common)
             for name, reference in references.items():
-                update_suite(suites[name], preds=reference(s), **common)
+                preds[name] = reference(s)
+                update_suite(suites[name], preds=preds[name], **common)
+            if "identity" in s:  # SynthManga pages: region colours per class
+                for name, pred in preds.items():
+                    plausible[name].update(pred, batch["color"], s["labels"][0].numpy(), s["identity"])
     result: dict[str, Any] = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
                               for name, suite in suites.items()}
+    for name, metric in plausible.items():
+        if any(metric.truth):
+            result[name].update(metric.compute())
     result["metric_suite_seconds_per_page"] = statistics.median(metric_seconds)
     return result

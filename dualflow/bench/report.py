@@ -49,7 +49,8 @@ def quality_table(q: dict[str, Any]) -> list[str]:
              f"goes through the same fusion post-processing{oracles}{scope}:", "",
              "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "global/lpips",
-                "color/delta_cf", "color/tone_residue", "transition/seam", "transition/delta_e2000",
+                "color/delta_cf", "class_colour_distance", "color/tone_residue", "transition/seam",
+                "transition/delta_e2000",
                 "edge/chroma_on_ink", "edge/f1", "color/psnr", "color/ssim"):
         if key in q["dualflow"]:
             lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
