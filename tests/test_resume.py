@@ -26,7 +26,7 @@ class StopAt(L.Callback):
 
 def _weights(ckpt_path):
     ckpt = torch.load(ckpt_path, weights_only=True)
-    return ckpt["global_step"], {k: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    return ckpt["global_step"], {k: v for k, v in ckpt["state_dict"].items() if k.startswith(("net.", "disc."))}
 
 
 def assert_resume_is_exact(stage: str, name: str, root, common: list[str], stop: int, total: int,

@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
+from dualflow.metrics.color import colorfulness
 from dualflow.metrics.perceptual import FID, metric_name
 from dualflow.metrics.suite import compute_logged, update_suite
+from dualflow.models.discriminator import PatchDiscriminator
 from dualflow.precision import float32
 from dualflow.stages.frozen import FrozenStagesMixin
 
@@ -51,7 +53,64 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
 
     def configure_optimizers(self):
         opt, sched = self.make_optimizer(self.trainable_parameters())
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if getattr(self, "disc", None) is None:
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        opt_d, sched_d = self.make_optimizer(self.trainable_parameters(self.disc), self.hparams.disc_lr)
+        return [opt, opt_d], [sched, sched_d]
+
+    # ---- colour that commits: adversarial and colourfulness losses (options of every colorizer) ---------------
+    def build_adversary(self, gan_weight: float) -> None:
+        """A conditional PatchGAN on (B&W, normalised Lab) when ``gan_weight`` > 0; training then runs with
+        manual optimisation and two optimizers (:meth:`adversarial_step`)."""
+        self.disc = PatchDiscriminator(in_channels=4) if gan_weight > 0 else None
+        self.automatic_optimization = self.disc is None
+
+    def on_fit_start(self) -> None:
+        if getattr(self, "disc", None) is not None and str(self.trainer.precision).startswith("16"):
+            raise ValueError("gan_weight > 0 needs precision 32-true or bf16-mixed: the discriminator steps "
+                             "outside Lightning's fp16 gradient scaler")
+
+    def adversarial_step(self, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
+                         loss: torch.Tensor) -> torch.Tensor:
+        """Hinge GAN with manual optimisation: a discriminator step on (``condition``, ``real``) against
+        (``condition``, ``fake``), then the generator step on ``loss`` + ``gan_weight`` × its adversarial term.
+        The discriminator's optimizer steps outside Lightning's step count (Lightning counts every optimizer's
+        steps as global steps, Lightning-AI/pytorch-lightning#17958), so ``max_steps``, validation intervals and
+        both schedules count training steps. Logs ``train/d_loss``, ``train/g_adv``, ``train/d_accuracy``."""
+        opt_g, opt_d = self.optimizers()
+        sched_g, sched_d = self.lr_schedulers()
+        real_pair, fake_pair = torch.cat([condition, real], 1), torch.cat([condition, fake], 1)
+        d_real, d_fake = self.disc(real_pair), self.disc(fake_pair.detach())
+        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.optimizer.step()
+        g_adv = -self.disc(fake_pair).mean()
+        total = loss + self.hparams.gan_weight * g_adv
+        opt_g.zero_grad()
+        self.manual_backward(total)
+        opt_g.step()
+        sched_g.step()
+        sched_d.step()
+        accuracy = ((d_real > 0).float().mean() + (d_fake < 0).float().mean()) / 2
+        self.log_dict({"train/d_loss": d_loss, "train/g_adv": g_adv, "train/d_accuracy": accuracy},
+                      batch_size=real.shape[0])
+        return total.detach()
+
+    def finish_step(self, loss: torch.Tensor, condition: torch.Tensor, target_rgb: torch.Tensor,
+                    pred: torch.Tensor, batch_size: int) -> torch.Tensor | None:
+        """Log ``train/loss``; with a discriminator, take both optimizer steps here (:meth:`adversarial_step`)
+        and return None, else return the loss for Lightning to step on."""
+        if self.disc is not None:
+            loss = self.adversarial_step(condition, rgb_to_nlab(target_rgb), pred, loss)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        return loss if self.automatic_optimization else None
+
+    def colourfulness_loss(self, pred: torch.Tensor, target_rgb: torch.Tensor) -> torch.Tensor:
+        """|colourfulness(pred) − colourfulness(target)| per image (Hasler–Süsstrunk, /100): it matches the
+        target's colourfulness, so it pushes a greyish output towards colour without rewarding more than the
+        page has."""
+        return (colorfulness(nlab_to_rgb(pred)) - colorfulness(target_rgb.float())).abs().mean() / 100
 
     # ---- data bookkeeping ---------------------------------------------------------------------------
     def count_skipped(self, batch: dict) -> bool:
@@ -149,16 +208,18 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
         """(prediction, decoder features) of ``self.net`` on ``x`` for the losses. A chroma net's colours are
         decoded only when a loss looks at them (LPIPS, GAN); its cross-entropy works from the features."""
         features = self.net.features(x)
-        decode = getattr(self, "lpips_loss", None) is not None or getattr(self, "disc", None) is not None
+        decode = (getattr(self, "lpips_loss", None) is not None or getattr(self, "disc", None) is not None
+                  or self.hparams.get("colourfulness_weight", 0) > 0)
         return self.net.head(features, decode=decode), features
 
     @float32
     def colour_losses(self, pred: torch.Tensor, target_rgb: torch.Tensor,
                       features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """L1 in normalised Lab, plus LPIPS on RGB when the stage has an ``lpips_loss`` network; ``total`` is
-        their sum weighted by the ``l1_weight`` / ``lpips_weight`` hyperparameters. For a net with a chroma
-        grid, given its ``features``: the L1 covers lightness only and ab is learned by the rebalanced
-        cross-entropy (``chroma``, weighted by ``chroma_weight``). Float32 under mixed precision."""
+        """L1 in normalised Lab, plus LPIPS on RGB when the stage has an ``lpips_loss`` network, plus the
+        colourfulness match (:meth:`colourfulness_loss`) when ``colourfulness_weight`` > 0; ``total`` is their
+        sum weighted by the ``l1_weight`` / ``lpips_weight`` / ``colourfulness_weight`` hyperparameters. For a
+        net with a chroma grid, given its ``features``: the L1 covers lightness only and ab is learned by the
+        rebalanced cross-entropy (``chroma``, weighted by ``chroma_weight``). Float32 under mixed precision."""
         target = rgb_to_nlab(target_rgb)
         if features is None or self.net.chroma is None:
             losses = {"l1": F.l1_loss(pred, target)}
@@ -169,6 +230,9 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
         if getattr(self, "lpips_loss", None) is not None:
             losses["lpips"] = self.lpips_loss(nlab_to_rgb(pred) * 2 - 1, target_rgb * 2 - 1).mean()
             total = total + self.hparams.lpips_weight * losses["lpips"]
+        if self.hparams.get("colourfulness_weight", 0) > 0:
+            losses["colourfulness"] = self.colourfulness_loss(pred, target_rgb)
+            total = total + self.hparams.colourfulness_weight * losses["colourfulness"]
         losses["total"] = total
         return losses
 

@@ -25,15 +25,16 @@ from dualflow.stages.base import StageModule
 
 
 class BaselineModule(StageModule):
-    """Trained on the same pages with the same L1 (+ LPIPS) losses; size it to primary + secondary's
-    parameter count (``experiments/baseline.yaml``) for a fair comparison."""
+    """Trained on the same pages with the same losses and options (L1, LPIPS, chroma classification, GAN,
+    colourfulness); size it to primary + secondary's parameter count (``experiments/baseline.yaml``)."""
 
     stage = "baseline"
     reference_untrained = True
 
     def __init__(self, base: int = 40, depth: int = 3, attn_heads: int = 4, attn_depth: int = 1, window: int = 8,
                  norm: str = "group", chroma_grid: int = 0, chroma_temperature: float = 0.38,
-                 l1_weight: float = 1.0, chroma_weight: float = 1.0, lpips_weight: float = 0.0, lr: float = 5e-4,
+                 l1_weight: float = 1.0, chroma_weight: float = 1.0, lpips_weight: float = 0.0,
+                 gan_weight: float = 0.0, disc_lr: float = 2e-4, colourfulness_weight: float = 0.0, lr: float = 5e-4,
                  weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
                  val_lpips: bool = True, fid_every_n_val: int = 0, working_size: int = 0, guide_radius: int = 2,
                  guide_eps: float = 1e-3, tone_radius: int = 2):
@@ -45,6 +46,7 @@ class BaselineModule(StageModule):
                                chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
         self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
+        self.build_adversary(gan_weight)
         self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
         self.test_metrics = build_suite("page", "test", lpips=val_lpips,
                                         allow_random_backbone=allow_random_backbone)
@@ -75,13 +77,16 @@ class BaselineModule(StageModule):
     def predict_rgb(self, batch: dict) -> torch.Tensor:
         return nlab_to_rgb(self(batch["bw"]))
 
-    def training_loss(self, batch: dict, inputs: None) -> torch.Tensor:
+    def training_loss(self, batch: dict, inputs: None) -> torch.Tensor | None:
         """The colour losses at the net's working resolution, against the colour page pooled to it."""
         self.trained_long_side = max(batch["bw"].shape[-2:])
-        pred, features = self.outputs_for_loss(self.working(batch["bw"]))
-        loss = self.colour_losses(pred, self.working(batch["color"]), features)["total"]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["bw"].shape[0])
-        return loss
+        x, target = self.working(batch["bw"]), self.working(batch["color"])
+        pred, features = self.outputs_for_loss(x)
+        losses = self.colour_losses(pred, target, features)
+        loss = losses.pop("total")
+        for k, v in losses.items():
+            self.log(f"train/{k}", v, batch_size=x.shape[0])
+        return self.finish_step(loss, x, target, pred, x.shape[0])
 
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):

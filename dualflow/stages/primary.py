@@ -10,11 +10,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dualflow.color import nlab_to_rgb, rgb_to_nlab
+from dualflow.color import nlab_to_rgb
 from dualflow.metrics.perceptual import build_lpips
 from dualflow.metrics.suite import build_suite, update_suite
 from dualflow.models import UNet
-from dualflow.models.discriminator import PatchDiscriminator
 from dualflow.panels import panel
 from dualflow.patching import crop_pages, random_boxes
 from dualflow.pipeline import PlanSettings, primary_inputs
@@ -34,7 +33,8 @@ class PrimaryModule(StageModule):
                  patch_budget: int = 8, patch_threshold: float = 0.3, patch_overlap: float = 0.25,
                  band_width: int = 8, random_share: float = 0.25, chroma_grid: int = 0,
                  chroma_temperature: float = 0.38, l1_weight: float = 1.0, chroma_weight: float = 1.0,
-                 lpips_weight: float = 0.0, gan_weight: float = 0.0, disc_lr: float = 2e-4, lr: float = 5e-4,
+                 lpips_weight: float = 0.0, gan_weight: float = 0.0, disc_lr: float = 2e-4,
+                 colourfulness_weight: float = 0.0, lr: float = 5e-4,
                  weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
                  val_lpips: bool = True):
         super().__init__(lr, weight_decay, warmup_steps)
@@ -47,8 +47,7 @@ class PrimaryModule(StageModule):
                                chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
         self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
-        self.disc = PatchDiscriminator(in_channels=4) if gan_weight > 0 else None
-        self.automatic_optimization = gan_weight == 0
+        self.build_adversary(gan_weight)
         self.val_metrics = build_suite("patch", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
         self.test_metrics = build_suite("patch", "test", lpips=val_lpips,
                                         allow_random_backbone=allow_random_backbone)
@@ -99,40 +98,10 @@ class PrimaryModule(StageModule):
         losses = self.colour_losses(pred, y, features)
         loss = losses.pop("total")
         n = x.shape[0]
-        if self.disc is not None:
-            loss = self._gan_step(x, y, pred, loss)
         for k, v in losses.items():
             self.log(f"train/{k}", v, batch_size=n)
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/patches", float(n), batch_size=1, reduce_fx="sum")
-        return loss if self.automatic_optimization else None
-
-    def _gan_step(self, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-        """Hinge GAN with manual optimisation: one discriminator step, then the generator step."""
-        opt_g, opt_d = self.optimizers()
-        sched_g, sched_d = self.lr_schedulers()
-        real = torch.cat([x[:, :1], rgb_to_nlab(y)], 1)
-        fake = torch.cat([x[:, :1], pred], 1)
-        d_loss = F.relu(1 - self.disc(real)).mean() + F.relu(1 + self.disc(fake.detach())).mean()
-        opt_d.zero_grad()
-        self.manual_backward(d_loss)
-        opt_d.step()
-        g_adv = -self.disc(fake).mean()
-        total = loss + self.hparams.gan_weight * g_adv
-        opt_g.zero_grad()
-        self.manual_backward(total)
-        opt_g.step()
-        sched_g.step()
-        sched_d.step()
-        self.log_dict({"train/d_loss": d_loss, "train/g_adv": g_adv}, batch_size=x.shape[0])
-        return total.detach()
-
-    def configure_optimizers(self):
-        opt, sched = self.make_optimizer(self.trainable_parameters())
-        if self.disc is None:
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        opt_d, sched_d = self.make_optimizer(self.trainable_parameters(self.disc), self.hparams.disc_lr)
-        return [opt, opt_d], [sched, sched_d]
+        return self.finish_step(loss, x[:, :1], y, pred, n)
 
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):

@@ -59,6 +59,7 @@ class SecondaryModule(StageModule):
                  depth: int = 3, attn_heads: int = 4, attn_depth: int = 1, window: int = 8, norm: str = "group",
                  working_size: int = 512, guide_radius: int = 2, guide_eps: float = 1e-3, tone_radius: int = 2,
                  chroma_grid: int = 0, chroma_temperature: float = 0.38, chroma_weight: float = 1.0,
+                 gan_weight: float = 0.0, disc_lr: float = 2e-4, colourfulness_weight: float = 0.0,
                  fill_weight: float = 1.0, band_weight: float = 2.0, priority_weight: float = 0.25,
                  corrupt_p: float = 0.5, corrupt_shift: float = 0.15, drop_p: float = 0.2, patch_batch: int = 32,
                  lr: float = 5e-4, weight_decay: float = 1e-4, warmup_steps: int = 50,
@@ -74,6 +75,7 @@ class SecondaryModule(StageModule):
                                window=window, norm=norm, chroma_grid=chroma_grid,
                                chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
+        self.build_adversary(gan_weight)
         self.fusion = Fusion()
         self.trained_long_side = 0  # page long side of the training batches, recorded for inference
         self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
@@ -135,6 +137,9 @@ class SecondaryModule(StageModule):
             losses["chroma"] = self.net.chroma_loss(features, F.adaptive_avg_pool2d(target[:, 1:], size),
                                                     F.adaptive_avg_pool2d(weight, size))
             losses["total"] = losses["l1"] + self.hparams.chroma_weight * losses["chroma"]
+        if self.hparams.colourfulness_weight > 0:
+            losses["colourfulness"] = self.colourfulness_loss(fill, color)
+            losses["total"] = losses["total"] + self.hparams.colourfulness_weight * losses["colourfulness"]
         return losses
 
     def training_inputs(self, batch: dict) -> Conditioning:
@@ -142,7 +147,7 @@ class SecondaryModule(StageModule):
         self.trained_long_side = max(batch["bw"].shape[-2:])  # the composite keeps this working/page ratio
         return self.conditioning(batch["bw"], corrupt=True)
 
-    def training_loss(self, batch: dict, cond: Conditioning) -> torch.Tensor:
+    def training_loss(self, batch: dict, cond: Conditioning) -> torch.Tensor | None:
         """The weighted losses at the working resolution, against the colour page, coverage and band pooled to
         it: on a print-scale page the page-resolution fill would cost more than the net (the guided filter
         that brings the fill to the page has no parameters; validation scores the fused page)."""
@@ -151,12 +156,12 @@ class SecondaryModule(StageModule):
         low, features = self.outputs_for_loss(x)  # a chroma net's lightness only: ab goes by the features
         size = tuple(x.shape[-2:])
         pool = lambda t: F.adaptive_avg_pool2d(t, size) if tuple(t.shape[-2:]) != size else t  # noqa: E731
-        losses = self._loss(low, pool(batch["color"]), pool(cond.coverage), pool(cond.band), features)
+        color = pool(batch["color"])
+        losses = self._loss(low, color, pool(cond.coverage), pool(cond.band), features)
         loss = losses.pop("total")
         for k, v in losses.items():
             self.log(f"train/{k}", v, batch_size=bw.shape[0])
-        self.log("train/loss", loss, prog_bar=True, batch_size=bw.shape[0])
-        return loss
+        return self.finish_step(loss, x[:, :1], color, low, bw.shape[0])
 
     def fuse(self, bw: torch.Tensor, pages: list[tuple[torch.Tensor, PatchPlan]], fill: torch.Tensor) -> torch.Tensor:
         """Fused RGB pages (B,3,H,W) from :meth:`PrimaryFlow.plans`."""
