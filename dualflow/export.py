@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -25,6 +23,7 @@ import torch
 from torch import nn
 
 from dualflow.colorizer import PageColorizer
+from dualflow.data.io import atomic_path
 from dualflow.onnx_engine import FORMAT, OPSET, load_onnx_colorizer, require_onnxruntime
 
 TOLERANCE_MEAN = 1 / 255  # mean |ONNX − PyTorch| over the checked page's RGB
@@ -160,10 +159,8 @@ def export_experiment(experiment: str, out: str | Path, runs_dir: str = "runs", 
 
 
 def _write_json(path: Path, value: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(value, f, indent=2, default=str)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,8 +153,7 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
     finally:
         writer.close()
     for volume in found.volumes:
-        failed = any(str(volume.path) in e or str(volume.staging) in e for e in report.errors)
-        packed = pack_volume(volume, failed)
+        packed = pack_volume(volume)
         if packed is not None:
             report.volumes.append(packed)
     report.seconds = time.perf_counter() - start

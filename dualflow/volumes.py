@@ -125,11 +125,12 @@ def open_volume(path: Path, out_dir: Path) -> Volume:
     return volume
 
 
-def pack_volume(volume: Volume, failed: bool) -> Path | None:
+def pack_volume(volume: Volume) -> Path | None:
     """Write the volume's .cbz from its staged pages, in reading order (atomically); the staging folder goes
-    unless a page ``failed`` (then a rerun with ``--skip_existing`` colours only what is missing). None when
-    no page was coloured."""
+    unless a page is missing (it failed: a rerun with ``--skip_existing`` colours only what is missing). None
+    when no page was coloured."""
     pages = [m for m in volume.pages if volume.staged(m).is_file()]
+    failed = len(pages) < len(volume.pages)
     if not pages:
         return None
     volume.output.parent.mkdir(parents=True, exist_ok=True)
