@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import shutil
 
 import pytest
 import torch
@@ -12,7 +13,6 @@ from tests.conftest import fit_args
 
 
 def test_bench_writes_every_field(tiny_experiment, tmp_path):
-    import shutil
 
     runs = tmp_path / "runs"
     shutil.copytree(tiny_experiment / "tiny", runs / "tiny")
@@ -130,3 +130,32 @@ def test_bench_only_quality_and_only_inference_write_just_their_figures(tiny_exp
     inference = json.loads((tmp_path / "i" / "results.json").read_text())
     assert set(inference) == {"machine", "experiment", "inference", "stage1_inference", "onnx_export"}
     assert inference["inference"]["256x362"]["dualflow"]["seconds"] > 0
+
+
+def test_bench_ablation_scores_experiments_that_share_stage1_side_by_side(tiny_experiment, tmp_path):
+    """Two experiments on one stage 1, differing in the colorizers' colourfulness loss: one row each (and the
+    oracles), the differing options named, their costs measured; experiments on different stage-1 models are
+    refused."""
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_experiment / "tiny", runs / "tiny")
+    shutil.copytree(tiny_experiment / "tiny", runs / "vivid")
+    for stage in ("stage2", "stage3"):
+        cli_main(fit_args(stage, runs, "vivid", "--model.colourfulness_weight=0.5"))
+    args = ["--runs_dir", str(runs), "--tiny", "--pages", "2", "--dpi", "0", "--cache", "none", "--repeats", "1",
+            "--out", str(tmp_path / "out"), "--only", "ablation"]
+    assert main([*args, "--experiments", "tiny"]) == 2
+    assert main([*args, "--experiments", "tiny,vivid"]) == 0
+    result = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert result["options"] == {"tiny": {"primary.colourfulness_weight": 0.0, "secondary.colourfulness_weight": 0.0},
+                                 "vivid": {"primary.colourfulness_weight": 0.5, "secondary.colourfulness_weight": 0.5}}
+    quality = result["quality"]
+    assert quality["tiny"]["color/delta_e2000"] != quality["vivid"]["color/delta_e2000"]
+    assert quality["oracle_median"]["class_colour_distance"] < quality["tiny"]["class_colour_distance"]
+    assert all(result["training"][e]["secondary"]["wall_seconds"] > 0 for e in ("tiny", "vivid"))
+    assert all(result["page_seconds"][e] > 0 for e in ("tiny", "vivid"))
+    table = (tmp_path / "out" / "ablation.md").read_text()
+    assert "| vivid | primary.colourfulness_weight=0.5, secondary.colourfulness_weight=0.5 |" in table
+    manifest = json.loads((runs / "vivid" / "manifest.json").read_text())
+    manifest["stages"]["attention"]["best_ckpt"] = manifest["stages"]["secondary"]["best_ckpt"]
+    (runs / "vivid" / "manifest.json").write_text(json.dumps(manifest))
+    assert main([*args, "--experiments", "tiny,vivid"]) == 2

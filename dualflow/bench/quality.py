@@ -115,11 +115,12 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
              only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The page suite of every model on ``samples`` (an iterable: print-scale pages are held one at a time);
     ``references``: name → function of a sample giving its RGB page (1,3,H,W), scored beside the models (the
-    oracles). Every model's ``colorize_page`` includes the same fusion and post-processing."""
+    oracles). Every model's ``colorize_page`` includes the same fusion and post-processing; the first model's
+    patch plan is the one the transition metrics score every row on."""
     from dualflow.bench.plausibility import ClassColourDistance
     from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
 
-    model = models["dualflow"]
+    lead, model = next(iter(models.items()))
     references = references or {}
     names = list(models) + list(references)
     suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True, only=only)
@@ -132,11 +133,11 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
             out = model.colorize_page(s["bw"])
             common = page_inputs(batch, [out["plan"]])
             start = time.perf_counter()
-            update_suite(suites["dualflow"], preds=out["rgb"][None], **common)
+            update_suite(suites[lead], preds=out["rgb"][None], **common)
             metric_seconds.append(time.perf_counter() - start)
-            preds = {"dualflow": out["rgb"][None]}
+            preds = {lead: out["rgb"][None]}
             for name, other in models.items():
-                if name != "dualflow":
+                if name != lead:
                     preds[name] = other.colorize_page(s["bw"])["rgb"][None]
                     update_suite(suites[name], preds=preds[name], **common)
             for name, reference in references.items():

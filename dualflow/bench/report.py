@@ -59,10 +59,43 @@ def quality_table(q: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def markdown(results: dict[str, Any], command: str) -> str:
+def header(results: dict[str, Any], command: str) -> list[str]:
+    """Where, when and how the figures were measured."""
     m = results["machine"]
-    lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}), "
-             f"torch {m['torch']}, with `{command}`.", ""]
+    return [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ''}), "
+            f"torch {m['torch']}, with `{command}`.", ""]
+
+
+ABLATION_METRICS = {"color/delta_e2000": "ΔE2000", "color/delta_e2000_detailed": "ΔE2000 detailed",
+                    "color/delta_cf": "ΔCF", "class_colour_distance": "class colour distance",
+                    "color/tone_residue": "tone residue", "global/lpips_randinit": "LPIPS (random backbone)",
+                    "global/lpips": "LPIPS"}
+
+
+def ablation_markdown(results: dict[str, Any], command: str) -> str:
+    """The ablation (:mod:`dualflow.bench.ablation`): one row per experiment and per oracle."""
+    q = results["quality"]
+    exps = results["experiments"]
+    keys = [k for k in ABLATION_METRICS if k in q[exps[0]]]
+    lines = header(results, command) + [
+        f"**Ablation** on {q['pages']} held-out SynthManga pages {q['page_size']} (print scale, {q['dpi']:g} dpi), "
+        f"every experiment on the same stage 1; training: wall seconds of stages 2 and 3 as they ran (validation "
+        f"included); page: median seconds of one {q['page_size']} page in this process:", "",
+        "| experiment | options | " + " | ".join(ABLATION_METRICS[k] for k in keys) + " | train s (2 + 3) | page s |",
+        "|---" * (len(keys) + 4) + "|"]
+    for name in [*exps, "oracle_median", "oracle_sample"]:
+        options = ", ".join(f"{k}={v}" for k, v in results["options"].get(name, {}).items())
+        train = results["training"].get(name, {})
+        walls = [train[s]["wall_seconds"] for s in ("primary", "secondary") if s in train]
+        cost = (f"{sum(walls):.0f} ({' + '.join(f'{w:.0f}' for w in walls)})" if walls else "—")
+        page = results["page_seconds"].get(name)
+        lines.append(f"| {name} | {options or '—'} | " + " | ".join(f"{q[name].get(k, float('nan')):.2f}" for k in keys)
+                     + f" | {cost} | {f'{page:.2f}' if page else '—'} |")
+    return "\n".join(lines + [""])
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    lines = header(results, command)
     if results.get("breakdown"):
         lines += breakdown_table(results["breakdown"])
     tables = results.get("quality") or {}

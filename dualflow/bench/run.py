@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dualflow.bench import costs, data, inference, quality, steps, volume
+from dualflow.bench import ablation, costs, data, inference, quality, steps, volume
 from dualflow.bench.probes import machine
-from dualflow.bench.report import markdown
+from dualflow.bench.report import ablation_markdown, markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
     parser.add_argument("--volume_pages", type=int, default=32, help="pages of the volume timed end to end")
     parser.add_argument("--volume_size", default="2048x2896", help="WxH of the volume's pages")
-    parser.add_argument("--only", choices=["all", "breakdown", "inference", "quality", "volume"], default="all",
-                        help="breakdown: only the training-step breakdown (needs no trained experiment); "
+    parser.add_argument("--experiments", default="",
+                        help="comma-separated experiments sharing stage 1, for --only ablation")
+    parser.add_argument("--only", choices=["all", "ablation", "breakdown", "inference", "quality", "volume"],
+                        default="all",
+                        help="ablation: the --experiments side by side on the first --sizes page size, with the "
+                             "oracles and each one's training and page cost (→ ablation.{json,md}); "
+                             "breakdown: only the training-step breakdown (needs no trained experiment); "
                              "inference: only page inference time and memory (PyTorch and ONNX Runtime); "
                              "volume: only colorize's pages/min on a .cbz volume; quality: only the quality, "
                              "transfer and chapter-consistency figures (compares experiments in minutes)")
@@ -54,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "breakdown":
         results["breakdown"] = steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
         return _write(results, args.out, argv)
+    if args.only == "ablation":
+        return _ablation(results, args, argv)
     stages = read_manifest(args.experiment, args.runs_dir).get("stages", {})
     missing = [s for s in ("attention", "primary", "secondary") if s not in stages]
     if missing:
@@ -90,6 +97,24 @@ def main(argv: list[str] | None = None) -> int:
     return _write(_volume(_inference(results, args, sizes, kinds), args), args.out, argv)
 
 
+def _ablation(results: dict[str, Any], args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The experiments' quality and cost side by side: ``ablation.{json,md}`` in ``--out``."""
+    experiments = [e for e in args.experiments.split(",") if e]
+    if len(experiments) < 2:
+        print("error: --only ablation needs --experiments A,B[,...] (two or more experiments sharing stage 1)")
+        return 2
+    w, h = (int(v) for v in ("128x181" if args.tiny else args.sizes.split(",")[0]).lower().split("x"))
+    cache = None if args.cache in ("", "none") else args.cache
+    results.pop("experiment")
+    try:
+        results.update(ablation.bench_ablation(experiments, args.runs_dir, args.pages, (h, w), args.dpi or None,
+                                               cache, args.repeats, 2 if args.tiny else 16))
+    except ValueError as e:
+        print(f"error: {e}")
+        return 2
+    return _write(results, args.out, argv, "ablation", ablation_markdown)
+
+
 def _export_check(args: argparse.Namespace) -> dict[str, Any]:
     """The experiment's ONNX export (made when missing) and its check against PyTorch."""
     folder = Path(inference.export_folder(args.experiment, args.runs_dir))
@@ -115,12 +140,14 @@ def _inference(results: dict[str, Any], args: argparse.Namespace, sizes, kinds: 
     return results
 
 
-def _write(results: dict[str, Any], out: str, argv: list[str] | None) -> int:
+def _write(results: dict[str, Any], out: str, argv: list[str] | None, name: str = "results",
+           render=markdown) -> int:
+    """``<out>/<name>.json`` and its Markdown rendering ``<out>/<name>.md`` (also printed)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2, default=float))
     command = "python -m dualflow bench " + " ".join(argv if argv is not None else [])
-    table = markdown(results, command.strip())
-    (out / "results.md").write_text(table)
+    table = render(results, command.strip())
+    (out / f"{name}.md").write_text(table)
     print(table)
     return 0

@@ -1,0 +1,86 @@
+"""``dualflow bench --only ablation --experiments A,B,...``: experiments that share stage 1 and differ in how
+their colorizers were trained, scored on the bench's held-out pages beside the oracles, with what each cost to
+train and costs to run: the table a default is chosen from (#28)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import datetime
+from typing import Any
+
+import torch
+
+from dualflow.bench.compare import config_differences, flatten
+
+COLORIZERS = ("primary", "secondary")
+STAMP = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def shared_attention(manifests: dict[str, dict[str, Any]]) -> str:
+    """The one stage-1 checkpoint every experiment uses; an ablation of the colorizers compares like with like
+    only on the same importance maps and plans, so experiments with different stage-1 models are refused."""
+    ckpts = {exp: m.get("stages", {}).get("attention", {}).get("best_ckpt") for exp, m in manifests.items()}
+    if len(set(ckpts.values())) != 1 or None in ckpts.values():
+        raise ValueError(f"the ablation's experiments must share one stage-1 checkpoint; they use {ckpts}")
+    return next(iter(ckpts.values()))
+
+
+def options(manifests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """experiment → {"stage.option": value} for the colorizers' model options that differ between experiments."""
+    differing = {key for key in config_differences(manifests)
+                 if key.split(": ")[0] in COLORIZERS and ".init_args." in key}
+    out: dict[str, dict[str, Any]] = {}
+    for exp, manifest in manifests.items():
+        out[exp] = {}
+        for key in sorted(differing):
+            stage, path = key.split(": ")
+            config = flatten(manifest["stages"].get(stage, {}).get("config") or {})
+            out[exp][f"{stage}.{path.rpartition('.')[2]}"] = config.get(path)
+    return out
+
+
+def training_cost(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Wall seconds (start to finish, validation included) and steps of each colorizer stage as it was trained."""
+    out: dict[str, Any] = {}
+    for stage in COLORIZERS:
+        record = manifest.get("stages", {}).get(stage, {})
+        if record.get("started") and record.get("finished"):
+            seconds = (datetime.strptime(record["finished"], STAMP) - datetime.strptime(record["started"], STAMP))
+            out[stage] = {"wall_seconds": seconds.total_seconds(), "steps": record.get("global_step")}
+    return out
+
+
+def page_seconds(model, bw: torch.Tensor, repeats: int) -> float:
+    """Median seconds of ``colorize_page`` on one page after a warm-up call."""
+    with torch.inference_mode():
+        model.colorize_page(bw)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.colorize_page(bw)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_ablation(experiments: list[str], runs_dir: str, pages: int, size: tuple[int, int], dpi: float | None,
+                   cache: str | None, repeats: int, oracle_pages: int = 16) -> dict[str, Any]:
+    """Quality of each experiment's composite on the bench's ``pages`` held-out pages of ``size`` (H, W) with the
+    oracles, the options that tell the experiments apart, their training cost and page inference time, all
+    measured in this one process on the same pages."""
+    from dualflow.bench.quality import QUALITY_SEED, bench_quality
+    from dualflow.data.datasets import SynthMangaDataset
+    from dualflow.data.synth import PrintScale
+    from dualflow.inference import load_colorizer
+    from dualflow.manifest import read_manifest
+
+    manifests = {exp: read_manifest(exp, runs_dir) for exp in experiments}
+    attention = shared_attention(manifests)
+    models = {exp: load_colorizer(exp, runs_dir, device="cpu", allow_random_backbone=True) for exp in experiments}
+    quality = bench_quality(models, pages, size, dpi, oracle_pages, cache)
+    page = SynthMangaDataset(1, size, seed=QUALITY_SEED, scale=PrintScale.at_dpi(dpi) if dpi else None,
+                             cache=cache)[0]["bw"]
+    return {"experiments": experiments, "attention_ckpt": attention, "quality": quality,
+            "options": options(manifests),
+            "training": {exp: training_cost(m) for exp, m in manifests.items()},
+            "page_seconds": {exp: page_seconds(model, page, repeats) for exp, model in models.items()}}
