@@ -153,6 +153,11 @@ def test_bench_ablation_scores_experiments_that_share_stage1_side_by_side(tiny_e
     assert quality["oracle_median"]["class_colour_distance"] < quality["tiny"]["class_colour_distance"]
     assert all(result["training"][e]["secondary"]["wall_seconds"] > 0 for e in ("tiny", "vivid"))
     assert all(result["page_seconds"][e] > 0 for e in ("tiny", "vivid"))
+    assert result["samples"]["pages"] == [1]
+    from dualflow.data.io import read_image
+
+    sheet = read_image(tmp_path / "out" / "ablation_samples.png", 3)
+    assert sheet.shape == (45, 4 * 32 + 3 * 2, 3)  # quarter-size 128×181: B&W, 2 models, colour
     table = (tmp_path / "out" / "ablation.md").read_text()
     assert "| vivid | primary.colourfulness_weight=0.5, secondary.colourfulness_weight=0.5 |" in table
     manifest = json.loads((runs / "vivid" / "manifest.json").read_text())

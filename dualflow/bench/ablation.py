@@ -9,12 +9,15 @@ import time
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dualflow.bench.compare import config_differences, flatten
 
 COLORIZERS = ("primary", "secondary")
 STAMP = "%Y-%m-%dT%H:%M:%S%z"
+SAMPLE_PAGES = (1, 4, 9)  # held-out pages of the sample sheet (the first ones when fewer pages are scored)
 
 
 def shared_attention(manifests: dict[str, dict[str, Any]]) -> str:
@@ -63,12 +66,30 @@ def page_seconds(model, bw: torch.Tensor, repeats: int) -> float:
     return statistics.median(times)
 
 
+def sample_sheet(models: dict[str, Any], samples: list[dict], scale: float) -> np.ndarray:
+    """Rows of (B&W, each model's page, colour page), each picture shrunk by ``scale``: H×W×3 float in [0, 1]."""
+    from dualflow.panels import panel
+
+    shrink = lambda img: F.interpolate(img[None], scale_factor=scale, mode="area")[0]  # noqa: E731
+    rows = []
+    with torch.inference_mode():
+        for s in samples:
+            pages = [model.colorize_page(s["bw"])["rgb"] for model in models.values()]
+            rows.append(panel(*(shrink(img) for img in (s["bw"], *pages, s["color"]))))
+            rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(rows[:-1]).astype(np.float32) / 255
+
+
 def bench_ablation(experiments: list[str], runs_dir: str, pages: int, size: tuple[int, int], dpi: float | None,
-                   cache: str | None, repeats: int, oracle_pages: int = 16) -> dict[str, Any]:
+                   cache: str | None, repeats: int, oracle_pages: int = 16,
+                   sample_scale: float = 0.25, seed: int | None = None) -> dict[str, Any]:
     """Quality of each experiment's composite on the bench's ``pages`` held-out pages of ``size`` (H, W) with the
     oracles, the options that tell the experiments apart, their training cost and page inference time, all
-    measured in this one process on the same pages."""
+    measured in this one process on the same pages, and a sample sheet (``samples["sheet"]``, see
+    :func:`sample_sheet`); ``seed``: the pages' seed (None: the bench's held-out pages)."""
     from dualflow.bench.quality import QUALITY_SEED, bench_quality
+
+    seed = QUALITY_SEED if seed is None else seed
     from dualflow.data.datasets import SynthMangaDataset
     from dualflow.data.synth import PrintScale
     from dualflow.inference import load_colorizer
@@ -77,10 +98,13 @@ def bench_ablation(experiments: list[str], runs_dir: str, pages: int, size: tupl
     manifests = {exp: read_manifest(exp, runs_dir) for exp in experiments}
     attention = shared_attention(manifests)
     models = {exp: load_colorizer(exp, runs_dir, device="cpu", allow_random_backbone=True) for exp in experiments}
-    quality = bench_quality(models, pages, size, dpi, oracle_pages, cache)
-    page = SynthMangaDataset(1, size, seed=QUALITY_SEED, scale=PrintScale.at_dpi(dpi) if dpi else None,
-                             cache=cache)[0]["bw"]
+    quality = bench_quality(models, pages, size, dpi, oracle_pages, cache, seed=seed)
+    pages_data = SynthMangaDataset(pages, size, seed=seed, scale=PrintScale.at_dpi(dpi) if dpi else None,
+                                   cache=cache)
+    shown = [i for i in SAMPLE_PAGES if i < pages] or list(range(min(3, pages)))
+    sheet = sample_sheet(models, [pages_data[i] for i in shown], sample_scale)
     return {"experiments": experiments, "attention_ckpt": attention, "quality": quality,
+            "samples": {"pages": shown, "sheet": sheet},
             "options": options(manifests),
             "training": {exp: training_cost(m) for exp, m in manifests.items()},
-            "page_seconds": {exp: page_seconds(model, page, repeats) for exp, model in models.items()}}
+            "page_seconds": {exp: page_seconds(model, pages_data[0]["bw"], repeats) for exp, model in models.items()}}

@@ -40,6 +40,7 @@ def bench_models(experiment: str, runs_dir: str, chroma_temperature: float | Non
 
 BASELINES = ("baseline", "resize_baseline")
 QUALITY_SEED = 31337  # the bench's held-out pages: no training, validation or tuning run draws this seed
+TUNING_SEED = 2718  # pages to choose settings on (``bench --seed``), drawn by no training run and not the bench's
 
 
 CORE_METRICS = ("color/delta_e2000", "color/delta_e2000_detailed", "color/delta_cf", "color/tone_residue",
@@ -48,12 +49,12 @@ CORE_METRICS = ("color/delta_e2000", "color/delta_e2000_detailed", "color/delta_
 
 def bench_quality(models: dict[str, Any], pages: int, size: tuple[int, int], dpi: float | None,
                   oracle_pages: int = 16, cache: str | None = None,
-                  full_suite_max_pixels: int = 1 << 21) -> dict[str, Any]:
+                  full_suite_max_pixels: int = 1 << 21, seed: int = QUALITY_SEED) -> dict[str, Any]:
     """The metric suite on ``pages`` held-out SynthManga pages of ``size`` (H, W), drawn at print scale
     (``dpi``) or as thumbnails (None): every model, and the two oracles (:mod:`dualflow.bench.oracle`, fitted on
     ``oracle_pages`` training pages of the same kind) that show how far the figures can go. Pages above
     ``full_suite_max_pixels`` get the colour metrics only (:data:`CORE_METRICS`; the whole suite costs about
-    a minute per page and row at 2048×2896 on 2 cores)."""
+    a minute per page and row at 2048×2896 on 2 cores). ``seed``: which pages (:data:`TUNING_SEED` to tune on)."""
     from dualflow.bench.oracle import ClassToneOracle
     from dualflow.data.datasets import SynthMangaDataset
     from dualflow.data.synth import PrintScale
@@ -66,13 +67,13 @@ def bench_quality(models: dict[str, Any], pages: int, size: tuple[int, int], dpi
     truth = lambda s: (s["color"].permute(1, 2, 0).numpy(), s["labels"][0].numpy())  # noqa: E731
     references = {"oracle_median": lambda s: oracle.median_page(*truth(s)),
                   "oracle_sample": lambda s: oracle.sampled_page(*truth(s), rng)}
-    data = SynthMangaDataset(pages, size, seed=QUALITY_SEED, scale=scale, cache=cache)
+    data = SynthMangaDataset(pages, size, seed=seed, scale=scale, cache=cache)
     data.fill_cache(2)
     only = None if size[0] * size[1] <= full_suite_max_pixels else CORE_METRICS
     samples = ({**data[i], "identity": data.page(i).identity} for i in range(pages))
     result = _quality(samples, models, references, only)
     result.update(metrics="full" if only is None else "colour", pages=pages, page_size=f"{size[1]}x{size[0]}",
-                  dpi=dpi or 0, oracle_pages=oracle_pages,
+                  dpi=dpi or 0, oracle_pages=oracle_pages, seed=seed,
                   drawing={"pen": scale.pen, "letter": scale.letter} if scale else "thumbnail")
     return result
 

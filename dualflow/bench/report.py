@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dualflow.bench.inference import above_start, peak_memory
+from dualflow.bench.quality import QUALITY_SEED
 from dualflow.bench.steps import PHASES
 from dualflow.stage_table import PIPELINE, STAGES
 
@@ -77,8 +78,9 @@ def ablation_markdown(results: dict[str, Any], command: str) -> str:
     q = results["quality"]
     exps = results["experiments"]
     keys = [k for k in ABLATION_METRICS if k in q[exps[0]]]
+    pages = "held-out" if q.get("seed", QUALITY_SEED) == QUALITY_SEED else f"tuning (seed {q['seed']})"
     lines = header(results, command) + [
-        f"**Ablation** on {q['pages']} held-out SynthManga pages {q['page_size']} (print scale, {q['dpi']:g} dpi), "
+        f"**Ablation** on {q['pages']} {pages} SynthManga pages {q['page_size']} (print scale, {q['dpi']:g} dpi), "
         f"every experiment on the same stage 1; training: wall seconds of stages 2 and 3 as they ran (validation "
         f"included); page: median seconds of one {q['page_size']} page in this process:", "",
         "| experiment | options | " + " | ".join(ABLATION_METRICS[k] for k in keys) + " | train s (2 + 3) | page s |",
@@ -91,6 +93,9 @@ def ablation_markdown(results: dict[str, Any], command: str) -> str:
         page = results["page_seconds"].get(name)
         lines.append(f"| {name} | {options or '—'} | " + " | ".join(f"{q[name].get(k, float('nan')):.2f}" for k in keys)
                      + f" | {cost} | {f'{page:.2f}' if page else '—'} |")
+    shown = ", ".join(str(i) for i in results["samples"]["pages"])
+    lines += ["", f"`ablation_samples.png`: held-out pages {shown}; columns B&W, "
+              + ", ".join(exps) + ", colour page."]
     return "\n".join(lines + [""])
 
 

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
     parser.add_argument("--volume_pages", type=int, default=32, help="pages of the volume timed end to end")
     parser.add_argument("--volume_size", default="2048x2896", help="WxH of the volume's pages")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the quality pages (0: the bench's held-out pages, 31337; choose "
+                             "settings on others, e.g. quality.TUNING_SEED 2718, never on the bench's)")
     parser.add_argument("--experiments", default="",
                         help="comma-separated experiments sharing stage 1, for --only ablation")
     parser.add_argument("--only", choices=["all", "ablation", "breakdown", "inference", "quality", "volume"],
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.lower().split("x"))
         results["quality"][f"{w}x{h}"] = quality.bench_quality(models, args.pages, (h, w), args.dpi or None,
-                                                               2 if args.tiny else 16, cache)
+                                                               2 if args.tiny else 16, cache,
+                                                               seed=args.seed or quality.QUALITY_SEED)
     results["transfer"] = quality.bench_transfer(models, args.transfer_size, 1 if args.tiny else 4)
     results["consistency"] = quality.bench_consistency(models, 2 if args.tiny else 8, 3 if args.tiny else 8,
                                                        128 if args.tiny else 256)
@@ -108,10 +112,14 @@ def _ablation(results: dict[str, Any], args: argparse.Namespace, argv: list[str]
     results.pop("experiment")
     try:
         results.update(ablation.bench_ablation(experiments, args.runs_dir, args.pages, (h, w), args.dpi or None,
-                                               cache, args.repeats, 2 if args.tiny else 16))
+                                               cache, args.repeats, 2 if args.tiny else 16, seed=args.seed or None))
     except ValueError as e:
         print(f"error: {e}")
         return 2
+    from dualflow.data.io import save_image
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    save_image(Path(args.out) / "ablation_samples.png", results["samples"].pop("sheet"))
     return _write(results, args.out, argv, "ablation", ablation_markdown)
 
 
