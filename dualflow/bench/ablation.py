@@ -4,6 +4,8 @@ train and costs to run: the table a default is chosen from (#28)."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import statistics
 import time
 from datetime import datetime
@@ -30,7 +32,8 @@ def shared_attention(manifests: dict[str, dict[str, Any]]) -> str:
 
 
 def options(manifests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """experiment → {"stage.option": value} for the colorizers' model options that differ between experiments."""
+    """experiment → {"stage.option": value} for the colorizers' model options that differ between experiments
+    and are set away from their module's default (a checkpoint from before an option existed has it off)."""
     differing = {key for key in config_differences(manifests)
                  if key.split(": ")[0] in COLORIZERS and ".init_args." in key}
     out: dict[str, dict[str, Any]] = {}
@@ -38,9 +41,20 @@ def options(manifests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out[exp] = {}
         for key in sorted(differing):
             stage, path = key.split(": ")
-            config = flatten(manifest["stages"].get(stage, {}).get("config") or {})
-            out[exp][f"{stage}.{path.rpartition('.')[2]}"] = config.get(path)
+            config = manifest["stages"].get(stage, {}).get("config") or {}
+            value, option = flatten(config).get(path), path.rpartition(".")[2]
+            if value is not None and value != module_default(config, option):
+                out[exp][f"{stage}.{option}"] = value
     return out
+
+
+def module_default(config: dict[str, Any], option: str) -> Any:
+    """The default of ``option`` in the signature of the stage's LightningModule (``model.class_path``)."""
+    module_name, _, cls = config.get("model", {}).get("class_path", "").rpartition(".")
+    if not module_name:
+        return None
+    parameter = inspect.signature(getattr(importlib.import_module(module_name), cls)).parameters.get(option)
+    return None if parameter is None else parameter.default
 
 
 def training_cost(manifest: dict[str, Any]) -> dict[str, Any]:

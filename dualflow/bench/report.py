@@ -73,6 +73,16 @@ ABLATION_METRICS = {"color/delta_e2000": "ΔE2000", "color/delta_e2000_detailed"
                     "global/lpips": "LPIPS"}
 
 
+def merged_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``primary.x`` and ``secondary.x`` with one value named once, as ``x``."""
+    merged = {}
+    for key, value in options.items():
+        stage, _, option = key.partition(".")
+        twin = f"{'secondary' if stage == 'primary' else 'primary'}.{option}"
+        merged[option if options.get(twin) == value else key] = value
+    return merged
+
+
 def ablation_markdown(results: dict[str, Any], command: str) -> str:
     """The ablation (:mod:`dualflow.bench.ablation`): one row per experiment and per oracle."""
     q = results["quality"]
@@ -86,7 +96,7 @@ def ablation_markdown(results: dict[str, Any], command: str) -> str:
         "| experiment | options | " + " | ".join(ABLATION_METRICS[k] for k in keys) + " | train s (2 + 3) | page s |",
         "|---" * (len(keys) + 4) + "|"]
     for name in [*exps, "oracle_median", "oracle_sample"]:
-        options = ", ".join(f"{k}={v}" for k, v in results["options"].get(name, {}).items())
+        options = ", ".join(f"{k}={v}" for k, v in merged_options(results["options"].get(name, {})).items())
         train = results["training"].get(name, {})
         walls = [train[s]["wall_seconds"] for s in ("primary", "secondary") if s in train]
         cost = (f"{sum(walls):.0f} ({' + '.join(f'{w:.0f}' for w in walls)})" if walls else "—")
@@ -94,7 +104,7 @@ def ablation_markdown(results: dict[str, Any], command: str) -> str:
         lines.append(f"| {name} | {options or '—'} | " + " | ".join(f"{q[name].get(k, float('nan')):.2f}" for k in keys)
                      + f" | {cost} | {f'{page:.2f}' if page else '—'} |")
     shown = ", ".join(str(i) for i in results["samples"]["pages"])
-    lines += ["", f"`ablation_samples.png`: held-out pages {shown}; columns B&W, "
+    lines += ["", f"`ablation_samples.png`: {pages} pages {shown}; columns B&W, "
               + ", ".join(exps) + ", colour page."]
     return "\n".join(lines + [""])
 
