@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import statistics
-import time
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from dualflow.bench.compare import config_differences, flatten
+from dualflow.bench.probes import timed
+from dualflow.bench.quality import QUALITY_SEED
 
 COLORIZERS = ("primary", "secondary")
 STAMP = "%Y-%m-%dT%H:%M:%S%z"
@@ -71,13 +71,7 @@ def training_cost(manifest: dict[str, Any]) -> dict[str, Any]:
 def page_seconds(model, bw: torch.Tensor, repeats: int) -> float:
     """Median seconds of ``colorize_page`` on one page after a warm-up call."""
     with torch.inference_mode():
-        model.colorize_page(bw)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.colorize_page(bw)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return timed(lambda: model.colorize_page(bw), repeats)
 
 
 def sample_sheet(models: dict[str, Any], samples: list[dict], scale: float) -> np.ndarray:
@@ -96,14 +90,12 @@ def sample_sheet(models: dict[str, Any], samples: list[dict], scale: float) -> n
 
 def bench_ablation(experiments: list[str], runs_dir: str, pages: int, size: tuple[int, int], dpi: float | None,
                    cache: str | None, repeats: int, oracle_pages: int = 16,
-                   sample_scale: float = 0.25, seed: int | None = None) -> dict[str, Any]:
+                   sample_scale: float = 0.25, seed: int = QUALITY_SEED) -> dict[str, Any]:
     """Quality of each experiment's composite on the bench's ``pages`` held-out pages of ``size`` (H, W) with the
     oracles, the options that tell the experiments apart, their training cost and page inference time, all
     measured in this one process on the same pages, and a sample sheet (``samples["sheet"]``, see
-    :func:`sample_sheet`); ``seed``: the pages' seed (None: the bench's held-out pages)."""
-    from dualflow.bench.quality import QUALITY_SEED, bench_quality
-
-    seed = QUALITY_SEED if seed is None else seed
+    :func:`sample_sheet`); ``seed``: the pages' seed (default: the bench's held-out pages)."""
+    from dualflow.bench.quality import bench_quality
     from dualflow.data.datasets import SynthMangaDataset
     from dualflow.data.synth import PrintScale
     from dualflow.inference import load_colorizer

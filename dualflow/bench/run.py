@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
     parser.add_argument("--volume_pages", type=int, default=32, help="pages of the volume timed end to end")
     parser.add_argument("--volume_size", default="2048x2896", help="WxH of the volume's pages")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the quality pages (0: the bench's held-out pages, 31337; choose "
+    parser.add_argument("--seed", type=int, default=quality.QUALITY_SEED,
+                        help="seed of the quality pages (default: the bench's held-out pages; choose "
                              "settings on others, e.g. quality.TUNING_SEED 2718, never on the bench's)")
     parser.add_argument("--experiments", default="",
                         help="comma-separated experiments sharing stage 1, for --only ablation")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         w, h = (int(v) for v in size.lower().split("x"))
         results["quality"][f"{w}x{h}"] = quality.bench_quality(models, args.pages, (h, w), args.dpi or None,
                                                                2 if args.tiny else 16, cache,
-                                                               seed=args.seed or quality.QUALITY_SEED)
+                                                               seed=args.seed)
     results["transfer"] = quality.bench_transfer(models, args.transfer_size, 1 if args.tiny else 4)
     results["consistency"] = quality.bench_consistency(models, 2 if args.tiny else 8, 3 if args.tiny else 8,
                                                        128 if args.tiny else 256)
@@ -112,7 +112,7 @@ def _ablation(results: dict[str, Any], args: argparse.Namespace, argv: list[str]
     results.pop("experiment")
     try:
         results.update(ablation.bench_ablation(experiments, args.runs_dir, args.pages, (h, w), args.dpi or None,
-                                               cache, args.repeats, 2 if args.tiny else 16, seed=args.seed or None))
+                                               cache, args.repeats, 2 if args.tiny else 16, seed=args.seed))
     except ValueError as e:
         print(f"error: {e}")
         return 2
