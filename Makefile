@@ -59,20 +59,20 @@ bench: $(STAMP) ## benchmark quality, speed and memory → runs/bench/results.{j
 export: $(STAMP) ## export experiment EXP to ONNX → runs/$(EXP)/onnx (checked against PyTorch on a page)
 	$(BIN)/python -m dualflow export $(EXP) $(ARGS)
 
-colorize: $(STAMP) ## colorize IN=<files, folders or .cbz volumes> into OUT=<folder> with experiment EXP
+colorize: $(STAMP) ## colorize IN=<a file, folder or .cbz volume> into OUT=<folder> with experiment EXP
 	@test -n "$(IN)" || { echo "usage: make colorize IN=page.png|folder OUT=folder [EXP=name]"; exit 2; }
-	$(BIN)/python -m dualflow colorize $(IN) --out $(OUT) --experiment $(EXP) $(ARGS)
+	$(BIN)/python -m dualflow colorize "$(IN)" --out "$(OUT)" --experiment $(EXP) $(ARGS)
 
 prepare: $(STAMP) ## LitData shards from SRC=<colour images | bw/+color/ pairs> into OUT=<folder or bucket> (KIND=color|paired)
 	@test -n "$(SRC)" || { echo "usage: make prepare SRC=images/ OUT=shards/ [KIND=color|paired] [ARGS='--size 1024']"; exit 2; }
-	$(BIN)/python -m dualflow prepare $(SRC) $(OUT) --kind $(KIND) $(ARGS)
+	$(BIN)/python -m dualflow prepare "$(SRC)" "$(OUT)" --kind $(KIND) $(ARGS)
 
 compare: $(STAMP) ## compare experiments EXPS="a b" side by side (metrics, differing config) → runs/compare.md
 	@test -n "$(EXPS)" || { echo "usage: make compare EXPS='exp1 exp2'"; exit 2; }
 	$(BIN)/python -m dualflow compare $(EXPS)
 
-synth: $(STAMP) ## write 16 SynthManga pages to OUT/synth (bw/, color/, labels/, preview.png)
-	$(BIN)/python -m dualflow synth $(OUT)/synth --n 16 $(ARGS)
+synth: $(STAMP) ## write 16 SynthManga pages at the default experiment's scale (1024x1448, 300 dpi) to OUT/synth
+	$(BIN)/python -m dualflow synth "$(OUT)/synth" --n 16 --size 1024x1448 --dpi 300 $(ARGS)
 
 sweep-stage1 sweep-stage2 sweep-stage3: sweep-%: $(STAMP) ## create a W&B sweep for a stage and start an agent (needs a W&B server)
 	@id=$$($(BIN)/wandb sweep --project dualflow experiments/sweeps/$*.yaml 2>&1 | tee /dev/stderr | \

@@ -17,7 +17,28 @@ from pathlib import Path
 from typing import Any
 
 BASE_CONFIG = Path("experiments") / "base.yaml"
-SUBCOMMANDS = ("train", "colorize", "export", "synth", "bench", "compare", "prepare")
+# Every command with the module that runs it (None: LightningCLI) and its line in ``dualflow --help``.
+COMMANDS: dict[str, tuple[str | None, str]] = {
+    "train": ("dualflow.orchestrator", "train stages 1 → 2 → 3 (or one stage, or the baselines) of an experiment"),
+    "colorize": ("dualflow.inference", "colour pages, folders and .cbz volumes with a trained experiment"),
+    "export": ("dualflow.export", "export an experiment's networks to ONNX, checked against PyTorch on a page"),
+    "synth": ("dualflow.data.synth_cli", "write SynthManga pages (B&W, colour, region labels) to a folder"),
+    "bench": ("dualflow.bench.run", "benchmark quality, speed and memory against the baselines"),
+    "compare": ("dualflow.bench.compare", "experiments side by side: metrics and the settings that differ"),
+    "prepare": ("dualflow.data.stream", "LitData shards from colour images or B&W/colour pairs"),
+    "fit": (None, "train one stage from its config (LightningCLI: --config, --model.*, --data.*, --trainer.*)"),
+    "validate": (None, "validate one stage's checkpoint (LightningCLI)"),
+    "test": (None, "test one stage, or the composite, on its test pages (LightningCLI)"),
+    "predict": (None, "run one stage's predict step (LightningCLI)"),
+}
+
+
+def usage() -> str:
+    """The list of commands that ``dualflow``, ``dualflow --help`` and ``dualflow -h`` print."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: dualflow COMMAND [options]   (dualflow COMMAND --help: its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {line}" for name, (_, line) in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def _stage_of(class_path: str) -> str:
@@ -145,7 +166,8 @@ def lightning_main(args: list[str] | None = None, run: bool = True):
     return _make_cli_class()(
         LightningModule, MangaDataModule, subclass_mode_model=True, seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={sub: {"default_config_files": defaults} for sub in ("fit", "validate", "test", "predict")},
+        parser_kwargs={"prog": "dualflow",
+                       **{sub: {"default_config_files": defaults} for sub in ("fit", "validate", "test", "predict")}},
         args=args, run=run,
     )
 
@@ -153,12 +175,17 @@ def lightning_main(args: list[str] | None = None, run: bool = True):
 def main(args: list[str] | None = None) -> Any:
     """``dualflow`` / ``python -m dualflow``. Returns the LightningCLI object or the subcommand's exit code."""
     argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] in SUBCOMMANDS:
-        module = {"train": "dualflow.orchestrator", "colorize": "dualflow.inference", "export": "dualflow.export",
-                  "synth": "dualflow.data.synth_cli", "bench": "dualflow.bench.run",
-                  "compare": "dualflow.bench.compare", "prepare": "dualflow.data.stream"}[argv[0]]
+    module = COMMANDS.get(argv[0], (None, ""))[0] if argv else None
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        code = 0 if argv else 2
+    elif module is None and argv[0] not in COMMANDS:
+        print(f"dualflow: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        code = 2
+    elif module is not None:
         code = importlib.import_module(module).main(argv[1:])
-        if args is None:
-            sys.exit(code)
-        return code
-    return lightning_main(None if args is None else argv)
+    else:
+        return lightning_main(None if args is None else argv)
+    if args is None:
+        sys.exit(code)
+    return code

@@ -66,10 +66,29 @@ class PageColorizer:
             out.update(fill=full, canvas=priority_canvas(fused.patches, plan, full))
         return out
 
+    def scale_note(self, size: tuple[int, int]) -> str | None:
+        """A warning when a page of ``size`` (H, W) is far from the scale the stages were trained at, else None.
+        The nets know strokes, screentone and figures at the size of their training pages (a 1024×1448 page at
+        300 dpi for the cpu preset); a whole page under half that long side is a thumbnail or a web preview,
+        drawn smaller than they know. The page's pixels do not say its dpi, so this reads its size only."""
+        trained = self.secondary_meta.get("trained_long_side") or 0
+        if trained and max(size) < trained / 2:
+            return (f"{size[1]}x{size[0]} is under half the {trained}-px long side of the pages the models were "
+                    f"trained on: a page this small is drawn smaller than they know (a thumbnail or a downscaled "
+                    f"page), so expect weaker colour; colour the full-resolution scan where there is one")
+        return None
+
     def debug_panel(self, bw: torch.Tensor, out: dict) -> np.ndarray:
-        """bw | importance | patch boxes | primary canvas | secondary | fused, for ``colorize --debug``."""
+        """bw | importance | patch boxes | primary canvas | secondary | fused, for ``colorize --debug``, each
+        column labelled; the boxes' label says how many patches the primary coloured and how much of the page."""
         size = tuple(bw.shape[-2:])
         imp = upsample(out["importance"][None], size)[0]
         bw3 = bw.reshape(1, *size).cpu()
-        return panel(bw3, imp.cpu(), draw_boxes(bw3, out["plan"].boxes), nlab_to_rgb(out["canvas"][None])[0].cpu(),
-                     nlab_to_rgb(out["fill"][None])[0].cpu(), out["rgb"].cpu())
+        boxes = out["plan"].boxes
+        covered = torch.zeros(size, dtype=torch.bool)
+        for y0, x0, y1, x1 in boxes.tolist():
+            covered[y0:y1, x0:x1] = True
+        labels = ["B&W page", "importance", f"{len(boxes)} patches, {float(covered.float().mean()):.0%} of page",
+                  "primary canvas", "secondary", "fused"]
+        return panel(bw3, imp.cpu(), draw_boxes(bw3, boxes), nlab_to_rgb(out["canvas"][None])[0].cpu(),
+                     nlab_to_rgb(out["fill"][None])[0].cpu(), out["rgb"].cpu(), labels=labels)

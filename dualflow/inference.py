@@ -23,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dualflow.colorizer import PageColorizer
 from dualflow.data.io import DEFAULT_MAX_PIXELS, save_image
 from dualflow.pages import Page, collect, read_ahead
 from dualflow.volumes import pack_volume
+
+CKPT_FLAG = "--ckpt ATTENTION PRIMARY SECONDARY"  # the flag of colorize and export for explicit checkpoints
 
 
 def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: list[str] | None = None,
@@ -40,7 +43,7 @@ def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: l
             raise ValueError(f"--ckpt takes 3 paths (attention, primary, secondary), got {len(ckpts)}")
         paths = dict(zip((STAGES[s].ckpt_arg for s in PIPELINE), ckpts, strict=True))
     else:
-        paths = {STAGES[s].ckpt_arg: stage_checkpoint(experiment, s, runs_dir) for s in PIPELINE}
+        paths = {STAGES[s].ckpt_arg: stage_checkpoint(experiment, s, runs_dir, CKPT_FLAG) for s in PIPELINE}
     model = DualFlowColorizer(**paths, **overrides).eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device)
@@ -136,21 +139,26 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
     """Colorize files, folders and volumes into ``out``; never stops at a bad page unless ``strict`` (then the
     first failure is raised with its traceback). Decoding (a thread ahead), colouring and encoding (``writers``
     threads) overlap; ``layers`` adds flats, line art and a PSD per page."""
-    from rich.progress import Progress
+    from dualflow.progress import ProgressLog
 
     out = Path(out)
-    model = model or load_colorizer(**load_kwargs)
     found = collect(inputs, out)
+    if found.conflicts:
+        raise OutputConflictError(found.conflicts)
+    model = model or load_colorizer(**load_kwargs)
     report = BatchReport(errors=list(found.errors), skipped=list(found.skipped))
     writer = PageWriter(report, writers, strict)
+    written: dict[Path, Path] = {}  # every path this run writes → the input it came from
     start = time.perf_counter()
+    # One page per file is the estimate (a multi-page TIFF holds more: the count then goes on without a total).
+    bar = ProgressLog("colorize", len(found.sources), enabled=progress)
     try:
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("colorizing", total=None)  # pages, not files: a TIFF can hold many
-            for page in read_ahead(found.sources, max_pixels, skip_existing):
-                bar.update(task, description=page.source.name, advance=1)
+        for page in read_ahead(found.sources, max_pixels, skip_existing):
+            if _claim(page, written, layers, debug, report):
                 _colorize_one(page, model, writer, report, debug, strict, precision, layers, compress_level)
+            bar.step(page.source.name)
     finally:
+        bar.close()
         writer.close()
     for volume in found.volumes:
         packed = pack_volume(volume)
@@ -160,11 +168,43 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
     return report
 
 
+class OutputConflictError(ValueError):
+    """Two inputs would write the same output path: refused before anything is coloured."""
+
+    def __init__(self, conflicts: list[str]):
+        self.conflicts = conflicts
+        super().__init__("; ".join(conflicts))
+
+
+def _outputs(page: Page, layers: bool, debug: bool) -> list[Path]:
+    """Every file that colouring ``page`` writes."""
+    from dualflow.layers import layer_paths
+
+    return [page.output, *(layer_paths(page.output).values() if layers else ()),
+            *([page.output.with_name(page.output.stem + "_debug.png")] if debug else ())]
+
+
+def _claim(page: Page, written: dict[Path, Path], layers: bool, debug: bool, report: BatchReport) -> bool:
+    """Whether ``page`` may be coloured: none of its outputs was written earlier in this run (a multi-page
+    TIFF's ``scan_p001.png`` beside a ``scan_p001.png`` file, a page called ``x_flats.png`` beside ``x.png``
+    with ``--layers``). A page that would overwrite one is reported failed instead."""
+    if page.skipped or page.error:
+        return True
+    paths = _outputs(page, layers, debug)
+    taken = next((p for p in paths if p in written), None)
+    if taken is not None:
+        report.errors.append(f"{page.source}: would overwrite {taken}, written from {written[taken]} in this run; "
+                             f"not coloured (colour it into another --out folder)")
+        return False
+    written.update(dict.fromkeys(paths, page.source))
+    return True
+
+
 def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, debug: bool, strict: bool,
                   precision: str, layers: bool, compress_level: int) -> None:
     """Colour one decoded page and hand it to the writer, or record why it was skipped or failed."""
     if page.skipped:
-        report.skipped.append(f"{page.output}: exists (--skip_existing)")
+        report.skipped.append(f"{page.source}: {page.output} exists (--skip_existing)")
         return
     if page.error:
         if strict:
@@ -173,6 +213,9 @@ def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, de
         return
     if page.converted:
         print(f"warning: {page.source}: colour page, converted to B&W manga before colorizing", file=sys.stderr)
+    pipeline = model if isinstance(model, PageColorizer) else model.page_colorizer()
+    if note := pipeline.scale_note(page.bw.shape[:2]):
+        print(f"warning: {page.source}: {note}", file=sys.stderr)
     try:
         bw = torch.from_numpy(page.bw)
         began = time.perf_counter()
@@ -256,9 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     if precision == "auto":
         bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
         precision = "bf16-mixed" if bf16 else "32-true"
-    report = colorize(args.inputs, args.out, model=model, debug=args.debug, max_pixels=args.max_pixels or None,
-                      skip_existing=args.skip_existing, strict=args.strict, precision=precision,
-                      layers=args.layers, writers=args.writers, compress_level=args.png_compression)
+    try:
+        report = colorize(args.inputs, args.out, model=model, debug=args.debug,
+                          max_pixels=args.max_pixels or None, skip_existing=args.skip_existing, strict=args.strict,
+                          precision=precision, layers=args.layers, writers=args.writers,
+                          compress_level=args.png_compression)
+    except OutputConflictError as e:
+        for line in e.conflicts:
+            print(f"error: {line}", file=sys.stderr)
+        print("error: nothing was coloured: colour these inputs into different --out folders", file=sys.stderr)
+        return 2
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
     for err in report.errors:

@@ -57,11 +57,15 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 def write_psd(path: Path, flat: np.ndarray, lines: np.ndarray, page: np.ndarray) -> None:
     """One PSD (uint8 (H,W,3) flats and page, (H,W,4) line art), layers bottom to top as :data:`LAYER_NAMES`,
-    the coloured page hidden; written atomically."""
+    the coloured page hidden, every channel RLE-compressed (PackBits, which every PSD reader reads); written
+    atomically."""
     from psd_tools import PSDImage
+    from psd_tools.constants import Compression
 
     h, w = flat.shape[:2]
     psd = PSDImage.new("RGB", (w, h))
+    # Layers are RLE already; the merged image (what readers without layers show) defaults to raw, 3 bytes a pixel.
+    psd._record.image_data.compression = Compression.RLE
     psd.create_pixel_layer_from_array(flat, name=LAYER_NAMES[0])
     psd.create_pixel_layer_from_array(lines, name=LAYER_NAMES[1])
     psd.create_pixel_layer_from_array(page, name=LAYER_NAMES[2]).visible = False

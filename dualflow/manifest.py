@@ -17,12 +17,11 @@ Writes are atomic (temp file + rename in the same folder).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from dualflow.data.io import atomic_path
 from dualflow.stage_table import PIPELINE, STAGES
 
 
@@ -43,10 +42,8 @@ def read_manifest(experiment: str, runs_dir: str = "runs") -> dict[str, Any]:
 def write_manifest(manifest: dict[str, Any], experiment: str, runs_dir: str = "runs") -> Path:
     path = manifest_path(experiment, runs_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return path
 
 
@@ -71,13 +68,16 @@ def mark_later_stale(experiment: str, stage: str, runs_dir: str = "runs") -> Non
         write_manifest(manifest, experiment, runs_dir)
 
 
-def stage_checkpoint(experiment: str, stage: str, runs_dir: str = "runs") -> str:
-    """Best checkpoint of ``stage`` in this experiment, or a clear error naming the make target."""
+def stage_checkpoint(experiment: str, stage: str, runs_dir: str = "runs",
+                     alternative: str | None = "--model.{ckpt_arg}=PATH") -> str:
+    """Best checkpoint of ``stage`` in this experiment, or a clear error naming the make target and
+    ``alternative``, the calling command's own flag for an explicit checkpoint (None: it has none)."""
     record = read_manifest(experiment, runs_dir).get("stages", {}).get(stage)
     if not record or not record.get("best_ckpt"):
+        instead = f", or pass {alternative.format(ckpt_arg=STAGES[stage].ckpt_arg)}" if alternative else ""
         raise FileNotFoundError(
             f"experiment {experiment!r} has no trained {stage} stage in {manifest_path(experiment, runs_dir)}: "
-            f"run {STAGES[stage].hint(experiment)} first, or pass --model.{STAGES[stage].ckpt_arg}=PATH"
+            f"run {STAGES[stage].hint(experiment)} first{instead}"
         )
     if not Path(record["best_ckpt"]).is_file():
         raise FileNotFoundError(

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dualflow.data.io import IMAGE_EXTENSIONS, ImageReadError, frame_count, is_color, read_frame
+from dualflow.data.io import (
+    IMAGE_EXTENSIONS,
+    SYNTH_MARKER,
+    ImageReadError,
+    frame_count,
+    is_color,
+    list_images,
+    read_frame,
+)
 from dualflow.data.mangafy import mangafy
 from dualflow.volumes import ARCHIVE_EXTENSIONS, ArchiveError, Volume, is_archive, open_volume
 
@@ -41,6 +49,7 @@ class Inputs:
     skipped: list[str] = field(default_factory=list)  # files passed over for their extension, with why
     errors: list[str] = field(default_factory=list)  # inputs that do not exist, folders without images
     volumes: list[Volume] = field(default_factory=list)  # archives whose pages are among the sources
+    conflicts: list[str] = field(default_factory=list)  # output paths that two inputs would write (refused)
 
     def add_volume(self, path: Path, out_dir: Path) -> None:
         """An archive's pages as sources, or the reason it is refused."""
@@ -68,7 +77,10 @@ def collect(inputs: list[str | Path], out: str | Path) -> Inputs:
     (``.cbz``, ``.zip``) become volumes (:mod:`dualflow.volumes`)."""
     found, out = Inputs(), Path(out)
     for item in map(Path, inputs):
-        if item.is_dir():
+        if item.is_dir() and (item / SYNTH_MARKER).is_file() and (item / "bw").is_dir():
+            # A `dualflow synth` folder: its B&W pages, not the colour pages, label maps and contact sheet.
+            found.sources += _targets(list_images(item / "bw", recursive=True), item, out)
+        elif item.is_dir():
             files = sorted(p for p in item.rglob("*") if p.is_file())
             images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
             archives = [p for p in files if is_archive(p)]
@@ -86,7 +98,21 @@ def collect(inputs: list[str | Path], out: str | Path) -> Inputs:
             found.sources.append(Source(item, out / item.stem))
         else:
             found.errors.append(f"{item}: no such file or folder")
+    found.conflicts = output_conflicts(found)
     return found
+
+
+def output_conflicts(found: Inputs) -> list[str]:
+    """``output: both A and B would be written here`` for every output path (a page's PNG, a volume's .cbz) that
+    two inputs claim: ``colorize A/ B/`` where both hold ``p1.png``, or ``a.png`` given beside a folder with one."""
+    claims: dict[Path, list[Path]] = {}
+    for source in found.sources:
+        if source.volume is None:
+            claims.setdefault(source.target.with_suffix(".png"), []).append(source.path)
+    for volume in found.volumes:
+        claims.setdefault(volume.output, []).append(volume.path)
+    return [f"{output}: {' and '.join(map(str, paths))} would both be written here"
+            for output, paths in claims.items() if len(paths) > 1]
 
 
 @dataclass
@@ -108,7 +134,7 @@ def _volume_page(source: Source, max_pixels: int | None, skip_existing: bool) ->
     name, output = volume.display(member), volume.staged(member)
     packed = volume.output.is_file() and not volume.staging.exists()  # a finished volume
     if skip_existing and (output.is_file() or packed):
-        return Page(name, output, skipped=True)
+        return Page(name, volume.output if packed else output, skipped=True)  # staging is gone once packed
     try:
         data = volume.read(member)
         page = read_frame(name, 0, channels=3, max_pixels=max_pixels, data=data)

@@ -14,13 +14,35 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     return (img.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def panel(*images: torch.Tensor) -> np.ndarray:
-    """Images of the same height side by side, with a 2-px grey divider."""
+def panel(*images: torch.Tensor, labels: list[str] | None = None) -> np.ndarray:
+    """Images of the same height side by side, with a 2-px grey divider; ``labels`` (one per image) are written
+    in a white strip above their columns."""
     parts = []
     for img in images:
         parts.append(to_uint8(img))
         parts.append(np.full((parts[-1].shape[0], 2, 3), 128, np.uint8))
-    return np.concatenate(parts[:-1], axis=1)
+    if labels is None:
+        return np.concatenate(parts[:-1], axis=1)
+    if len(labels) != len(images):
+        raise ValueError(f"panel: {len(labels)} labels for {len(images)} images")
+    return np.concatenate([header([p.shape[1] for p in parts[:-1]], [*labels], parts[0].shape[0]),
+                           np.concatenate(parts[:-1], axis=1)], axis=0)
+
+
+def header(widths: list[int], labels: list[str], height: int) -> np.ndarray:
+    """A white strip with each label over its column (``widths``: the panel's columns and dividers), its type
+    sized to the panel (1/40 of its ``height``, at least 12 px)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = max(12, height // 40)
+    strip = Image.new("RGB", (sum(widths), round(size * 1.6)), "white")
+    draw, font = ImageDraw.Draw(strip), ImageFont.load_default(size=size)
+    x = 0
+    for i, width in enumerate(widths):
+        if i % 2 == 0:
+            draw.text((x + size // 2, size // 4), labels[i // 2], fill="black", font=font)
+        x += width
+    return np.asarray(strip)
 
 
 def draw_boxes(img: torch.Tensor, boxes: torch.Tensor, color=(1.0, 0.1, 0.1)) -> torch.Tensor:

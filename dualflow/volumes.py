@@ -16,13 +16,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from dualflow.data.io import IMAGE_EXTENSIONS
+from dualflow.data.io import IMAGE_EXTENSIONS, atomic_path
 from dualflow.layers import layer_paths
 
 ARCHIVE_EXTENSIONS = (".cbz", ".zip")
@@ -134,15 +133,9 @@ def pack_volume(volume: Volume) -> Path | None:
     if not pages:
         return None
     volume.output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=volume.output.parent, prefix=f".{volume.output.stem}-", suffix=".cbz.partial")
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
-            for member in pages:  # PNG is compressed already
-                archive.write(volume.staged(member), volume.names[member])
-        os.replace(tmp, volume.output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(volume.output) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for member in pages:  # PNG is compressed already
+            archive.write(volume.staged(member), volume.names[member])
     for member in pages:  # --layers: each page's layers beside the volume, in <stem>_layers/
         for path in layer_paths(volume.staged(member)).values():
             if path.is_file():

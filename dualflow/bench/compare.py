@@ -17,7 +17,7 @@ from dualflow.stage_table import STAGES
 STAGE_ORDER = tuple(STAGES)
 # Config keys that differ between any two experiments by construction, not by choice.
 INCIDENTAL = ("experiment", "runs_dir", "default_root_dir", "_ckpt", "save_dir", "logger.init_args.name",
-              "samples_dir", "ckpt_path", "config")
+              "logger.dict_kwargs.group", "samples_dir", "ckpt_path", "config")
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:

@@ -35,15 +35,15 @@ def _load(kind: str, experiment: str, runs_dir: str):
     if kind == "attention":
         from dualflow.pipeline import importance_tiled
 
-        net, _ = load_stage_net(stage_checkpoint(experiment, "attention", runs_dir), "attention")
+        net, _ = load_stage_net(stage_checkpoint(experiment, "attention", runs_dir, None), "attention")
         net = net.to(device)
         return lambda bw: importance_tiled(net, bw.reshape(1, 1, *bw.shape[-2:]).to(device))
     if kind == "baseline":
-        net, _ = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir), "baseline")
+        net, _ = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir, None), "baseline")
         net = net.to(device)
         return lambda bw: net(bw.reshape(1, 1, *bw.shape[-2:]).to(device))
     # The primary model alone on the whole page (importance set to 1): what the dual flow avoids.
-    net, _ = load_stage_net(stage_checkpoint(experiment, "primary", runs_dir), "primary")
+    net, _ = load_stage_net(stage_checkpoint(experiment, "primary", runs_dir, None), "primary")
     net = net.to(device)
     return lambda bw: net(torch.cat([bw, torch.ones_like(bw)]).reshape(1, 2, *bw.shape[-2:]).to(device))
 

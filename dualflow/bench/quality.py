@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dualflow.progress import ProgressLog
+
 
 def bench_models(experiment: str, runs_dir: str, chroma_temperature: float | None = None) -> dict[str, Any]:
     """The models the quality figures compare, loaded once: the composite, the same composite with no priority
@@ -30,7 +32,7 @@ def bench_models(experiment: str, runs_dir: str, chroma_temperature: float | Non
     trained = read_manifest(experiment, runs_dir).get("stages", {})
     for name in BASELINES:
         if name in trained:
-            net, meta = load_stage_net(stage_checkpoint(experiment, name, runs_dir), name)
+            net, meta = load_stage_net(stage_checkpoint(experiment, name, runs_dir, None), name)
             if chroma_temperature is not None and net.chroma is not None:
                 set_chroma_temperature([net], chroma_temperature)
             models[name] = SingleFlowColorizer(net, meta, models["dualflow"].fusion.config,
@@ -71,7 +73,7 @@ def bench_quality(models: dict[str, Any], pages: int, size: tuple[int, int], dpi
     data.fill_cache(2)
     only = None if size[0] * size[1] <= full_suite_max_pixels else CORE_METRICS
     samples = ({**data[i], "identity": data.page(i).identity} for i in range(pages))
-    result = _quality(samples, models, references, only)
+    result = _quality(samples, models, references, only, ProgressLog(f"bench quality {size[1]}x{size[0]}", pages))
     result.update(metrics="full" if only is None else "colour", pages=pages, page_size=f"{size[1]}x{size[0]}",
                   dpi=dpi or 0, oracle_pages=oracle_pages, seed=seed,
                   drawing={"pen": scale.pen, "letter": scale.letter} if scale else "thumbnail")
@@ -84,7 +86,7 @@ def bench_transfer(models: dict[str, Any], size: int, crops: int) -> dict[str, A
     from dualflow.data.real import REAL_IMAGES, real_pages
 
     pages = real_pages(size, crops)
-    result = _quality(pages, models)
+    result = _quality(pages, models, progress=ProgressLog("bench transfer", len(pages)))
     result["pages"], result["page_size"], result["images"] = len(pages), size, list(REAL_IMAGES)
     return result
 
@@ -113,11 +115,11 @@ def bench_consistency(models: dict[str, Any], chapters: int, pages: int, size: i
 
 
 def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None = None,
-             only: tuple[str, ...] | None = None) -> dict[str, Any]:
+             only: tuple[str, ...] | None = None, progress: ProgressLog | None = None) -> dict[str, Any]:
     """The page suite of every model on ``samples`` (an iterable: print-scale pages are held one at a time);
     ``references``: name → function of a sample giving its RGB page (1,3,H,W), scored beside the models (the
     oracles). Every model's ``colorize_page`` includes the same fusion and post-processing; the first model's
-    patch plan is the one the transition metrics score every row on."""
+    patch plan is the one the transition metrics score every row on. ``progress`` counts the pages."""
     from dualflow.bench.plausibility import ClassColourDistance
     from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
 
@@ -147,6 +149,8 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
             if "identity" in s:  # SynthManga pages: region colours per class
                 for name, pred in preds.items():
                     plausible[name].update(pred, batch["color"], s["labels"][0].numpy(), s["identity"])
+            if progress is not None:
+                progress.step()
     result: dict[str, Any] = {name: {k.removeprefix("bench/"): float(v) for k, v in compute_logged(suite).items()}
                               for name, suite in suites.items()}
     for name, metric in plausible.items():

@@ -18,6 +18,10 @@ from dualflow.bench import ablation, costs, data, inference, quality, steps, vol
 from dualflow.bench.probes import machine
 from dualflow.bench.report import ablation_markdown, markdown
 
+DEFAULTS = {"pages": 24, "sizes": "1024x1448,2048x2896", "dpi": 300.0, "cache": "runs/cache", "transfer_size": 512,
+            "repeats": 3}
+TINY_DEFAULTS = {"pages": 2, "sizes": "64x64,48x72", "dpi": 0.0, "cache": "none", "transfer_size": 64, "repeats": 1}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dualflow bench", description=__doc__,
@@ -26,15 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs_dir", default="runs")
     parser.add_argument("--out", default="runs/bench",
                         help="folder for results.json and results.md (bench: update the committed results)")
-    parser.add_argument("--pages", type=int, default=24, help="held-out pages per page size for the quality tables")
-    parser.add_argument("--sizes", default="1024x1448,2048x2896",
-                        help="page sizes (WxH, comma-separated) of the quality tables: results.json quality[WxH]")
-    parser.add_argument("--dpi", type=float, default=300.0,
-                        help="drawing scale of the quality pages: print scale at this dpi (0: thumbnail pages)")
-    parser.add_argument("--cache", default="runs/cache", help="page cache for the quality pages (none: draw)")
-    parser.add_argument("--transfer_size", type=int, default=512, help="side of the real-photograph crops")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="small pages and counts (for tests)")
+    parser.add_argument("--pages", type=int, default=None,
+                        help="held-out pages per page size for the quality tables (default 24)")
+    parser.add_argument("--sizes", default=None,
+                        help="page sizes (WxH, comma-separated) of the quality tables: results.json quality[WxH] "
+                             "(default 1024x1448,2048x2896)")
+    parser.add_argument("--dpi", type=float, default=None,
+                        help="drawing scale of the quality pages: print scale at this dpi (0: thumbnail pages; "
+                             "default 300)")
+    parser.add_argument("--cache", default=None, help="page cache for the quality pages (none: draw; default "
+                                                      "runs/cache)")
+    parser.add_argument("--transfer_size", type=int, default=None,
+                        help="side of the real-photograph crops (default 512)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="small pages and counts, about a minute on 2 cores (for tests and a first look): "
+                             f"{', '.join(f'--{k} {v}' for k, v in TINY_DEFAULTS.items())} unless given")
     parser.add_argument("--breakdown_preset", default="gpu",
                         help="preset whose sizes the training-step breakdown uses (experiments/presets/)")
     parser.add_argument("--breakdown_steps", type=int, default=3, help="timed training steps per stage")
@@ -56,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chroma_temperature", type=float, default=None,
                         help="decoding temperature for models trained with a chroma grid (default: trained value)")
     args = parser.parse_args(argv)
+    for name, value in (TINY_DEFAULTS if args.tiny else DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     from dualflow.manifest import read_manifest
 
     results: dict[str, Any] = {"machine": machine(), "experiment": args.experiment}
@@ -81,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         return _write(_inference(results, args, sizes, kinds), args.out, argv)
     if args.only == "all":
         results["breakdown"] = steps.breakdown(args.breakdown_preset, args.breakdown_steps, tiny=args.tiny)
+        _say("data: SynthManga, folder and stream throughput")
         results["data"] = data.bench_data(args.repeats, 4 if args.tiny else 32)
         results["data"].update(data.bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
+        _say("stages: each stage's training and inference throughput")
         results["stages"] = costs.bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
     models = quality.bench_models(args.experiment, args.runs_dir, args.chroma_temperature)
     cache = None if args.cache in ("", "none") else args.cache
@@ -92,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         results["quality"][f"{w}x{h}"] = quality.bench_quality(models, args.pages, (h, w), args.dpi or None,
                                                                2 if args.tiny else 16, cache,
                                                                seed=args.seed)
+    _say("consistency and transfer")
     results["transfer"] = quality.bench_transfer(models, args.transfer_size, 1 if args.tiny else 4)
     results["consistency"] = quality.bench_consistency(models, 2 if args.tiny else 8, 3 if args.tiny else 8,
                                                        128 if args.tiny else 256)
@@ -99,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "quality":
         return _write(results, args.out, argv)
     return _write(_volume(_inference(results, args, sizes, kinds), args), args.out, argv)
+
+
+def _say(section: str) -> None:
+    """A line when a bench section starts (the quality tables also count their pages)."""
+    print(f"[bench] {section}", flush=True)
 
 
 def _ablation(results: dict[str, Any], args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -132,6 +154,7 @@ def _export_check(args: argparse.Namespace) -> dict[str, Any]:
 def _volume(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """``colorize`` end to end on a .cbz volume, PyTorch and ONNX Runtime engines."""
     w, h = (int(v) for v in ("128x181" if args.tiny else args.volume_size).lower().split("x"))
+    _say("volume: colorize end to end on a .cbz, PyTorch and ONNX Runtime")
     results["onnx_export"] = _export_check(args)
     cache = None if args.cache in ("", "none") else args.cache
     results["volume"] = volume.bench_volume(args.experiment, args.runs_dir, 3 if args.tiny else args.volume_pages,
@@ -141,6 +164,7 @@ def _volume(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
 
 def _inference(results: dict[str, Any], args: argparse.Namespace, sizes, kinds: list[str]) -> dict[str, Any]:
     """Whole-page inference time and memory per page size, and stage-1 inference alone."""
+    _say("inference: page time and memory, one fresh process per model and size")
     results["onnx_export"] = _export_check(args)
     results["inference"] = inference.bench_inference(args.experiment, args.runs_dir, sizes, args.repeats, kinds)
     results["stage1_inference"] = inference.bench_inference(args.experiment, args.runs_dir, sizes[:2], args.repeats,

@@ -15,6 +15,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from dualflow.bench.probes import matmul_peak, sync
+from dualflow.progress import clock
 from dualflow.stage_table import EXPERIMENTS, PIPELINE, STAGES, config_files
 
 PHASES = ("data", "frozen", "inputs", "forward_backward", "optimizer")
@@ -178,6 +180,9 @@ def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, t
         marks.append(time.perf_counter())
         if step == 0:
             flops = step_flops(module, batch, autocast)  # untimed: the counter slows the step down
+            warm = marks[-1] - marks[0]
+            print(f"[bench] step breakdown stage {STAGES[stage].key} ({preset} preset, {device.type}): warm-up step "
+                  f"{warm:.1f} s; {steps} timed steps ≈ {clock(warm * steps)} (m:ss)", flush=True)
             continue  # warm-up: allocator, kernels, worker start
         data_s, inputs_s, fb_s, opt_s = (b - a for a, b in zip(marks, marks[1:], strict=False))
         for key, value in zip(PHASES, (data_s, frozen, inputs_s - frozen, fb_s, opt_s), strict=True):
@@ -215,9 +220,15 @@ def breakdown(preset: str = "gpu", steps: int = 3, tiny: bool = False, loader_ba
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtypes = {"float32": torch.float32, **({"bfloat16": torch.bfloat16} if device.type == "cuda" else {})}
     peaks = {name: matmul_peak(device, dtype, n=512 if tiny else 2048) for name, dtype in dtypes.items()}
+    if device.type == "cpu" and not tiny and preset not in ("cpu", "auto"):
+        print(f"[bench] warning: the step breakdown runs the {preset!r} preset's sizes on the CPU: a step can take "
+              f"tens of seconds and the breakdown many minutes here (--breakdown_preset cpu measures this "
+              f"machine's own preset)", flush=True)
     results = {}
     for stage in PIPELINE:
         key = f"stage{STAGES[stage].key}"
-        results[key] = breakdown_stage(stage, preset, steps, device, tiny, loader_batches, peaks)
+        with warnings.catch_warnings():  # the losses' self.log outside a Trainer: nothing to log to, by design
+            warnings.filterwarnings("ignore", message=".*`self.trainer` reference is not registered")
+            results[key] = breakdown_stage(stage, preset, steps, device, tiny, loader_batches, peaks)
         print(f"[bench] step breakdown {key} ({preset} preset): {results[key]}", flush=True)
     return {"preset": preset, "steps": steps, "matmul_peak_flops_per_s": peaks, **results}

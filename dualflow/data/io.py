@@ -17,10 +17,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+SYNTH_MARKER = "synth.json"  # written by `dualflow synth`: its folder's pages to colour are those in bw/
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 # Well above a 600-dpi A4 scan (4961×7016 ≈ 35 MP) or A3 (≈ 70 MP); below what the composite can hold in memory
 # on a 16 GiB machine (its peak grows about 90 MiB per megapixel above the loaded models).
 DEFAULT_MAX_PIXELS = 100_000_000
+# The process umask, read once at import (before any writer thread starts: reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class ImageReadError(ValueError):
@@ -130,9 +134,12 @@ def is_color(arr: np.ndarray, tol: float = 2.0 / 255) -> bool:
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed over ``path`` when the block ends without error,
-    removed otherwise, so a killed run never leaves a truncated file under the final name."""
+    removed otherwise, so a killed run never leaves a truncated file under the final name. The file gets the
+    mode a plain ``open`` would (0666 less the umask), not ``mkstemp``'s owner-only 0600, so a shared folder or
+    a web server can read what was written."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=f"{path.suffix}.partial")
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -8,12 +8,14 @@ the folder datasets, and the loader's saved state counts the batches training co
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,8 @@ class PrepareItem:
     report_dir: str
 
     def __call__(self, item: dict[str, str]) -> dict[str, Any] | None:
+        with open(Path(self.report_dir) / f"done-{os.getpid()}", "ab") as done:  # one byte per item: progress
+            done.write(b".")
         try:
             color = read_image(item["color"], 3, self.max_pixels)
             bw = b""
@@ -106,6 +110,34 @@ class PrepareItem:
             return None
 
 
+@contextlib.contextmanager
+def _watch(report_dir: str, total: int, every: float = 5.0) -> Iterator[None]:
+    """Progress lines while ``optimize`` runs: the workers' ``done-*`` files hold one byte per item taken
+    (litdata's own bar moves only when a worker finishes)."""
+    from dualflow.progress import ProgressLog
+
+    progress, stop = ProgressLog("prepare", total, unit="images"), threading.Event()
+
+    def update() -> None:
+        done = sum(p.stat().st_size for p in Path(report_dir).glob("done-*"))
+        if done > progress.done:
+            progress.step(n=done - progress.done)
+
+    def poll() -> None:
+        while not stop.wait(every):
+            update()
+
+    watcher = threading.Thread(target=poll, name="dualflow-prepare-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        update()
+        progress.close()
+
+
 def prepare(src: str | Path, out: str, kind: str = "color", size: int | None = None, workers: int = 1,
             max_pixels: int | None = DEFAULT_MAX_PIXELS, chunk_bytes: str = "64MB") -> dict[str, Any]:
     """Write ``src`` as LitData shards to ``out`` (a folder or a bucket URL) and a report of what was skipped
@@ -117,9 +149,10 @@ def prepare(src: str | Path, out: str, kind: str = "color", size: int | None = N
     items, problems = collect_items(Path(src), kind)
     if not items:
         raise FileNotFoundError(f"{src}: no images to prepare ({', '.join(IMAGE_EXTENSIONS)})")
-    with tempfile.TemporaryDirectory(prefix="dualflow-prepare-") as report_dir:
+    with tempfile.TemporaryDirectory(prefix="dualflow-prepare-") as report_dir, _watch(report_dir, len(items)):
         optimize(fn=PrepareItem(size, max_pixels, report_dir), inputs=items, output_dir=out,
-                 num_workers=max(1, workers), chunk_bytes=chunk_bytes, mode="overwrite", keep_data_ordered=True)
+                 num_workers=max(1, workers), chunk_bytes=chunk_bytes, mode="overwrite", keep_data_ordered=True,
+                 verbose=False)
         for log in sorted(Path(report_dir).glob("skipped-*.jsonl")):
             problems += [json.loads(line) for line in log.read_text().splitlines()]
     unreadable = sum(1 for p in problems if not p.get("unpaired"))  # the others never were inputs

@@ -1,18 +1,20 @@
 """``python -m dualflow synth OUT --n N [--size 256|WxH] [--seed S] [--scale S | --dpi D] [--chapter K]``: write
 SynthManga pages to disk: ``OUT/bw/*.png`` (1 channel), ``OUT/color/*.png`` (RGB), ``OUT/labels/*.png`` (class ids) and
-a contact sheet ``OUT/preview.png``. With ``--chapter K`` the pages form chapters of K pages (``chCCC_pPP.png``) in
+a contact sheet ``OUT/preview.png``, and ``OUT/synth.json`` (how they were drawn: ``colorize OUT`` then colours only
+the ``bw/`` pages). With ``--chapter K`` the pages form chapters of K pages (``chCCC_pPP.png``) in
 which the same three characters recur, and ``OUT/identity/*.png`` says which character each pixel belongs to (0:
 nobody), for evaluation. The same seed writes byte-identical files."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from dualflow.data.io import save_image
+from dualflow.data.io import SYNTH_MARKER, save_image
 from dualflow.data.synth import CLASSES, PrintScale, SynthManga
 
 
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=None,
                         help="detail size relative to a 256-px page (default: page short side / 256)")
     parser.add_argument("--dpi", type=float, default=None,
-                        help="print scale: draw the page as a scan at this many dots per inch (e.g. 300)")
+                        help="print scale: draw the page as a scan at this many dots per inch (e.g. 300; 0: a "
+                             "thumbnail page, as without --dpi)")
     parser.add_argument("--chapter", type=int, default=0,
                         help="chapters of this many pages with recurring characters (0: independent pages)")
     args = parser.parse_args(argv)
@@ -56,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n must be at least 1")
     if args.scale is not None and args.scale <= 0:
         parser.error("--scale must be positive")
-    if args.dpi is not None and (args.dpi <= 0 or args.scale is not None):
-        parser.error("--dpi must be positive, and cannot go with --scale")
+    if args.dpi is not None and (args.dpi < 0 or (args.dpi and args.scale is not None)):
+        parser.error("--dpi must be positive (0: thumbnail), and cannot go with --scale")
     if args.chapter < 0:
         parser.error("--chapter must be 0 (no chapters) or a number of pages")
     scale = PrintScale.at_dpi(args.dpi) if args.dpi else args.scale
@@ -80,5 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             preview.append(page)
     save_image(args.out / "preview.png", contact_sheet(preview))
     (args.out / "labels" / "classes.txt").write_text("\n".join(f"{i} {c}" for i, c in enumerate(CLASSES)) + "\n")
-    print(f"wrote {args.n} pages to {args.out}/ (bw/, color/, labels/, preview.png)")
+    drawn = {"pages": args.n, "size": [args.size[1], args.size[0]], "seed": args.seed, "dpi": args.dpi or None,
+             "scale": args.scale, "chapter": args.chapter}
+    (args.out / SYNTH_MARKER).write_text(json.dumps(drawn, indent=2) + "\n")
+    folders = "bw/, color/, labels/" + (", identity/" if args.chapter else "")
+    print(f"wrote {args.n} pages of {args.size[1]}x{args.size[0]} to {args.out}/ ({folders}, preview.png, "
+          f"{SYNTH_MARKER}); colour them with `dualflow colorize {args.out} --out OUT`")
     return 0
