@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -124,11 +125,12 @@ def descreen_lightness(lightness: torch.Tensor, bw: torch.Tensor, strokes: torch
 
 def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smooth_eps: float = 1e-3,
                 keep_ink: bool = True, keep_white: bool = True, descreen: bool = True,
-                white_radius: int = WHITE_RADIUS) -> torch.Tensor:
+                white_radius: int = WHITE_RADIUS, margins: torch.Tensor | None = None) -> torch.Tensor:
     """Edge-aware chroma smoothing guided by the B&W page (a guided filter keeps chroma edges on ink lines);
     lightness descreened away from the line art (:func:`descreen_lightness`); outlines drawn on paper stay
     dark (:func:`strokes_on_paper`), hatching does not (:func:`outlines`); white areas stay white
-    (:func:`white_paper`). Local: see :func:`postprocess_reach`."""
+    (:func:`white_paper`), and ``margins`` (1,H,W, :func:`margin_paper`: gutters and page margins) pure white.
+    Local but for ``margins``, computed on the whole page: see :func:`postprocess_reach`."""
     lightness, ab = lab[:1], lab[1:]
     strokes = outlines(bw[None]) if descreen or keep_ink else None
     if smooth_radius > 0:
@@ -142,7 +144,23 @@ def postprocess(lab: torch.Tensor, bw: torch.Tensor, smooth_radius: int = 2, smo
         white = white_paper(bw, white_radius) > 0.5
         lightness = torch.where(white, lightness.clamp(min=0.95), lightness)
         ab = torch.where(white, ab * 0.2, ab)
+    if margins is not None:
+        lightness = torch.where(margins, torch.ones_like(lightness), lightness)
+        ab = torch.where(margins, torch.zeros_like(ab), ab)
     return torch.cat([lightness, ab])
+
+
+def margin_paper(bw: torch.Tensor, radius: int = WHITE_RADIUS) -> torch.Tensor:
+    """(1,H,W) bool: the :func:`white_paper` areas connected to the page's edge, the gutters and margins. They
+    are white in every colour page, while paper enclosed by ink may be pale skin, hair or a wall left as paper,
+    which the nets cannot tell from white (their chroma on paper: C* 1.1 on white, 1.6–2.1 on those). Connected
+    components are not local, so this is computed once on the whole page (on the CPU)."""
+    from scipy import ndimage
+
+    paper = (white_paper(bw, radius)[0] > 0.5).cpu().numpy()
+    regions, _ = ndimage.label(paper)
+    edge = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+    return torch.from_numpy(np.isin(regions, edge[edge > 0]))[None].to(bw.device)
 
 
 def white_paper(bw: torch.Tensor, radius: int = WHITE_RADIUS) -> torch.Tensor:
@@ -195,6 +213,7 @@ class FusionConfig:
     smooth_radius: int = 2  # edge-aware chroma smoothing
     keep_ink: bool = True  # outlines drawn on paper stay dark
     keep_white: bool = True  # paper areas stay white
+    white_margins: bool = True  # paper connected to the page's edge (gutters, margins) pure white
     descreen: bool = True  # lightness made flat away from the line art
     stripe: int = 256  # rows assembled at a time (memory)
 
@@ -238,13 +257,15 @@ class Fusion(nn.Module):
             f = fill.full()[0]
             whole = multiband_blend(priority_canvas(patches, plan, f), f, plan.coverage.to(f), c.levels)
         halo = postprocess_reach(c.smooth_radius, WHITE_RADIUS) if c.postprocess else 0
+        margins = margin_paper(bw) if c.postprocess and c.white_margins else None
         out = bw.new_empty(3, h, w)
         for y in range(0, h, c.stripe):
             y0, y1 = max(0, y - halo), min(h, y + c.stripe + halo)
             fused = whole[:, y0:y1] if whole is not None else self._feathered((y0, 0, y1, w), patches, plan, fill)
             if c.postprocess:
                 fused = postprocess(fused, bw[:, y0:y1], c.smooth_radius, keep_ink=c.keep_ink,
-                                    keep_white=c.keep_white, descreen=c.descreen)
+                                    keep_white=c.keep_white, descreen=c.descreen,
+                                    margins=None if margins is None else margins[:, y0:y1])
             part = fused[:, y - y0:y - y0 + min(c.stripe, h - y)]
             part = clamp_nlab(part)
             out[:, y:y + part.shape[1]] = nlab_to_rgb(part[None])[0] if rgb else part

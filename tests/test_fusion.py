@@ -85,6 +85,27 @@ def test_postprocess_keeps_ink_dark_and_white_areas_white():
     assert white_paper(bw)[0, 81:, 101:].sum() == 0  # the gaps inside a tone are no white area
 
 
+def test_gutters_and_margins_are_pure_white_and_enclosed_paper_keeps_its_colour():
+    """Paper connected to the page's edge (gutters, margins) prints as 255 white; paper enclosed by a panel
+    border (pale skin, a wall left as paper) keeps the nets' colour up to the softer white rule."""
+    from dualflow.fusion import margin_paper
+
+    plan, fill, patches, _ = _setup()
+    bw = torch.ones(1, 96, 128)
+    bw[:, 10:86, 10:12] = bw[:, 10:86, 116:118] = 0  # a panel border, inside the margin
+    bw[:, 10:12, 10:118] = bw[:, 84:86, 10:118] = 0
+    fill = fill.clone()
+    fill[1] = 0.2  # the nets' guess on paper: a warm pale colour
+    out = Fusion(FusionConfig(harmonize=False, smooth_radius=0))(patches, plan, fill, bw, rgb=True)
+    margin = margin_paper(bw)[0]
+    assert margin[:8].all() and margin[:, :8].all() and not margin[14:82, 14:114].any()
+    assert (out.page[:, margin] * 255 + 0.5 >= 255).all()  # every channel 255
+    inside = out.page[:, 20:76, 20:108]
+    assert inside.amin() >= 0.9 and (inside[0] - inside[2]).mean() > 0.01  # pale, and still warm
+    off = Fusion(FusionConfig(harmonize=False, smooth_radius=0, white_margins=False))(patches, plan, fill, bw, rgb=True)
+    assert (off.page[:, margin] < 0.99).any() and torch.equal(off.page[:, 20:76, 20:108], inside)
+
+
 def test_descreen_flattens_copied_dots_and_leaves_lines_as_drawn():
     """A net that copies its input's dots into lightness: descreening removes the texture inside the toned area,
     keeps the tone's mean lightness, and leaves the lightness next to a stroke as it was."""
