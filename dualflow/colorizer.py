@@ -12,6 +12,7 @@ import torch
 
 from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion, priority_canvas
+from dualflow.hints import HINT_CHANNELS, HintError, for_net
 from dualflow.panels import draw_boxes, panel
 from dualflow.pipeline import (
     PlanSettings,
@@ -43,22 +44,39 @@ class PageColorizer:
     patch_batch: int = 16
     attention_tile: int = 1024
     max_working_size: int = 512
+    primary_hints: bool = False  # stage 2 was trained with colour hints (the secondary's: secondary_meta)
+
+    @property
+    def takes_hints(self) -> bool:
+        """Whether these nets were trained with colour hints (``hints`` of :meth:`colorize_page`)."""
+        return self.primary_hints and bool(self.secondary_meta.get("hints", False))
 
     @torch.inference_mode()
-    def colorize_page(self, bw: torch.Tensor, debug: bool = False) -> dict[str, Any]:
+    def colorize_page(self, bw: torch.Tensor, debug: bool = False, hints: torch.Tensor | None = None,
+                      ) -> dict[str, Any]:
         """One page (1,H,W) or (1,1,H,W) in [0,1] → ``rgb`` (3,H,W) with the importance map, plan and coherence
-        report; ``debug`` adds the page-sized primary ``canvas`` and secondary ``fill`` (Lab), which the
-        pipeline itself never holds whole."""
+        report; ``hints``: the page's hint map (4,H,W) (:mod:`dualflow.hints`; None: automatic); ``debug`` adds
+        the page-sized primary ``canvas`` and secondary ``fill`` (Lab), which the pipeline itself never holds
+        whole."""
         bw = bw.reshape(1, 1, *bw.shape[-2:]).to(self.device, torch.float32)
         size = tuple(bw.shape[-2:])
+        if hints is not None:
+            if not self.takes_hints:
+                raise HintError("these models were trained without colour hints (before hints, or with "
+                                "--data.hints=none): colour without hints, or retrain with hints")
+            if tuple(hints.shape[-2:]) != size:
+                raise HintError(f"hint map is {hints.shape[-1]}x{hints.shape[-2]}, the page {size[1]}x{size[0]}")
+            hints = hints.reshape(1, HINT_CHANNELS, *size)
         importance = importance_tiled(self.attention, bw, self.attention_tile)
-        flow = primary_flow(self.primary, bw, importance, self.plan_settings, self.patch_batch)
+        flow = primary_flow(self.primary, bw, importance, self.plan_settings, self.patch_batch,
+                            for_net(hints, bw, self.primary_hints))
         [(patches, plan)] = flow.plans()
         m = self.secondary_meta
         long_side = inference_long_side(size, m, self.max_working_size)
         canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))
         fill = run_secondary(self.secondary, bw, canvas[None], coverage[None], importance, long_side,
-                             m["guide_radius"], m["guide_eps"], m.get("tone_radius", 0))  # 0: older checkpoints
+                             m["guide_radius"], m["guide_eps"], m.get("tone_radius", 0),  # 0: older checkpoints
+                             for_net(hints, bw, bool(m.get("hints", False))))
         fused = self.fusion(patches, plan, fill, bw[0], rgb=True)
         out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
         if debug:

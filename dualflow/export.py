@@ -15,7 +15,7 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,18 @@ SPECS = {
                          "lab", ["batch", 3, "height", "width"], "normalised Lab: L/100 in [0, 1], ab/110 in [-1, 1]"),
 }
 EXAMPLES = {"attention": (2, 1, 96, 72), "primary": (3, 2, 64, 64), "secondary": (2, 6, 72, 52)}
+
+
+def net_spec(name: str, net: nn.Module) -> NetSpec:
+    """:data:`SPECS`' entry for ``name``, with the hint map's 4 channels after the others when ``net`` was
+    trained with colour hints (its ``in_channels``)."""
+    spec = SPECS[name]
+    channels = getattr(net, "in_channels", spec.input_shape[1])
+    if channels == spec.input_shape[1]:
+        return spec
+    return replace(spec, input_shape=[spec.input_shape[0], channels, *spec.input_shape[2:]],
+                   input_range=f"{spec.input_range}; then the hint map: normalised Lab (0 where no hint) and its "
+                               f"{{0,1}} mask")
 
 
 class ExportCheckError(RuntimeError):
@@ -130,18 +142,20 @@ def export_experiment(experiment: str, out: str | Path, runs_dir: str = "runs", 
     reference = composite.page_colorizer()
     nets = {"attention": ImportanceOfView(reference.attention), "primary": reference.primary,
             "secondary": reference.secondary}
+    specs = {name: net_spec(name, net) for name, net in nets.items()}
     for name, net in nets.items():
-        export_net(net, SPECS[name], EXAMPLES[name], out / SPECS[name].file, opset)
+        example = (EXAMPLES[name][0], specs[name].input_shape[1], *EXAMPLES[name][2:])
+        export_net(net, specs[name], example, out / specs[name].file, opset)
     attention = reference.attention
     manifest = {
         "format": FORMAT, "experiment": experiment, "commit": git_commit(), "opset": opset,
         "torch": torch.__version__, "exported": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "nets": {name: asdict(spec) for name, spec in SPECS.items()},
+        "nets": {name: asdict(spec) for name, spec in specs.items()},
         "attention": {"stride": attention.stride, "page_scale": attention.page_scale},
         "plan": asdict(reference.plan_settings), "secondary": dict(reference.secondary_meta),
         "fusion": asdict(reference.fusion.config),
         "composite": {"patch_batch": reference.patch_batch, "attention_tile": reference.attention_tile,
-                      "max_working_size": reference.max_working_size},
+                      "max_working_size": reference.max_working_size, "primary_hints": reference.primary_hints},
     }
     size, dpi = _trained_page(experiment, runs_dir)
     bw = page if page is not None else check_page(size, dpi)

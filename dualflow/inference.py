@@ -25,6 +25,7 @@ import torch
 
 from dualflow.colorizer import PageColorizer
 from dualflow.data.io import DEFAULT_MAX_PIXELS, save_image
+from dualflow.hints import HintError, hint_file_for, read_hints, read_palette
 from dualflow.pages import Page, collect, read_ahead
 from dualflow.volumes import pack_volume
 
@@ -132,13 +133,32 @@ class PageWriter:
             self.pool.shutdown(wait=True)
 
 
+@dataclass
+class HintSource:
+    """Where pages' colour hints come from (:mod:`dualflow.hints`): ``<stem>_hints.(png|json)`` beside each page,
+    or ``path`` (a hint file, or a folder of them); names in JSON points resolve in ``palette``; a bad hint file
+    fails its page unless ``optional`` (then the page is coloured without hints, with a warning)."""
+
+    path: Path | None = None
+    palette: dict = field(default_factory=dict)
+    optional: bool = False
+
+    def load(self, page: Page) -> torch.Tensor | None:
+        """The page's hint map, None without a hint file; raises :class:`HintError` for a bad one."""
+        if page.bw is None or page.source.suffix.lower() == ".psd":
+            return None
+        found = hint_file_for(page.source, self.path)
+        return read_hints(found, page.bw.shape[:2], self.palette) if found else None
+
+
 def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool = False, progress: bool = True,
              max_pixels: int | None = DEFAULT_MAX_PIXELS, skip_existing: bool = False, strict: bool = False,
              precision: str = "32-true", layers: bool = False, writers: int = 2, compress_level: int = 6,
-             **load_kwargs) -> BatchReport:
+             hints: HintSource | None = None, **load_kwargs) -> BatchReport:
     """Colorize files, folders and volumes into ``out``; never stops at a bad page unless ``strict`` (then the
     first failure is raised with its traceback). Decoding (a thread ahead), colouring and encoding (``writers``
-    threads) overlap; ``layers`` adds flats, line art and a PSD per page."""
+    threads) overlap; ``layers`` adds flats, line art and a PSD per page; ``hints``: where colour hints come
+    from (default: ``<stem>_hints.png`` / ``.json`` beside each page)."""
     from dualflow.progress import ProgressLog
 
     out = Path(out)
@@ -149,13 +169,14 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
     report = BatchReport(errors=list(found.errors), skipped=list(found.skipped))
     writer = PageWriter(report, writers, strict)
     written: dict[Path, Path] = {}  # every path this run writes → the input it came from
+    hints = hints or HintSource()
     start = time.perf_counter()
     # One page per file is the estimate (a multi-page TIFF holds more: the count then goes on without a total).
     bar = ProgressLog("colorize", len(found.sources), enabled=progress)
     try:
         for page in read_ahead(found.sources, max_pixels, skip_existing):
             if _claim(page, written, layers, debug, report):
-                _colorize_one(page, model, writer, report, debug, strict, precision, layers, compress_level)
+                _colorize_one(page, model, writer, report, debug, strict, precision, layers, compress_level, hints)
             bar.step(page.source.name)
     finally:
         bar.close()
@@ -201,7 +222,7 @@ def _claim(page: Page, written: dict[Path, Path], layers: bool, debug: bool, rep
 
 
 def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, debug: bool, strict: bool,
-                  precision: str, layers: bool, compress_level: int) -> None:
+                  precision: str, layers: bool, compress_level: int, hints: HintSource) -> None:
     """Colour one decoded page and hand it to the writer, or record why it was skipped or failed."""
     if page.skipped:
         report.skipped.append(f"{page.source}: {page.output} exists (--skip_existing)")
@@ -217,10 +238,21 @@ def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, de
     if note := pipeline.scale_note(page.bw.shape[:2]):
         print(f"warning: {page.source}: {note}", file=sys.stderr)
     try:
+        hint_map = hints.load(page)
+    except HintError as e:
+        if not hints.optional:
+            if strict:
+                raise
+            report.errors.append(f"{page.source}: {e} (--hints_optional colours it without hints)")
+            page.bw = None
+            return
+        print(f"warning: {page.source}: {e}; coloured without hints (--hints_optional)", file=sys.stderr)
+        hint_map = None
+    try:
         bw = torch.from_numpy(page.bw)
         began = time.perf_counter()
         with _autocast(model, precision):
-            result = model.colorize_page(bw, debug=debug)
+            result = model.colorize_page(bw, debug=debug, hints=hint_map)
         rgb = result["rgb"].permute(1, 2, 0).float().cpu().numpy()
         panel = model.debug_panel(bw, result) if debug else None
         if debug:
@@ -284,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
                                                      "runs/<experiment>/onnx)")
     parser.add_argument("--layers", action="store_true",
                         help="also write <stem>_flats.png, <stem>_lines.png (line art with alpha) and <stem>.psd")
+    parser.add_argument("--hints", default=None,
+                        help="colour hints: a hint file (RGBA PNG layer or JSON points) for a single page, or a "
+                             "folder of <stem>_hints.png / <stem>_hints.json (default: beside each page)")
+    parser.add_argument("--palette", default=None,
+                        help='named colours for JSON hints, {"hair": "#d04a2a", ...} (one palette, many pages)')
+    parser.add_argument("--hints_optional", action="store_true",
+                        help="colour a page whose hint file is bad without hints (default: the page fails)")
     parser.add_argument("--writers", type=int, default=2, help="threads that encode and write pages (default 2)")
     parser.add_argument("--png_compression", type=int, default=6, choices=range(10), metavar="0-9",
                         help="zlib level of the PNGs (1: fastest, 9: smallest; default 6)")
@@ -300,10 +339,18 @@ def main(argv: list[str] | None = None) -> int:
         bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
         precision = "bf16-mixed" if bf16 else "32-true"
     try:
+        hints = HintSource(Path(args.hints) if args.hints else None,
+                           read_palette(args.palette) if args.palette else {}, args.hints_optional)
+        if hints.path is not None and not hints.path.exists():
+            raise HintError(f"{hints.path}: no such hint file or folder")
+    except HintError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         report = colorize(args.inputs, args.out, model=model, debug=args.debug,
                           max_pixels=args.max_pixels or None, skip_existing=args.skip_existing, strict=args.strict,
                           precision=precision, layers=args.layers, writers=args.writers,
-                          compress_level=args.png_compression)
+                          compress_level=args.png_compression, hints=hints)
     except OutputConflictError as e:
         for line in e.conflicts:
             print(f"error: {line}", file=sys.stderr)

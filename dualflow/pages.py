@@ -29,6 +29,7 @@ from dualflow.data.io import (
     read_frame,
 )
 from dualflow.data.mangafy import mangafy
+from dualflow.hints import is_hint_file
 from dualflow.volumes import ARCHIVE_EXTENSIONS, ArchiveError, Volume, is_archive, open_volume
 
 
@@ -82,11 +83,13 @@ def collect(inputs: list[str | Path], out: str | Path) -> Inputs:
             found.sources += _targets(list_images(item / "bw", recursive=True), item, out)
         elif item.is_dir():
             files = sorted(p for p in item.rglob("*") if p.is_file())
-            images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+            hint_files = [p for p in files if is_hint_file(p)]  # a page's colour hints, not a page
+            images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p not in hint_files]
             archives = [p for p in files if is_archive(p)]
             found.skipped += [f"{p}: not an image file by its extension (reads {', '.join(IMAGE_EXTENSIONS)}, "
                               f"{', '.join(ARCHIVE_EXTENSIONS)})" for p in files
-                              if p not in images and p not in archives and not p.name.startswith(".")]
+                              if p not in images and p not in archives and p not in hint_files
+                              and not p.name.startswith(".")]
             if not images and not archives:
                 found.errors.append(f"{item}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
             found.sources += _targets(images, item, out)

@@ -87,22 +87,26 @@ def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @float32
 def primary_inputs(bw: torch.Tensor, importance: torch.Tensor, boxes: torch.Tensor, page: torch.Tensor,
-                   patch: tuple[int, int]) -> torch.Tensor:
+                   patch: tuple[int, int], hints: torch.Tensor | None = None) -> torch.Tensor:
     """The primary model's input on N boxes of a batch of pages, (N,2,ph,pw): box ``boxes[n]`` of page
     ``page[n]`` of bw (B,1,H,W) and of the importance (B,1,h,w, any resolution) upsampled bilinearly on the
-    boxes only. One gather and batched matrix products: no loop over boxes, no host sync. Training and
-    inference both use this."""
+    boxes only; with ``hints`` (B,4,H,W, :mod:`dualflow.hints`) their box too, (N,6,ph,pw). One gather and
+    batched matrix products: no loop over boxes, no host sync. Training and inference both use this."""
     size = tuple(bw.shape[-2:])
-    return torch.cat([crop_pages(bw, boxes, page, patch), bilinear_windows(importance, size, boxes, page, patch)], 1)
+    parts = [crop_pages(bw, boxes, page, patch), bilinear_windows(importance, size, boxes, page, patch)]
+    if hints is not None:
+        parts.append(crop_pages(hints, boxes, page, patch))
+    return torch.cat(parts, 1)
 
 
 def run_primary(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, boxes: torch.Tensor,
-                page: torch.Tensor, patch: tuple[int, int], batch: int = 16) -> torch.Tensor:
+                page: torch.Tensor, patch: tuple[int, int], batch: int = 16,
+                hints: torch.Tensor | None = None) -> torch.Tensor:
     """Primary Lab (N,3,ph,pw), float32, for N boxes of pages bw (B,1,H,W) with importance (B,1,h,w) (see
     :func:`primary_inputs`), computed ``batch`` patches at a time so memory is bounded by the batch."""
     if boxes.shape[0] == 0:
         return bw.new_zeros(0, 3, *patch)
-    x = primary_inputs(bw, importance, boxes, page, patch)
+    x = primary_inputs(bw, importance, boxes, page, patch, hints)
     return torch.cat([net(x[i:i + batch]) for i in range(0, x.shape[0], batch)]).float()
 
 
@@ -152,7 +156,7 @@ class PrimaryFlow:
 
 @torch.no_grad()
 def primary_flow(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, settings: PlanSettings,
-                 batch: int = 16) -> PrimaryFlow:
+                 batch: int = 16, hints: torch.Tensor | None = None) -> PrimaryFlow:
     """Boxes of every page of bw (B,1,H,W) chosen on ``importance`` (B,1,h,w) under ``settings``, and the primary
     model ``net`` run on all B·K slots ``batch`` patches at a time: batched on the device, fixed shapes (an
     invalid slot is computed and weighs nothing), no host sync."""
@@ -160,7 +164,7 @@ def primary_flow(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, set
     boxes, scores, valid = settings.select(importance, size)
     patch = settings.patch_shape(size)
     page = torch.arange(b, device=bw.device).repeat_interleave(boxes.shape[1])
-    patches = run_primary(net, bw, importance, boxes.reshape(-1, 4), page, patch, batch)
+    patches = run_primary(net, bw, importance, boxes.reshape(-1, 4), page, patch, batch, hints)
     return PrimaryFlow(importance, boxes, scores, valid, patches, blend_ramps(boxes, size, patch, settings.feather),
                        settings.band, size)
 
@@ -255,12 +259,18 @@ class StoredFill:
 
 
 def secondary_input(bw: torch.Tensor, canvas: torch.Tensor, coverage: torch.Tensor, importance: torch.Tensor,
-                    long_side: int) -> torch.Tensor:
+                    long_side: int, hints: torch.Tensor | None = None) -> torch.Tensor:
     """What the secondary net sees (B,6,h,w) at its working resolution: the page, the primary canvas and its
-    coverage (at page or at working resolution, see :func:`pooled_canvas`), and the importance map."""
+    coverage (at page or at working resolution, see :func:`pooled_canvas`), and the importance map; with
+    ``hints`` (B,4,H,W) also the hint map at the working resolution, no hint lost (:func:`hints.downsample`)."""
+    from dualflow.hints import downsample
+
     size = working_size(tuple(bw.shape[-2:]), long_side)
     area = lambda x: F.adaptive_avg_pool2d(x, size) if tuple(x.shape[-2:]) != size else x  # noqa: E731
-    return torch.cat([area(bw), area(canvas), area(coverage), upsample(importance, size)], dim=1)
+    parts = [area(bw), area(canvas), area(coverage), upsample(importance, size)]
+    if hints is not None:
+        parts.append(downsample(hints, size))
+    return torch.cat(parts, dim=1)
 
 
 def guided_fill(low: torch.Tensor, guide_low: torch.Tensor, bw: torch.Tensor, radius: int = 2, eps: float = 1e-3,
@@ -281,8 +291,9 @@ def guided_fill(low: torch.Tensor, guide_low: torch.Tensor, bw: torch.Tensor, ra
 
 def run_secondary(net: nn.Module, bw: torch.Tensor, canvas: torch.Tensor, coverage: torch.Tensor,
                   importance: torch.Tensor, long_side: int, radius: int = 2,
-                  eps: float = 1e-3, tone_radius: int = 0) -> GuidedFill | StoredFill:
+                  eps: float = 1e-3, tone_radius: int = 0,
+                  hints: torch.Tensor | None = None) -> GuidedFill | StoredFill:
     """Secondary flow on (B,·,H,W) pages: :func:`secondary_input`, the net, then :func:`guided_fill` → the fill
     at page resolution (``.full()`` renders it whole)."""
-    x = secondary_input(bw, canvas, coverage, importance, long_side)
+    x = secondary_input(bw, canvas, coverage, importance, long_side, hints)
     return guided_fill(net(x), x[:, :1], bw, radius, eps, tone_radius)

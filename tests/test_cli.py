@@ -116,7 +116,7 @@ def test_compare_lists_headline_figures_and_differing_config(tiny_experiment, tm
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "attention: model.init_args.lr" in rows and "| 0.001 | 0.01 |" in rows["attention: model.init_args.lr"]
     assert "attention: data.batch_size" in rows
-    assert not any("experiment" in k or "_ckpt" in k or "default_root_dir" in k for k in rows)
+    assert not any("experiment" in k or "_ckpt" in k or "default_root_dir" in k or "group" in k for k in rows)
     assert "attention: val/attention/auroc" in rows and "secondary: val/color/delta_e2000" in rows
     assert rows["secondary: val/color/delta_e2000"].endswith("| — |")  # 'fast' has no stage 3
     assert compare_main(["tiny", "ghost", "--runs_dir", str(runs)]) == 2

@@ -66,6 +66,9 @@ def test_volume_in_volume_out(model, tmp_path):
     assert not (out / ".vol 1.cbz.pages").exists()
     done = colorize([repaired], out, model=model, progress=False, skip_existing=True)
     assert not done.written and len(done.skipped) == 4
+    # A finished volume's pages are named with the .cbz that holds them (its staging folder is gone).
+    assert all(line.endswith(f"{out / 'vol 1.cbz'} exists (--skip_existing)") and ".pages" not in line
+               for line in done.skipped), done.skipped
 
 
 def _encrypted(path: Path) -> Path:

@@ -84,6 +84,10 @@ class MangaDataModule(L.LightningDataModule):
             quality, ``rotate`` (largest angle, degrees; the colour page turns with it).
         chapter: SynthManga only: 0 draws independent pages; K > 0 draws chapters of K pages whose recurring
             characters keep their looks and palettes (``SynthManga.chapter_page``), in every split.
+        hints: colour hints of the training pages (``batch["hints"]``, :mod:`dualflow.hints`): ``mix`` draws them
+            from each colour page (:class:`hints.HintMix`: none on 1/8 of the pages, clicks, points, strokes,
+            colour noise), seeded like the augmentation; ``none`` trains the automatic model alone.
+        eval_hints: clicks on validation and test pages (the bench's ``clicks`` protocol; 0: automatic).
     """
 
     def __init__(self, source: str = "synth", root: str | None = None, image_size: int | list[int] = 256,
@@ -95,12 +99,17 @@ class MangaDataModule(L.LightningDataModule):
                  mangafy_period: float = 4.0, mangafy_angle: float = 45.0, mangafy_levels: int = 6,
                  mangafy_hatch_from: float = 0.8, mangafy_line_threshold: float = 0.5, mangafy_line_sigma: float = 0.8,
                  mangafy_chroma_lines: float = 0.06, mangafy_white: float = 0.9, mangafy_paper: float = 0.0,
-                 mangafy_blur: float = 0.0, mangafy_jpeg: int = 0, mangafy_rotate: float = 0.0, chapter: int = 0):
+                 mangafy_blur: float = 0.0, mangafy_jpeg: int = 0, mangafy_rotate: float = 0.0, chapter: int = 0,
+                 hints: str = "mix", eval_hints: int = 0):
         super().__init__()
         if source not in ("synth", "paired", "color", "stream"):
             raise ValueError(f"data.source must be synth, paired, color or stream, got {source!r}")
         if source != "synth" and not root:
             raise ValueError(f"data.source={source} needs data.root (a folder)")
+        if hints not in ("mix", "none"):
+            raise ValueError(f"data.hints must be mix (simulated colour hints) or none (automatic only), got {hints!r}")
+        if eval_hints < 0:
+            raise ValueError(f"data.eval_hints is a number of clicks (0: automatic), got {eval_hints}")
         self.save_hyperparameters()
         self.hp = self.hparams
         self._resume_state: dict | None = None
@@ -117,7 +126,8 @@ class MangaDataModule(L.LightningDataModule):
             tf = None if hp.source == "synth" else geometry((hp.eval_size, hp.eval_size), hflip=False, center=True)
             degrade = None
         return {"transform": tf, "degrade": degrade, "strict": hp.strict, "aug_seed": hp.seed,
-                "max_pixels": hp.max_pixels or None, "mangafy": self.mangafy_options()}
+                "max_pixels": hp.max_pixels or None, "mangafy": self.mangafy_options(),
+                "hints": hp.hints if train else hp.eval_hints}
 
     def mangafy_options(self) -> MangafyOptions:
         """How colour-only pages (``source: color``, colour shards) become B&W scans: the ``mangafy_*`` options."""

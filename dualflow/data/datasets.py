@@ -43,8 +43,10 @@ class _Transformed(Dataset):
     not the run was resumed in between."""
 
     def __init__(self, transform=None, degrade=None, strict: bool = False, aug_seed: int = 0,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, mangafy: MangafyOptions | None = None):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, mangafy: MangafyOptions | None = None,
+                 hints: str | int = "none"):
         self.transform, self.degrade, self.strict, self.aug_seed = transform, degrade, strict, aug_seed
+        self.hints = hints  # "mix": simulated hints; "none" or 0: none; n > 0: n clicks (evaluation)
         self.max_pixels = max_pixels  # larger files are refused before decoding, like unreadable ones
         self.mangafy = mangafy or MangafyOptions()
         self._epoch = 0
@@ -75,7 +77,15 @@ class _Transformed(Dataset):
         if self.degrade is not None:
             self.degrade.set_random_seed(seed + 1)
             bw = self.degrade(image=bw)["image"]
-        return to_sample(np.clip(bw, 0, 1), np.clip(color, 0, 1), name, labels)
+        color = np.clip(color, 0, 1)
+        sample = to_sample(np.clip(bw, 0, 1), color, name, labels)
+        if self.hints not in ("none", 0):
+            from dualflow import hints
+
+            drawn = (hints.simulate(color, np.random.default_rng(seed + 3)) if self.hints == "mix"
+                     else hints.click_hints(color, int(self.hints)))
+            sample["hints"] = hints.paint(drawn, color.shape[:2])
+        return sample
 
     def _skip(self, err: ImageReadError):
         """Unreadable sample: raise in strict mode, else warn by name and let the collate drop it."""

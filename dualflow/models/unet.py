@@ -23,7 +23,7 @@ class UNet(nn.Module):
                  attn_depth: int = 1, window: int = 8, norm: str = "group", chroma_grid: int = 0,
                  chroma_temperature: float = 0.38):
         super().__init__()
-        self.depth = depth
+        self.depth, self.in_channels = depth, in_channels
         widths = [base * 2**i for i in range(depth + 1)]
         self.inc = ConvBlock(in_channels, widths[0], norm)
         self.down = nn.ModuleList(ConvBlock(widths[i], widths[i + 1], norm, stride=2) for i in range(depth))

@@ -15,6 +15,7 @@ from torch import nn
 
 from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion, FusionConfig
+from dualflow.hints import HINT_CHANNELS, downsample, for_net
 from dualflow.metrics.perceptual import build_lpips
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
@@ -37,13 +38,13 @@ class BaselineModule(StageModule):
                  gan_weight: float = 0.0, disc_lr: float = 2e-4, colourfulness_weight: float = 0.0, lr: float = 5e-4,
                  weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
                  val_lpips: bool = True, fid_every_n_val: int = 0, working_size: int = 0, guide_radius: int = 2,
-                 guide_eps: float = 1e-3, tone_radius: int = 2):
+                 guide_eps: float = 1e-3, tone_radius: int = 2, hints: bool = True):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
         self.trained_long_side = 0  # page long side of the training batches (a resized baseline's inference)
-        self.net_config = dict(in_channels=1, base=base, depth=depth, attn_heads=attn_heads, attn_depth=attn_depth,
-                               window=window, norm=norm, chroma_grid=chroma_grid,
-                               chroma_temperature=chroma_temperature)
+        self.net_config = dict(in_channels=1 + (HINT_CHANNELS if hints else 0), base=base, depth=depth,
+                               attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
+                               chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
         self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
         self.build_adversary(gan_weight)
@@ -55,7 +56,7 @@ class BaselineModule(StageModule):
     def extra_meta(self) -> dict:
         hp = self.hparams
         return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
-                "tone_radius": hp.tone_radius, "trained_long_side": self.trained_long_side}
+                "tone_radius": hp.tone_radius, "trained_long_side": self.trained_long_side, "hints": hp.hints}
 
     def working(self, page: torch.Tensor) -> torch.Tensor:
         """A page (B,C,H,W) at the net's working resolution: itself at native resolution, area-downsampled to
@@ -64,41 +65,49 @@ class BaselineModule(StageModule):
             return page
         return F.adaptive_avg_pool2d(page, working_size(tuple(page.shape[-2:]), self.hparams.working_size))
 
-    def forward(self, bw: torch.Tensor) -> torch.Tensor:
-        """(B,1,H,W) → (B,3,H,W) normalised Lab, at page resolution (through the guided filter when the net
-        works at a lower one)."""
+    def net_input(self, bw: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        """The page at the working resolution, and the hint map there (no hint lost) for a net trained with
+        hints."""
         x = self.working(bw)
+        hints = for_net(hints, bw, self.hparams.hints)
+        return x if hints is None else torch.cat([x, downsample(hints, tuple(x.shape[-2:]))], dim=1)
+
+    def forward(self, bw: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,1,H,W) (and hint maps (B,4,H,W)) → (B,3,H,W) normalised Lab, at page resolution (through the
+        guided filter when the net works at a lower one)."""
+        x = self.net_input(bw, hints)
         low = self.net(x)
         if x.shape[-2:] == bw.shape[-2:]:
             return low
         hp = self.hparams
-        return guided_fill(low, x, bw, hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
+        return guided_fill(low, x[:, :1], bw, hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
 
     def predict_rgb(self, batch: dict) -> torch.Tensor:
-        return nlab_to_rgb(self(batch["bw"]))
+        return nlab_to_rgb(self(batch["bw"], batch.get("hints")))
 
     def training_loss(self, batch: dict, inputs: None) -> torch.Tensor | None:
         """The colour losses at the net's working resolution, against the colour page pooled to it."""
         self.trained_long_side = max(batch["bw"].shape[-2:])
-        x, target = self.working(batch["bw"]), self.working(batch["color"])
+        x, target = self.net_input(batch["bw"], batch.get("hints")), self.working(batch["color"])
         pred, features = self.outputs_for_loss(x)
         losses = self.colour_losses(pred, target, features)
         loss = losses.pop("total")
         for k, v in losses.items():
             self.log(f"train/{k}", v, batch_size=x.shape[0])
-        return self.finish_step(loss, x, target, pred, x.shape[0])
+        return self.finish_step(loss, x[:, :1], target, pred, x.shape[0])
 
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):
             return
         bw, color = batch["bw"], batch["color"]
-        pred = self(bw)
+        pred = self(bw, batch.get("hints"))
         self.log_loss(split, self.colour_losses(pred, color)["total"], bw.shape[0])
         update_suite(suite, preds=nlab_to_rgb(pred), **page_inputs(batch, plans=None))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:
         bw, color = batch["bw"][:2], batch["color"][:2]
-        pred = nlab_to_rgb(self(bw))
+        hints = batch.get("hints")
+        pred = nlab_to_rgb(self(bw, None if hints is None else hints[:2]))
         return {"val/panels/baseline": np.concatenate([panel(bw[i], pred[i], color[i]) for i in range(2)], 0)}
 
 
@@ -126,16 +135,20 @@ class SingleFlowColorizer(nn.Module):
         self.net, self.meta, self.fusion, self.max_working_size = net, meta, Fusion(fusion), max_working_size
 
     @torch.inference_mode()
-    def colorize_page(self, bw: torch.Tensor) -> dict[str, Any]:
-        """One page (1,H,W) or (1,1,H,W) in [0,1] → ``rgb`` (3,H,W) and the (empty) ``plan``."""
+    def colorize_page(self, bw: torch.Tensor, hints: torch.Tensor | None = None) -> dict[str, Any]:
+        """One page (1,H,W) or (1,1,H,W) in [0,1] (and its hint map (4,H,W)) → ``rgb`` (3,H,W) and the (empty)
+        ``plan``."""
         bw = bw.reshape(1, 1, *bw.shape[-2:]).float()
         size, m = tuple(bw.shape[-2:]), self.meta
+        hints = for_net(None if hints is None else hints.reshape(1, HINT_CHANNELS, *size), bw,
+                        bool(m.get("hints", False)))
+        x = F.adaptive_avg_pool2d(bw, working_size(size, inference_long_side(size, m, self.max_working_size))) \
+            if m.get("working_size") else bw
+        low = self.net(x if hints is None else torch.cat([x, downsample(hints, tuple(x.shape[-2:]))], dim=1))
         if m.get("working_size"):
-            long_side = inference_long_side(size, m, self.max_working_size)
-            x = F.adaptive_avg_pool2d(bw, working_size(size, long_side))
-            fill = guided_fill(self.net(x), x, bw, m["guide_radius"], m["guide_eps"], m["tone_radius"])
+            fill = guided_fill(low, x, bw, m["guide_radius"], m["guide_eps"], m["tone_radius"])
         else:
-            fill = StoredFill(self.net(bw).float())
+            fill = StoredFill(low.float())
         plan = plan_patches(torch.zeros(1, 1), size, budget=0)
         page = self.fusion(torch.zeros(0, 3, 1, 1), plan, fill, bw[0], rgb=True).page
         return {"rgb": page, "plan": plan}

@@ -73,6 +73,7 @@ class DualFlowColorizer(StageModule):
         if patch_threshold is not None:
             plan["threshold"] = patch_threshold
         self.plan_settings = PlanSettings(**plan)
+        self.primary_hints = bool(primary_meta.get("hints", False))
         self.fusion = Fusion(fusion)
         self.net = nn.Identity()  # nothing trainable
         self._lpips, self._fid, self._allow_random = lpips, fid, allow_random_backbone
@@ -83,18 +84,20 @@ class DualFlowColorizer(StageModule):
         hp = self.hparams
         return PageColorizer(self.frozen["attention"], self.frozen["primary"], self.frozen["secondary"],
                              self.plan_settings, self.secondary_meta, self.fusion, self.device, hp.patch_batch,
-                             hp.attention_tile, hp.max_working_size)
+                             hp.attention_tile, hp.max_working_size, self.primary_hints)
 
-    def colorize_page(self, bw: torch.Tensor, debug: bool = False) -> dict[str, Any]:
+    def colorize_page(self, bw: torch.Tensor, debug: bool = False, hints: torch.Tensor | None = None,
+                      ) -> dict[str, Any]:
         """One page through :meth:`PageColorizer.colorize_page`."""
-        return self.page_colorizer().colorize_page(bw, debug)
+        return self.page_colorizer().colorize_page(bw, debug, hints)
 
-    def forward(self, bw: torch.Tensor) -> torch.Tensor:
-        """(B,1,H,W) pages → (B,3,H,W) RGB pages."""
-        return torch.stack([self.colorize_page(bw[i])["rgb"] for i in range(bw.shape[0])])
+    def forward(self, bw: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,1,H,W) pages (with their hint maps (B,4,H,W)) → (B,3,H,W) RGB pages."""
+        return torch.stack([self.colorize_page(bw[i], hints=None if hints is None else hints[i])["rgb"]
+                            for i in range(bw.shape[0])])
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        return {"name": batch.get("name"), "rgb": self(batch["bw"])}
+        return {"name": batch.get("name"), "rgb": self(batch["bw"], batch.get("hints"))}
 
     def _suite(self, split: str):
         return build_suite("page", split, lpips=self._lpips, fid=self._fid,
@@ -111,12 +114,12 @@ class DualFlowColorizer(StageModule):
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):
             return
-        bw, testing = batch["bw"], split == "test"
+        bw, hints, testing = batch["bw"], batch.get("hints"), split == "test"
         outs, seconds = [], []
         for i in range(bw.shape[0]):
             start = time.perf_counter()
             debug = testing and len(self.page_panels) + i < self.hparams.log_pages
-            outs.append(self.colorize_page(bw[i], debug=debug))
+            outs.append(self.colorize_page(bw[i], debug=debug, hints=None if hints is None else hints[i]))
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             seconds.append(time.perf_counter() - start)

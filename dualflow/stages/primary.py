@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dualflow.color import nlab_to_rgb
+from dualflow.hints import HINT_CHANNELS, for_net
 from dualflow.metrics.perceptual import build_lpips
 from dualflow.metrics.suite import build_suite, update_suite
 from dualflow.models import UNet
@@ -34,7 +35,7 @@ class PrimaryModule(StageModule):
                  band_width: int = 8, random_share: float = 0.25, chroma_grid: int = 0,
                  chroma_temperature: float = 0.38, l1_weight: float = 1.0, chroma_weight: float = 1.0,
                  lpips_weight: float = 0.0, gan_weight: float = 0.0, disc_lr: float = 2e-4,
-                 colourfulness_weight: float = 0.0, lr: float = 5e-4,
+                 colourfulness_weight: float = 0.0, hints: bool = True, lr: float = 5e-4,
                  weight_decay: float = 1e-4, warmup_steps: int = 50, allow_random_backbone: bool = False,
                  val_lpips: bool = True):
         super().__init__(lr, weight_decay, warmup_steps)
@@ -42,9 +43,9 @@ class PrimaryModule(StageModule):
         attention, _ = load_stage_net(require_ckpt(attention_ckpt, "attention"), "attention")
         self.frozen["attention"] = attention
         self.plan_settings = PlanSettings(patch_size, patch_budget, patch_threshold, patch_overlap, band_width)
-        self.net_config = dict(in_channels=2, base=base, depth=depth, attn_heads=attn_heads,
-                               attn_depth=attn_depth, window=window, norm=norm, chroma_grid=chroma_grid,
-                               chroma_temperature=chroma_temperature)
+        self.net_config = dict(in_channels=2 + (HINT_CHANNELS if hints else 0), base=base, depth=depth,
+                               attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
+                               chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
         self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
         self.build_adversary(gan_weight)
@@ -53,10 +54,10 @@ class PrimaryModule(StageModule):
                                         allow_random_backbone=allow_random_backbone)
 
     def extra_meta(self) -> dict:
-        return {"plan": asdict(self.plan_settings)}
+        return {"plan": asdict(self.plan_settings), "hints": self.hparams.hints}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(K,2,ph,pw) bw + importance patches → (K,3,ph,pw) normalised Lab."""
+        """(K,2,ph,pw) bw + importance patches (+ 4 hint channels) → (K,3,ph,pw) normalised Lab."""
         return self.net(x)
 
     def patch_boxes(self, importance: torch.Tensor, page_size: tuple[int, int], random_extra: bool,
@@ -80,13 +81,15 @@ class PrimaryModule(StageModule):
 
     @torch.no_grad()
     def patches(self, batch: dict, random_extra: bool, generator: torch.Generator | None = None):
-        """Patches of every page: inputs (N,2,p,p) (bw + importance) and RGB targets (N,3,p,p)."""
+        """Patches of every page: inputs (N,2,p,p) (bw + importance, and the hint map's 4 channels when the
+        net takes hints) and RGB targets (N,3,p,p)."""
         bw, color = batch["bw"], batch["color"]
         size = tuple(bw.shape[-2:])
         importance = self.frozen["attention"].importance(bw)
         boxes, page = self.patch_boxes(importance, size, random_extra, generator)
         patch = self.plan_settings.patch_shape(size)
-        return primary_inputs(bw, importance, boxes, page, patch), crop_pages(color, boxes, page, patch)
+        hints = for_net(batch.get("hints"), bw, self.hparams.hints)
+        return primary_inputs(bw, importance, boxes, page, patch, hints), crop_pages(color, boxes, page, patch)
 
     def training_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Planned and random patches of the batch: inputs and RGB targets."""

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
+from dualflow.hints import HINT_CHANNELS, for_net
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.models import UNet
 from dualflow.panels import draw_boxes, panel
@@ -47,6 +48,7 @@ class Conditioning:
     canvas: torch.Tensor
     coverage: torch.Tensor
     band: torch.Tensor
+    hints: torch.Tensor | None = None  # (B,4,H,W) for a secondary that takes hints
 
 
 class SecondaryModule(StageModule):
@@ -62,7 +64,7 @@ class SecondaryModule(StageModule):
                  gan_weight: float = 0.0, disc_lr: float = 2e-4, colourfulness_weight: float = 0.0,
                  fill_weight: float = 1.0, band_weight: float = 2.0, priority_weight: float = 0.25,
                  corrupt_p: float = 0.5, corrupt_shift: float = 0.15, drop_p: float = 0.2, patch_batch: int = 32,
-                 lr: float = 5e-4, weight_decay: float = 1e-4, warmup_steps: int = 50,
+                 hints: bool = True, lr: float = 5e-4, weight_decay: float = 1e-4, warmup_steps: int = 50,
                  allow_random_backbone: bool = False, val_lpips: bool = True, fid_every_n_val: int = 0):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
@@ -71,9 +73,10 @@ class SecondaryModule(StageModule):
         self.frozen["primary"], meta = load_stage_net(
             require_ckpt(primary_ckpt, "primary"), "primary")
         self.plan_settings = PlanSettings(**meta["plan"])
-        self.net_config = dict(in_channels=6, base=base, depth=depth, attn_heads=attn_heads, attn_depth=attn_depth,
-                               window=window, norm=norm, chroma_grid=chroma_grid,
-                               chroma_temperature=chroma_temperature)
+        self.primary_hints = bool(meta.get("hints", False))  # stage 2 trained with hints takes them too
+        self.net_config = dict(in_channels=6 + (HINT_CHANNELS if hints else 0), base=base, depth=depth,
+                               attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
+                               chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
         self.net = UNet(**self.net_config)
         self.build_adversary(gan_weight)
         self.fusion = Fusion()
@@ -87,16 +90,18 @@ class SecondaryModule(StageModule):
         hp = self.hparams
         return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
                 "tone_radius": hp.tone_radius,
-                "trained_long_side": self.trained_long_side}
+                "trained_long_side": self.trained_long_side, "hints": hp.hints}
 
     @torch.no_grad()
-    def conditioning(self, bw: torch.Tensor, corrupt: bool) -> Conditioning:
+    def conditioning(self, bw: torch.Tensor, corrupt: bool, hints: torch.Tensor | None = None) -> Conditioning:
         """The frozen stages on a batch of pages (:func:`pipeline.primary_flow`: batched on the device, no host
         sync), with training-time damage to the primary patches when ``corrupt``: the canvas and coverage the
-        secondary sees exclude the dropped patches; the transition band is the plan's."""
+        secondary sees exclude the dropped patches; the transition band is the plan's. ``hints`` (B,4,H,W)
+        go to the primary and the secondary where they were trained with them."""
         hp = self.hparams
         importance = self.frozen["attention"].importance(bw)
-        flow = primary_flow(self.frozen["primary"], bw, importance, self.plan_settings, hp.patch_batch)
+        flow = primary_flow(self.frozen["primary"], bw, importance, self.plan_settings, hp.patch_batch,
+                            for_net(hints, bw, self.primary_hints))
         shown = None
         if corrupt:
             b, k = flow.valid.shape
@@ -104,13 +109,13 @@ class SecondaryModule(StageModule):
             patches, keep = corrupt_patches(flow.patches, hp.corrupt_shift, hp.drop_p, hit)
             flow, shown = replace(flow, patches=patches), flow.valid & keep.view(b, k)
         canvas, coverage = flow.canvas(shown)
-        return Conditioning(flow, canvas, coverage, flow.transition())
+        return Conditioning(flow, canvas, coverage, flow.transition(), for_net(hints, bw, hp.hints))
 
     def forward(self, bw: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """Fill colours (B,3,H,W) normalised Lab for pages ``bw`` given the primary flow."""
         hp = self.hparams
         return run_secondary(self.net, bw, cond.canvas, cond.coverage, cond.flow.importance, hp.working_size,
-                             hp.guide_radius, hp.guide_eps, hp.tone_radius).full()
+                             hp.guide_radius, hp.guide_eps, hp.tone_radius, cond.hints).full()
 
     def _weights(self, coverage: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
         """Per-pixel loss weight (B,1,H,W): towards the fill zone and the transition band."""
@@ -145,14 +150,14 @@ class SecondaryModule(StageModule):
     def training_inputs(self, batch: dict) -> Conditioning:
         """The frozen stages' flow on the batch, with training-time damage to the primary patches."""
         self.trained_long_side = max(batch["bw"].shape[-2:])  # the composite keeps this working/page ratio
-        return self.conditioning(batch["bw"], corrupt=True)
+        return self.conditioning(batch["bw"], corrupt=True, hints=batch.get("hints"))
 
     def training_loss(self, batch: dict, cond: Conditioning) -> torch.Tensor | None:
         """The weighted losses at the working resolution, against the colour page, coverage and band pooled to
         it: on a print-scale page the page-resolution fill would cost more than the net (the guided filter
         that brings the fill to the page has no parameters; validation scores the fused page)."""
         hp, bw = self.hparams, batch["bw"]
-        x = secondary_input(bw, cond.canvas, cond.coverage, cond.flow.importance, hp.working_size)
+        x = secondary_input(bw, cond.canvas, cond.coverage, cond.flow.importance, hp.working_size, cond.hints)
         low, features = self.outputs_for_loss(x)  # a chroma net's lightness only: ab goes by the features
         size = tuple(x.shape[-2:])
         pool = lambda t: F.adaptive_avg_pool2d(t, size) if tuple(t.shape[-2:]) != size else t  # noqa: E731
@@ -168,20 +173,21 @@ class SecondaryModule(StageModule):
         fused = [self.fusion(patches, plan, fill[i], bw[i]).page for i, (patches, plan) in enumerate(pages)]
         return nlab_to_rgb(torch.stack(fused))
 
-    def _pages(self, bw: torch.Tensor) -> tuple[Conditioning, torch.Tensor, list, torch.Tensor]:
+    def _pages(self, bw: torch.Tensor, hints: torch.Tensor | None = None,
+               ) -> tuple[Conditioning, torch.Tensor, list, torch.Tensor]:
         """Conditioning, fill, per-page plans and the fused RGB pages of a batch (what users get)."""
-        cond = self.conditioning(bw, corrupt=False)
+        cond = self.conditioning(bw, corrupt=False, hints=hints)
         fill = self(bw, cond)
         pages = cond.flow.plans()
         return cond, fill, pages, self.fuse(bw, pages, fill)
 
     def predict_rgb(self, batch: dict) -> torch.Tensor:
-        return self._pages(batch["bw"])[3]
+        return self._pages(batch["bw"], batch.get("hints"))[3]
 
     def _eval(self, batch: dict, suite, split: str) -> None:
         if not self.count_skipped(batch):
             return
-        cond, fill, pages, fused = self._pages(batch["bw"])
+        cond, fill, pages, fused = self._pages(batch["bw"], batch.get("hints"))
         self.log_loss(split, self._loss(fill, batch["color"], cond.coverage, cond.band)["l1"], fill.shape[0])
         update_suite(suite, preds=fused, **page_inputs(batch, [plan for _, plan in pages]))
 

@@ -1,0 +1,372 @@
+"""Colour hints: what the user says that no B&W page tells (which colour the hair is).
+
+A page's hints are one *hint map* (4,H,W): normalised Lab (zero where there is no hint) and a {0,1} mask, at
+the page's resolution; every colorizer takes it beside the page. At a working resolution the mask is
+max-pooled and the colours are the mask-weighted mean (:func:`downsample`), so no hint is lost, however small.
+
+Hints come from a hint layer (an RGBA PNG over the page, opaque pixels are hints, any size of the page's aspect),
+a JSON list of points (``{"x", "y", "colour", "radius"}`` in page pixels, or fractions of the page as floats in
+[0, 1]; colours as ``#rrggbb`` or names from a palette file ``{"name": "#rrggbb"}``), or a layer named ``hints``
+in a PSD page. Training draws them from the colour page (:func:`simulate`); the bench's ``clicks`` protocol puts
+one in each of the n largest flat-colour regions (:func:`click_hints`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HINT_CHANNELS = 4  # normalised L, a, b and the mask
+MAX_POINTS = 10_000  # more points than this in one file is not a hint list (refused)
+HINT_SUFFIXES = ("_hints.png", "_hints.json")  # beside a page: its hints, never a page to colour
+
+
+class HintError(ValueError):
+    """A hint file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Hint:
+    """One colour hint: a disc of ``radius`` pixels at (``y``, ``x``) page pixels, colour ``rgb`` in [0, 1]."""
+
+    y: float
+    x: float
+    rgb: tuple[float, float, float]
+    radius: float = 3.0
+
+
+def empty(size: tuple[int, int]) -> torch.Tensor:
+    """The hint map of a page without hints: (4,H,W) zeros, the automatic case."""
+    return torch.zeros(HINT_CHANNELS, *size)
+
+
+def _nlab(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB in [0,1] → normalised Lab (L/100, ab/110)."""
+    from dualflow.color import rgb_to_nlab
+
+    flat = torch.from_numpy(np.asarray(rgb, np.float32).reshape(-1, 3).T.copy())[None, :, :, None]
+    return rgb_to_nlab(flat)[0, :, :, 0].T.reshape(*np.shape(rgb)).numpy()
+
+
+def paint(hints: list[Hint], size: tuple[int, int]) -> torch.Tensor:
+    """Hints → hint map (4,H,W) of a page of ``size``; a later hint paints over an earlier one; hints outside
+    the page are clipped to it (their part inside is kept)."""
+    h, w = size
+    out = np.zeros((HINT_CHANNELS, h, w), np.float32)
+    if not hints:
+        return torch.from_numpy(out)
+    labs = _nlab(np.array([hint.rgb for hint in hints], np.float32))
+    for hint, lab in zip(hints, labs, strict=True):
+        r = max(0.71, float(hint.radius))  # at least the pixel nearest the centre
+        y0, y1 = max(0, int(np.floor(hint.y - r))), min(h, int(np.ceil(hint.y + r)) + 1)
+        x0, x1 = max(0, int(np.floor(hint.x - r))), min(w, int(np.ceil(hint.x + r)) + 1)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        disc = (yy - hint.y) ** 2 + (xx - hint.x) ** 2 <= r * r
+        out[:3, y0:y1, x0:x1][:, disc] = lab[:, None]
+        out[3, y0:y1, x0:x1][disc] = 1.0
+    return torch.from_numpy(out)
+
+
+def downsample(hints: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Hint maps (B,4,H,W) → (B,4,h,w): the mask max-pooled (a hint of one pixel still marks its cell) and the
+    colour averaged over the hinted pixels of each cell only (never mixed with the zeros around it)."""
+    if tuple(hints.shape[-2:]) == tuple(size):
+        return hints
+    mask = hints[:, 3:]
+    weight = F.adaptive_avg_pool2d(mask, size)
+    colour = F.adaptive_avg_pool2d(hints[:, :3] * mask, size) / weight.clamp_min(1e-8)
+    present = F.adaptive_max_pool2d(mask, size)
+    return torch.cat([colour * present, present], dim=1)
+
+
+def for_net(hints: torch.Tensor | None, bw: torch.Tensor, takes_hints: bool) -> torch.Tensor | None:
+    """The hint map given to a net for pages ``bw`` (B,1,H,W): ``hints`` (B,4,H,W), or zeros where there are
+    none (the automatic case), for a net trained with hints; None for a net trained without them."""
+    if not takes_hints:
+        return None
+    if hints is None:
+        return bw.new_zeros(bw.shape[0], HINT_CHANNELS, *bw.shape[-2:])
+    return hints.to(bw)
+
+
+# ---- reading hints -------------------------------------------------------------------------------------
+def parse_colour(text: object, palette: dict[str, tuple[float, float, float]], where: str) -> tuple[float, ...]:
+    """``#rrggbb`` (or ``#rgb``) or a palette name → RGB in [0,1]; anything else is a :class:`HintError`."""
+    if isinstance(text, str):
+        name = text.strip()
+        if name in palette:
+            return palette[name]
+        if re.fullmatch(r"#[0-9a-fA-F]{6}", name):
+            return tuple(int(name[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        if re.fullmatch(r"#[0-9a-fA-F]{3}", name):
+            return tuple(int(c * 2, 16) / 255 for c in name[1:])
+        known = f" (palette: {', '.join(sorted(palette))})" if palette else " (no palette given: --palette FILE)"
+        if not name.startswith("#"):
+            raise HintError(f"{where}: unknown colour name {name!r}{known}")
+    raise HintError(f"{where}: {text!r} is not a colour (#rrggbb or a palette name)")
+
+
+def read_palette(path: str | Path) -> dict[str, tuple[float, float, float]]:
+    """A palette file ``{"hair": "#d04a2a", ...}`` → name → RGB."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HintError(f"{path}: not a readable palette ({e})") from e
+    if not isinstance(data, dict) or not data:
+        raise HintError(f'{path}: a palette is a JSON object of named colours, {{"hair": "#d04a2a"}}')
+    return {str(k): parse_colour(v, {}, f"{path}: {k}") for k, v in data.items()}
+
+
+def _coordinate(value: object, extent: int, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise HintError(f"{where}: {value!r} is not a number")
+    if isinstance(value, float) and 0.0 <= value <= 1.0:
+        return value * (extent - 1)  # a fraction of the page
+    return float(value)
+
+
+def read_points(path: str | Path, size: tuple[int, int],
+                palette: dict[str, tuple[float, float, float]] | None = None) -> list[Hint]:
+    """A JSON list of ``{"x", "y", "colour", "radius"?}`` → hints on a page of ``size`` (H, W). Points outside
+    the page are dropped with a warning; an empty list is no hints (a warning too)."""
+    path, palette = Path(path), palette or {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HintError(f"{path}: not a readable JSON hint list ({e})") from e
+    if isinstance(data, dict) and "points" in data:
+        data = data["points"]
+    if not isinstance(data, list):
+        raise HintError(f'{path}: a hint list is a JSON list of points, [{{"x": 10, "y": 20, "colour": "#ff0000"}}]')
+    if len(data) > MAX_POINTS:
+        raise HintError(f"{path}: {len(data)} points, more than {MAX_POINTS} (a hint layer PNG suits dense hints)")
+    if not data:
+        warnings.warn(f"{path}: an empty hint list: the page is coloured without hints", stacklevel=2)
+    h, w = size
+    hints, outside = [], 0
+    for i, point in enumerate(data):
+        where = f"{path}: point {i}"
+        if not isinstance(point, dict) or not {"x", "y"} <= set(point) or not ({"colour", "color"} & set(point)):
+            raise HintError(f'{where}: needs "x", "y" and "colour", got {point!r}')
+        x, y = _coordinate(point["x"], w, where), _coordinate(point["y"], h, where)
+        radius = point.get("radius", 3)
+        if isinstance(radius, bool) or not isinstance(radius, int | float) or not 0 < radius <= max(h, w):
+            raise HintError(f"{where}: radius {radius!r} must be a positive number of pixels")
+        colour = parse_colour(point.get("colour", point.get("color")), palette, where)
+        if not (-radius <= x <= w - 1 + radius and -radius <= y <= h - 1 + radius):
+            outside += 1
+            continue
+        hints.append(Hint(y, x, colour, float(radius)))
+    if outside:
+        warnings.warn(f"{path}: {outside} point(s) outside the {w}x{h} page, ignored", stacklevel=2)
+    return hints
+
+
+def layer_to_map(rgba: np.ndarray, size: tuple[int, int], where: str) -> torch.Tensor:
+    """An RGBA hint layer (h,w,4) in [0,1] → hint map (4,H,W) of a page of ``size``: scaled to the page
+    (nearest, so hint colours stay as painted) when its aspect matches within 2 %; opaque (alpha ≥ 0.5) pixels
+    are hints. A layer of another aspect, or fully opaque, is refused; a fully transparent one warns."""
+    lh, lw = rgba.shape[:2]
+    h, w = size
+    if abs(lw / lh - w / h) > 0.02 * (w / h):
+        raise HintError(f"{where}: hint layer is {lw}x{lh}, the page {w}x{h}: another aspect (paint it over the "
+                        f"page, or at its size)")
+    opaque = rgba[..., 3] >= 0.5
+    if opaque.all():
+        raise HintError(f"{where}: the hint layer is opaque everywhere: hints are the painted pixels of a "
+                        f"transparent layer")
+    if not opaque.any():
+        warnings.warn(f"{where}: the hint layer is fully transparent: the page is coloured without hints",
+                      stacklevel=2)
+    layer = torch.from_numpy(np.concatenate([_nlab(rgba[..., :3]), opaque[..., None]], axis=2).astype(np.float32))
+    layer = layer.permute(2, 0, 1)
+    layer[:3] *= layer[3:]
+    if (lh, lw) != (h, w):
+        layer = F.interpolate(layer[None], size=(h, w), mode="nearest")[0]
+    return layer
+
+
+def read_layer(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """A hint layer PNG (or any image with alpha) → hint map (see :func:`layer_to_map`)."""
+    from dualflow.data.io import ImageReadError, open_image
+
+    try:
+        with open_image(path) as img:
+            rgba = np.asarray(img.convert("RGBA"), np.float32) / 255.0
+    except ImageReadError as e:
+        raise HintError(str(e)) from e
+    return layer_to_map(rgba, size, str(path))
+
+
+def psd_hint_layer(path: str | Path) -> np.ndarray | None:
+    """The RGBA pixels (H,W,4, float) of a PSD's layer named ``hints``, placed on the canvas, or None."""
+    from psd_tools import PSDImage
+
+    psd = PSDImage.open(path)
+    for layer in psd.descendants():
+        if layer.name.strip().lower() == "hints" and not layer.is_group():
+            canvas = np.zeros((psd.height, psd.width, 4), np.float32)
+            pixels = layer.numpy()
+            if pixels.shape[-1] == 3:
+                pixels = np.concatenate([pixels, np.ones_like(pixels[..., :1])], axis=-1)
+            top, left = max(0, layer.top), max(0, layer.left)
+            part = pixels[top - layer.top:, left - layer.left:][:psd.height - top, :psd.width - left]
+            canvas[top:top + part.shape[0], left:left + part.shape[1]] = part
+            return canvas
+    return None
+
+
+def read_hints(path: str | Path, size: tuple[int, int],
+               palette: dict[str, tuple[float, float, float]] | None = None) -> torch.Tensor:
+    """The hint map of a page of ``size`` from a hint file: ``.json`` points, a ``.psd`` with a ``hints`` layer,
+    or an image layer."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return paint(read_points(path, size, palette), size)
+    if path.suffix.lower() == ".psd":
+        rgba = psd_hint_layer(path)
+        if rgba is None:
+            raise HintError(f"{path}: no layer named 'hints'")
+        return layer_to_map(rgba, size, f"{path}: layer 'hints'")
+    return read_layer(path, size)
+
+
+def is_hint_file(path: Path) -> bool:
+    """``<stem>_hints.png`` and ``<stem>_hints.json``: hints for a page, never pages to colour."""
+    return path.name.lower().endswith(HINT_SUFFIXES)
+
+
+def hint_file_for(page: Path, given: Path | None = None) -> Path | None:
+    """The hint file of ``page``: ``given`` itself when it is a file, ``<stem>_hints.(png|json)`` in ``given``
+    when it is a folder, else beside the page; None when there is none."""
+    if given is not None and given.is_file():
+        return given
+    folder = given if given is not None else page.parent
+    for suffix in HINT_SUFFIXES:
+        candidate = folder / f"{page.stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# ---- simulated hints -----------------------------------------------------------------------------------
+def flat_regions(color: np.ndarray, levels: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regions of flat colour of a colour page (H,W,3): connected pixels whose colour, quantised to ``levels``
+    per channel, equals their four neighbours' (a region's border pixels are left out, so no region crosses a
+    colour edge). Returns the label map (0: none), each region's area (index = label) and the distance of each
+    pixel to the nearest pixel outside its region (to click well inside)."""
+    from scipy import ndimage
+
+    q = np.minimum((color * levels).astype(np.int32), levels - 1)
+    code = (q[..., 0] * levels + q[..., 1]) * levels + q[..., 2]
+    flat = np.ones(code.shape, bool)
+    flat[1:] &= code[1:] == code[:-1]
+    flat[:-1] &= code[:-1] == code[1:]
+    flat[:, 1:] &= code[:, 1:] == code[:, :-1]
+    flat[:, :-1] &= code[:, :-1] == code[:, 1:]
+    labels, n = ndimage.label(flat)
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    areas[0] = 0
+    inside = ndimage.distance_transform_cdt(np.pad(flat, 1), metric="chessboard")[1:-1, 1:-1]  # border: an edge
+    return labels, areas, inside
+
+
+def _mean_colour(color: np.ndarray, y: float, x: float, radius: float) -> tuple[float, float, float]:
+    """The colour page's mean over the hint's disc (Zhang et al. 2017: the patch's mean colour)."""
+    r = int(np.ceil(radius))
+    yi, xi = int(round(y)), int(round(x))
+    patch = color[max(0, yi - r):yi + r + 1, max(0, xi - r):xi + r + 1]
+    return tuple(float(v) for v in patch.reshape(-1, 3).mean(axis=0))
+
+
+def click_hints(color: np.ndarray, n: int, radius: float = 3.0) -> list[Hint]:
+    """The ``clicks`` protocol: one hint in each of the ``n`` largest flat-colour regions, at the pixel
+    farthest inside it, with the colour there. Deterministic (no randomness: every row sees the same hints)."""
+    from scipy import ndimage
+
+    if n <= 0:
+        return []
+    labels, areas, inside = flat_regions(color)
+    order = [int(k) for k in np.argsort(-areas, kind="stable")[:n] if areas[k] > 0]
+    if not order:
+        return []
+    where = ndimage.maximum_position(inside, labels, order)
+    return [Hint(float(y), float(x), tuple(float(v) for v in color[y, x]), radius) for y, x in where]
+
+
+def random_hints(color: np.ndarray, n: int, rng: np.random.Generator, radius: float = 3.0) -> list[Hint]:
+    """The ``random`` protocol: ``n`` uniform points with the colour page's mean colour over each disc."""
+    h, w = color.shape[:2]
+    ys, xs = rng.integers(0, h, n), rng.integers(0, w, n)
+    return [Hint(float(y), float(x), _mean_colour(color, y, x, radius), radius) for y, x in zip(ys, xs, strict=True)]
+
+
+@dataclass(frozen=True)
+class HintMix:
+    """How training draws hints from a colour page, mixing the protocols people use: no hints on a share of
+    pages (the automatic case keeps training), else a geometric number of hints (Zhang et al. 2017, p = 1/8),
+    each a click inside a flat-colour region, a uniform point, or a short stroke inside a region; discs of
+    ``radius_min``–``radius_max`` px; colour noise (σ in Lab units) on a share of hints: an imprecise pick."""
+
+    none: float = 0.125
+    p: float = 0.125
+    max_hints: int = 64
+    clicks: float = 0.5
+    strokes: float = 0.2
+    radius_min: int = 1
+    radius_max: int = 5
+    noise_share: float = 0.3
+    noise_sigma: float = 4.0
+
+
+def simulate(color: np.ndarray, rng: np.random.Generator, mix: HintMix = HintMix()) -> list[Hint]:
+    """Hints drawn from a colour page (H,W,3) by ``mix``; deterministic for a given ``rng`` state."""
+    if rng.random() < mix.none:
+        return []
+    n = int(min(rng.geometric(mix.p), mix.max_hints))
+    labels, areas, inside = flat_regions(color)
+    regions = np.flatnonzero(areas)
+    weights = areas[regions] / areas[regions].sum() if len(regions) else None
+    h, w = color.shape[:2]
+    hints: list[Hint] = []
+    for _ in range(n):
+        radius = float(rng.integers(mix.radius_min, mix.radius_max + 1))
+        kind = rng.random()
+        if len(regions) and kind < mix.clicks + mix.strokes:
+            region = int(rng.choice(regions, p=weights))
+            ys, xs = np.nonzero((labels == region) & (inside >= min(radius, inside.max())))
+            if len(ys) == 0:
+                ys, xs = np.nonzero(labels == region)
+            k = int(rng.integers(len(ys)))
+            points = [(float(ys[k]), float(xs[k]))]
+            if kind >= mix.clicks:  # a stroke: points along a short segment, kept inside the region
+                angle, length = rng.uniform(0, np.pi), rng.uniform(4 * radius, 16 * radius)
+                for t in np.linspace(0, length, max(2, int(length / radius))):
+                    y, x = ys[k] + t * np.sin(angle), xs[k] + t * np.cos(angle)
+                    if 0 <= y < h and 0 <= x < w and labels[int(y), int(x)] == region:
+                        points.append((float(y), float(x)))
+        else:
+            points = [(float(rng.integers(h)), float(rng.integers(w)))]
+        colour = _mean_colour(color, *points[0], radius)
+        if rng.random() < mix.noise_share:
+            colour = _jitter(colour, rng, mix.noise_sigma)
+        hints += [Hint(y, x, colour, radius) for y, x in points]
+    return hints
+
+
+def _jitter(rgb: tuple[float, ...], rng: np.random.Generator, sigma: float) -> tuple[float, float, float]:
+    """``rgb`` moved by Gaussian noise of ``sigma`` Lab units (L*, a*, b*), clamped to RGB [0,1]."""
+    from dualflow.color import lab_to_rgb, rgb_to_lab
+
+    lab = rgb_to_lab(torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1))
+    lab = lab + torch.from_numpy(rng.normal(0, sigma, 3).astype(np.float32)).view(1, 3, 1, 1)
+    return tuple(float(v) for v in lab_to_rgb(lab).clamp(0, 1).view(3))
