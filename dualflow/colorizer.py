@@ -77,7 +77,7 @@ class PageColorizer:
         fill = run_secondary(self.secondary, bw, canvas[None], coverage[None], importance, long_side,
                              m["guide_radius"], m["guide_eps"], m.get("tone_radius", 0),  # 0: older checkpoints
                              for_net(hints, bw, bool(m.get("hints", False))))
-        fused = self.fusion(patches, plan, fill, bw[0], rgb=True)
+        fused = self.fusion(patches, plan, fill, bw[0], rgb=True, hints=None if hints is None else hints[0])
         out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
         if debug:
             full = fill.full()[0]

@@ -16,6 +16,7 @@ from torch import nn
 
 from dualflow.color import AB_SCALE, L_SCALE, clamp_nlab, nlab_to_rgb
 from dualflow.filters import box, dilate, erode, guided_filter
+from dualflow.hints import propagate
 from dualflow.lineart import PAPER_RADIUS, outline_reach, outlines, strokes_on_paper
 from dualflow.patching import PatchPlan, crop, intersect, overlaps, paste
 from dualflow.pipeline import GuidedFill, StoredFill, canvas_from_patches
@@ -233,8 +234,10 @@ class Fusion(nn.Module):
 
     @float32
     def forward(self, patches: torch.Tensor, plan: PatchPlan, fill: torch.Tensor | GuidedFill | StoredFill,
-                bw: torch.Tensor, rgb: bool = False) -> FusionResult:
-        """patches (K,3,ph,pw), fill (3,H,W) or the fill field of one page, bw (1,H,W) → fused page."""
+                bw: torch.Tensor, rgb: bool = False, hints: torch.Tensor | None = None) -> FusionResult:
+        """patches (K,3,ph,pw), fill (3,H,W) or the fill field of one page, bw (1,H,W) → fused page; ``hints``
+        (4,H,W): the page's colour hints, carried across the regions the ink lines enclose
+        (:func:`hints.propagate`) over the fused colours."""
         fill = StoredFill(fill[None]) if isinstance(fill, torch.Tensor) else fill
         c = self.config
         fill_patches = fill_crops(fill, plan.boxes).to(patches)
@@ -246,11 +249,12 @@ class Fusion(nn.Module):
             # Too much disagreement left: pull the patches fully onto the fill's chroma in the band.
             patches = harmonize(patches, plan, fill_patches, 1.0)
             report.update(coherence(patches, plan, fill_patches), reharmonized=1.0)
-        return FusionResult(page=self.render(patches, plan, fill, bw, rgb), patches=patches, report=report)
+        return FusionResult(page=self.render(patches, plan, fill, bw, rgb, hints), patches=patches, report=report)
 
     def render(self, patches: torch.Tensor, plan: PatchPlan, fill: GuidedFill | StoredFill, bw: torch.Tensor,
-               rgb: bool = False) -> torch.Tensor:
-        """Blend, post-process and clamp the page stripe by stripe into one (3,H,W) tensor (Lab or RGB)."""
+               rgb: bool = False, hints: torch.Tensor | None = None) -> torch.Tensor:
+        """Blend, post-process, lay the propagated ``hints`` over it and clamp the page stripe by stripe into one
+        (3,H,W) tensor (Lab or RGB)."""
         (h, w), c = plan.page_size, self.config
         whole = None
         if c.blend == "multiband":
@@ -258,6 +262,7 @@ class Fusion(nn.Module):
             whole = multiband_blend(priority_canvas(patches, plan, f), f, plan.coverage.to(f), c.levels)
         halo = postprocess_reach(c.smooth_radius, WHITE_RADIUS) if c.postprocess else 0
         margins = margin_paper(bw) if c.postprocess and c.white_margins else None
+        hinted = propagate(bw, hints) if hints is not None else None
         out = bw.new_empty(3, h, w)
         for y in range(0, h, c.stripe):
             y0, y1 = max(0, y - halo), min(h, y + c.stripe + halo)
@@ -267,6 +272,9 @@ class Fusion(nn.Module):
                                     keep_white=c.keep_white, descreen=c.descreen,
                                     margins=None if margins is None else margins[:, y0:y1])
             part = fused[:, y - y0:y - y0 + min(c.stripe, h - y)]
+            if hinted is not None:
+                rows = hinted[:, y:y + part.shape[1]]
+                part = torch.where(rows[3:] > 0.5, rows[:3], part)
             part = clamp_nlab(part)
             out[:, y:y + part.shape[1]] = nlab_to_rgb(part[None])[0] if rgb else part
         return out

@@ -97,6 +97,50 @@ def for_net(hints: torch.Tensor | None, bw: torch.Tensor, takes_hints: bool) -> 
     return hints.to(bw)
 
 
+def propagate(bw: torch.Tensor, hints: torch.Tensor, colour: bool = True) -> torch.Tensor:
+    """The hints' reach beyond any net's receptive field: each region that the page's ink lines enclose
+    (:func:`lineart.ink_lines`, dilated by a pixel so thin gaps do not let colour through; screentone is not a
+    line) takes the mean colour of the hints inside it. ``bw`` (1,H,W), ``hints`` (4,H,W) → (4,H,W): normalised
+    Lab (``colour``; else the mean chroma only, lightness 0) and the {0,1} mask of the filled regions. Connected
+    regions are not local: computed once per page, on the CPU."""
+    from scipy import ndimage
+
+    from dualflow.lineart import ink_lines
+
+    size = tuple(bw.shape[-2:])
+    mask = hints[3] > 0.5
+    out = torch.zeros(HINT_CHANNELS, *size)
+    if not bool(mask.any()):
+        return out.to(bw.device)
+    ink = F.max_pool2d(ink_lines(bw.reshape(1, 1, *size).float()), 3, 1, 1)[0, 0] > 0.5
+    labels, n = ndimage.label((~ink).cpu().numpy())
+    regions = torch.from_numpy(labels).view(-1)
+    where = mask.view(-1).cpu() & (regions > 0)
+    counts = torch.bincount(regions[where], minlength=n + 1).float()
+    colours = hints[:3].reshape(3, -1).cpu().float()
+    means = torch.stack([torch.bincount(regions[where], colours[c][where], minlength=n + 1)
+                         for c in range(3)]) / counts.clamp_min(1)
+    filled = (counts > 0)[regions]
+    # Each pixel takes its nearest hint when that hint lies in its own region (a region that a gap in the
+    # lines joined keeps its hints apart), else its region's mean hint colour.
+    _, (iy, ix) = ndimage.distance_transform_edt(~mask.cpu().numpy(), return_indices=True)
+    nearest = torch.from_numpy(iy * size[1] + ix).view(-1)
+    own = regions[nearest] == regions
+    out[:3] = (torch.where(own, colours[:, nearest], means[:, regions]) * filled).view(3, *size)
+    filled = filled.view(size)
+    if not colour:
+        out[0] = 0
+    out[3] = filled.float()
+    return out.to(bw.device)
+
+
+def without_hints(x: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """A net input ``x`` (B,C,H,W) completed to ``in_channels`` with an empty hint map: a net trained with hints
+    run automatically (the bench's timings of the nets alone)."""
+    missing = in_channels - x.shape[1]
+    return x if missing <= 0 else torch.cat([x, x.new_zeros(x.shape[0], missing, *x.shape[-2:])], dim=1)
+
+
 # ---- reading hints -------------------------------------------------------------------------------------
 def parse_colour(text: object, palette: dict[str, tuple[float, float, float]], where: str) -> tuple[float, ...]:
     """``#rrggbb`` (or ``#rgb``) or a palette name → RGB in [0,1]; anything else is a :class:`HintError`."""

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from dualflow.bench.probes import timed
+from dualflow.hints import without_hints
 
 
 def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int = 4) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int
             out[f"stage1_inference_seconds_{w}x{h}"] = timed(lambda bw=bw: importance_tiled(attention, bw), repeats)
         primary, meta = load_stage_net(stages["primary"]["best_ckpt"], "primary")
         p = meta["plan"]["patch_size"]
-        x = torch.rand(16, 2, p, p)
+        x = without_hints(torch.rand(16, 2, p, p), primary.in_channels)
         out["stage2_inference_seconds_per_16_patches"] = timed(lambda: primary(x), repeats)
         out["metric_suite_seconds_per_page_512"] = _metric_cost(repeats)
     for name in ("attention", "primary", "secondary", "baseline", "resize_baseline"):

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from dualflow.bench.probes import available_mib, reset_peak_rss, rss_mib, timed
+from dualflow.hints import without_hints
 
 SIZES = ((1024, 1448), (2048, 2896), (4096, 5792))  # (W, H) of manga pages, A-series aspect
 
@@ -41,11 +42,12 @@ def _load(kind: str, experiment: str, runs_dir: str):
     if kind == "baseline":
         net, _ = load_stage_net(stage_checkpoint(experiment, "baseline", runs_dir, None), "baseline")
         net = net.to(device)
-        return lambda bw: net(bw.reshape(1, 1, *bw.shape[-2:]).to(device))
+        return lambda bw: net(without_hints(bw.reshape(1, 1, *bw.shape[-2:]).to(device), net.in_channels))
     # The primary model alone on the whole page (importance set to 1): what the dual flow avoids.
     net, _ = load_stage_net(stage_checkpoint(experiment, "primary", runs_dir, None), "primary")
     net = net.to(device)
-    return lambda bw: net(torch.cat([bw, torch.ones_like(bw)]).reshape(1, 2, *bw.shape[-2:]).to(device))
+    return lambda bw: net(without_hints(torch.cat([bw, torch.ones_like(bw)]).reshape(1, 2, *bw.shape[-2:]).to(device),
+                                        net.in_channels))
 
 
 def export_folder(experiment: str, runs_dir: str) -> str:

@@ -57,18 +57,11 @@ def bench_quality(models: dict[str, Any], pages: int, size: tuple[int, int], dpi
     ``oracle_pages`` training pages of the same kind) that show how far the figures can go. Pages above
     ``full_suite_max_pixels`` get the colour metrics only (:data:`CORE_METRICS`; the whole suite costs about
     a minute per page and row at 2048×2896 on 2 cores). ``seed``: which pages (:data:`TUNING_SEED` to tune on)."""
-    from dualflow.bench.oracle import ClassToneOracle
     from dualflow.data.datasets import SynthMangaDataset
     from dualflow.data.synth import PrintScale
 
     scale = PrintScale.at_dpi(dpi) if dpi else None
-    fit = SynthMangaDataset(oracle_pages, size, seed=0, scale=scale, cache=cache)
-    fit.fill_cache(2)
-    oracle = ClassToneOracle.fit(fit.page(i) for i in range(oracle_pages))
-    rng = np.random.default_rng(0)
-    truth = lambda s: (s["color"].permute(1, 2, 0).numpy(), s["labels"][0].numpy())  # noqa: E731
-    references = {"oracle_median": lambda s: oracle.median_page(*truth(s)),
-                  "oracle_sample": lambda s: oracle.sampled_page(*truth(s), rng)}
+    references = oracle_references(oracle_pages, size, scale, cache)
     data = SynthMangaDataset(pages, size, seed=seed, scale=scale, cache=cache)
     data.fill_cache(2)
     only = None if size[0] * size[1] <= full_suite_max_pixels else CORE_METRICS
@@ -78,6 +71,21 @@ def bench_quality(models: dict[str, Any], pages: int, size: tuple[int, int], dpi
                   dpi=dpi or 0, oracle_pages=oracle_pages, seed=seed,
                   drawing={"pen": scale.pen, "letter": scale.letter} if scale else "thumbnail")
     return result
+
+
+def oracle_references(oracle_pages: int, size: tuple[int, int], scale, cache: str | None) -> dict[str, Any]:
+    """The two oracles (:mod:`dualflow.bench.oracle`), fitted on ``oracle_pages`` training pages of the kind
+    scored, as functions of a sample giving its RGB page: what the figures can reach."""
+    from dualflow.bench.oracle import ClassToneOracle
+    from dualflow.data.datasets import SynthMangaDataset
+
+    fit = SynthMangaDataset(oracle_pages, size, seed=0, scale=scale, cache=cache)
+    fit.fill_cache(2)
+    oracle = ClassToneOracle.fit(fit.page(i) for i in range(oracle_pages))
+    rng = np.random.default_rng(0)
+    truth = lambda s: (s["color"].permute(1, 2, 0).numpy(), s["labels"][0].numpy())  # noqa: E731
+    return {"oracle_median": lambda s: oracle.median_page(*truth(s)),
+            "oracle_sample": lambda s: oracle.sampled_page(*truth(s), rng)}
 
 
 def bench_transfer(models: dict[str, Any], size: int, crops: int) -> dict[str, Any]:
@@ -114,6 +122,13 @@ def bench_consistency(models: dict[str, Any], chapters: int, pages: int, size: i
             "truth": float(truth.compute()), "dualflow_per_page": float(per_page.compute())}
 
 
+def _colour(model, sample: dict) -> dict[str, Any]:
+    """``model.colorize_page`` on a sample, with its ``hints`` (the hint curve) when the model was trained with
+    hints; a model trained without them colours the page automatically."""
+    hints = sample.get("hints") if getattr(model, "takes_hints", False) else None
+    return model.colorize_page(sample["bw"], hints=hints) if hints is not None else model.colorize_page(sample["bw"])
+
+
 def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None = None,
              only: tuple[str, ...] | None = None, progress: ProgressLog | None = None) -> dict[str, Any]:
     """The page suite of every model on ``samples`` (an iterable: print-scale pages are held one at a time);
@@ -133,7 +148,7 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
     with torch.inference_mode():
         for s in samples:
             batch = {k: s[k][None] for k in ("bw", "color", "labels", "detailed") if k in s}
-            out = model.colorize_page(s["bw"])
+            out = _colour(model, s)
             common = page_inputs(batch, [out["plan"]])
             start = time.perf_counter()
             update_suite(suites[lead], preds=out["rgb"][None], **common)
@@ -141,7 +156,7 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
             preds = {lead: out["rgb"][None]}
             for name, other in models.items():
                 if name != lead:
-                    preds[name] = other.colorize_page(s["bw"])["rgb"][None]
+                    preds[name] = _colour(other, s)["rgb"][None]
                     update_suite(suites[name], preds=preds[name], **common)
             for name, reference in references.items():
                 preds[name] = reference(s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dualflow.bench.hint_curve import hint_table
 from dualflow.bench.inference import above_start, peak_memory
 from dualflow.bench.quality import QUALITY_SEED
 from dualflow.bench.steps import PHASES
@@ -116,6 +117,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
     tables = results.get("quality") or {}
     for q in tables.values():
         lines += quality_table(q)
+    for name, curve in (results.get("quality_hints") or {}).items():
+        lines += hint_table(name, curve)
     q = next(iter(tables.values()), None)
     t = results.get("transfer")
     if q and t:

@@ -56,11 +56,17 @@ def main(argv: list[str] | None = None) -> int:
                              "settings on others, e.g. quality.TUNING_SEED 2718, never on the bench's)")
     parser.add_argument("--experiments", default="",
                         help="comma-separated experiments sharing stage 1, for --only ablation")
-    parser.add_argument("--only", choices=["all", "ablation", "breakdown", "inference", "quality", "volume"],
-                        default="all",
+    parser.add_argument("--hint_pages", type=int, default=None,
+                        help="pages per size of the hint curve (default: --pages at the first size, at most 8 at "
+                             "larger ones: 8 settings a page, every row)")
+    parser.add_argument("--hint_counts", default=None,
+                        help="hints per page on the hint curve, comma-separated (default 0,4,16,64; --tiny 0,16)")
+    parser.add_argument("--only", choices=["all", "ablation", "breakdown", "hints", "inference", "quality",
+                                           "volume"], default="all",
                         help="ablation: the --experiments side by side on the first --sizes page size, with the "
                              "oracles and each one's training and page cost (→ ablation.{json,md}); "
                              "breakdown: only the training-step breakdown (needs no trained experiment); "
+                             "hints: only the hint curve (quality_hints: clicks and random hints, 0-64 a page); "
                              "inference: only page inference time and memory (PyTorch and ONNX Runtime); "
                              "volume: only colorize's pages/min on a .cbz volume; quality: only the quality, "
                              "transfer and chapter-consistency figures (compares experiments in minutes)")
@@ -102,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         results["stages"] = costs.bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
     models = quality.bench_models(args.experiment, args.runs_dir, args.chroma_temperature)
     cache = None if args.cache in ("", "none") else args.cache
+    if args.only in ("all", "hints"):
+        results["quality_hints"] = _hint_curve(models, args, cache)
+    if args.only == "hints":
+        return _write(results, args.out, argv, "hint_curve")
     results["quality"] = {}
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.lower().split("x"))
@@ -116,6 +126,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "quality":
         return _write(results, args.out, argv)
     return _write(_volume(_inference(results, args, sizes, kinds), args), args.out, argv)
+
+
+def _hint_curve(models: dict[str, Any], args: argparse.Namespace, cache: str | None) -> dict[str, Any]:
+    """The hint curve at each ``--sizes`` page size (:mod:`dualflow.bench.hint_curve`), hints written to --out."""
+    from dualflow.bench.hint_curve import COUNTS, bench_hints
+
+    curves = {}
+    sizes = args.sizes.split(",")[:1] if args.tiny else args.sizes.split(",")
+    counts = tuple(int(n) for n in args.hint_counts.split(",")) if args.hint_counts else (0, 16) if args.tiny \
+        else COUNTS
+    for i, size in enumerate(sizes):
+        w, h = (int(v) for v in size.lower().split("x"))
+        pages = args.hint_pages or (args.pages if i == 0 else min(args.pages, 8))
+        _say(f"hint curve {w}x{h}: {pages} pages")
+        curves[f"{w}x{h}"] = bench_hints(models, pages, (h, w), args.dpi or None, cache, Path(args.out),
+                                         seed=args.seed, oracle_pages=2 if args.tiny else 16,
+                                         counts=counts)
+    return curves
 
 
 def _say(section: str) -> None:

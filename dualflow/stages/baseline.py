@@ -134,6 +134,11 @@ class SingleFlowColorizer(nn.Module):
         super().__init__()
         self.net, self.meta, self.fusion, self.max_working_size = net, meta, Fusion(fusion), max_working_size
 
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the net was trained with colour hints."""
+        return bool(self.meta.get("hints", False))
+
     @torch.inference_mode()
     def colorize_page(self, bw: torch.Tensor, hints: torch.Tensor | None = None) -> dict[str, Any]:
         """One page (1,H,W) or (1,1,H,W) in [0,1] (and its hint map (4,H,W)) → ``rgb`` (3,H,W) and the (empty)
@@ -150,5 +155,6 @@ class SingleFlowColorizer(nn.Module):
         else:
             fill = StoredFill(low.float())
         plan = plan_patches(torch.zeros(1, 1), size, budget=0)
-        page = self.fusion(torch.zeros(0, 3, 1, 1), plan, fill, bw[0], rgb=True).page
+        page = self.fusion(torch.zeros(0, 3, 1, 1), plan, fill, bw[0], rgb=True,
+                           hints=None if hints is None else hints[0]).page
         return {"rgb": page, "plan": plan}

@@ -86,6 +86,11 @@ class DualFlowColorizer(StageModule):
                              self.plan_settings, self.secondary_meta, self.fusion, self.device, hp.patch_batch,
                              hp.attention_tile, hp.max_working_size, self.primary_hints)
 
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the frozen nets were trained with colour hints."""
+        return self.page_colorizer().takes_hints
+
     def colorize_page(self, bw: torch.Tensor, debug: bool = False, hints: torch.Tensor | None = None,
                       ) -> dict[str, Any]:
         """One page through :meth:`PageColorizer.colorize_page`."""
