@@ -145,7 +145,7 @@ class HintSource:
 
     def load(self, page: Page) -> torch.Tensor | None:
         """The page's hint map, None without a hint file; raises :class:`HintError` for a bad one."""
-        if page.bw is None or page.source.suffix.lower() == ".psd":
+        if page.bw is None:
             return None
         found = hint_file_for(page.source, self.path)
         return read_hints(found, page.bw.shape[:2], self.palette) if found else None
