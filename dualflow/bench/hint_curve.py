@@ -7,6 +7,7 @@ every later run sees the same hints."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,9 @@ def bench_hints(models: dict[str, Any], pages: int, size: tuple[int, int], dpi: 
             if n == 0 and protocol != PROTOCOLS[0]:  # no hints is one setting, whatever the protocol
                 result[protocol][0] = result[PROTOCOLS[0]][0]
                 continue
-            per_page = [draw(data.page(i).color, protocol, n, seed, i) for i in range(pages)]
-            drawn[protocol][n] = [[[h.y, h.x, *h.rgb, h.radius] for h in page] for page in per_page]
-            samples = ({**data[i], "identity": data.page(i).identity,
-                        "hints": H.paint(per_page[i], size)} for i in range(pages))
+            drawn[protocol][n] = []
             progress = ProgressLog(f"bench hints {name} {protocol} n={n}", pages)
+            samples = _hinted(data, protocol, n, seed, drawn[protocol][n])
             result[protocol][n] = _quality(samples, models, references, CORE_METRICS, progress)
     for model_name, model in models.items():
         result["models_with_hints"][model_name] = bool(getattr(model, "takes_hints", False))
@@ -66,8 +65,19 @@ def bench_hints(models: dict[str, Any], pages: int, size: tuple[int, int], dpi: 
     return result
 
 
+def _hinted(data, protocol: str, n: int, seed: int, record: list) -> Iterator[dict[str, Any]]:
+    """The held-out samples with their hint maps, one page at a time (print-scale pages are not all held);
+    each page's hints are appended to ``record`` as ``[y, x, r, g, b, radius]`` rows."""
+    for i in range(len(data)):
+        page = data.page(i)
+        hints = draw(page.color, protocol, n, seed, i)
+        record.append([[h.y, h.x, *h.rgb, h.radius] for h in hints])
+        yield {**data[i], "identity": page.identity, "hints": H.paint(hints, page.color.shape[:2])}
+
+
 def hint_table(name: str, r: dict[str, Any]) -> list[str]:
-    """One size's curve as Markdown: ΔE2000 (detailed regions) per row and number of hints."""
+    """One size's curve as Markdown: ΔE2000, ΔE2000 in detailed regions and class colour distance per row and
+    number of hints."""
     counts = [n for n in r[PROTOCOLS[0]]]
     rows = [k for k in r[PROTOCOLS[0]][counts[0]] if isinstance(r[PROTOCOLS[0]][counts[0]][k], dict)]
     head = [f"{p} {n}" for p in PROTOCOLS for n in counts if not (n == 0 and p != PROTOCOLS[0])]
