@@ -377,9 +377,12 @@ def simulate(color: np.ndarray, rng: np.random.Generator, mix: HintMix = HintMix
     if rng.random() < mix.none:
         return []
     n = int(min(rng.geometric(mix.p), mix.max_hints))
+    from scipy import ndimage
+
     labels, areas, inside = flat_regions(color)
     regions = np.flatnonzero(areas)
     weights = areas[regions] / areas[regions].sum() if len(regions) else None
+    boxes, deepest = ndimage.find_objects(labels), inside.max()  # each region's bounding box: scan it, not the page
     h, w = color.shape[:2]
     hints: list[Hint] = []
     for _ in range(n):
@@ -387,9 +390,12 @@ def simulate(color: np.ndarray, rng: np.random.Generator, mix: HintMix = HintMix
         kind = rng.random()
         if len(regions) and kind < mix.clicks + mix.strokes:
             region = int(rng.choice(regions, p=weights))
-            ys, xs = np.nonzero((labels == region) & (inside >= min(radius, inside.max())))
+            box = boxes[region - 1]
+            own = labels[box] == region
+            ys, xs = np.nonzero(own & (inside[box] >= min(radius, deepest)))
             if len(ys) == 0:
-                ys, xs = np.nonzero(labels == region)
+                ys, xs = np.nonzero(own)
+            ys, xs = ys + box[0].start, xs + box[1].start
             k = int(rng.integers(len(ys)))
             points = [(float(ys[k]), float(xs[k]))]
             if kind >= mix.clicks:  # a stroke: points along a short segment, kept inside the region
