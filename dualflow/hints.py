@@ -239,6 +239,32 @@ def layer_to_map(rgba: np.ndarray, size: tuple[int, int], where: str) -> torch.T
     return layer
 
 
+def to_layer(hints: torch.Tensor) -> np.ndarray:
+    """Hint map (4,H,W) → RGBA hint layer (H,W,4) float in [0,1]: the hints' colours, opaque where hinted. What
+    :func:`layer_to_map` reads back: the PSD's ``hints`` layer, the sample pages' and the browser's hint files."""
+    from dualflow.color import nlab_to_rgb
+
+    mask = (hints[3:].float().cpu() > 0.5).float()
+    rgb = nlab_to_rgb(hints[None, :3].float().cpu())[0] * mask
+    return torch.cat([rgb, mask]).permute(1, 2, 0).numpy()
+
+
+def draw_dots(rgb: np.ndarray, hints: torch.Tensor, ring: int = 2) -> np.ndarray:
+    """A copy of page ``rgb`` (H,W,3) with each hinted pixel of ``hints`` (4,H,W) in its colour, ringed in
+    black and white so a dot shows on any colour: where the user's hints were, for sample pages and panels."""
+    from scipy import ndimage
+
+    layer = to_layer(hints)
+    mask = layer[..., 3] > 0.5
+    inner = ndimage.binary_dilation(mask, iterations=ring)
+    outer = ndimage.binary_dilation(inner, iterations=ring)
+    out = np.array(rgb, np.float32, copy=True)
+    out[outer & ~inner] = 1.0
+    out[inner & ~mask] = 0.0
+    out[mask] = layer[..., :3][mask]
+    return out
+
+
 def read_layer(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     """A hint layer PNG (or any image with alpha) → hint map (see :func:`layer_to_map`)."""
     from dualflow.data.io import ImageReadError, open_image

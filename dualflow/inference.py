@@ -85,8 +85,8 @@ def _autocast(model, precision: str):
 
 
 def _write_page(page: Page, rgb: np.ndarray, bw: np.ndarray, layers: bool, compress_level: int,
-                panel: np.ndarray | None) -> None:
-    """Encode and write one coloured page (and its layers, its debug panel)."""
+                panel: np.ndarray | None, hint_map: torch.Tensor | None = None) -> None:
+    """Encode and write one coloured page (and its layers, with its hints, and its debug panel)."""
     from PIL import Image
 
     page.output.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def _write_page(page: Page, rgb: np.ndarray, bw: np.ndarray, layers: bool, compr
     if layers:
         from dualflow.layers import write_layers
 
-        write_layers(page.output, rgb, bw, compress_level)
+        write_layers(page.output, rgb, bw, compress_level, hint_map)
     if panel is not None:
         Image.fromarray(panel).save(page.output.with_name(page.output.stem + "_debug.png"))
 
@@ -259,7 +259,7 @@ def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, de
             figures = ", ".join(f"{k}={v:.2f}" for k, v in result["report"].items())
             print(f"{page.source.name}: {bw.shape[1]}x{bw.shape[0]}, {len(result['plan'])} patches, "
                   f"{time.perf_counter() - began:.2f}s, {figures}")
-        writer.submit(page, rgb, page.bw, layers, compress_level, panel)
+        writer.submit(page, rgb, page.bw, layers, compress_level, panel, hint_map)
     except Exception as e:  # noqa: BLE001 - one page never stops the batch; --strict re-raises
         if strict:
             raise

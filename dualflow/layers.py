@@ -1,5 +1,6 @@
 """Layered output for colourists (``colorize --layers``): the flat colours without the line art, the line art
-as black with alpha, and one PSD that opens with both as named layers (plus the coloured page, hidden).
+as black with alpha, and one PSD that opens with both as named layers (plus the coloured page and the page's
+colour hints, both hidden; the ``hints`` layer is what ``colorize`` reads back from a PSD page).
 
 The line layer is black with alpha 1 − bw, so over any colour layer it darkens exactly as multiplying by the
 B&W page does (line art and screentone). The flats are the coloured page where the page is paper or light,
@@ -15,9 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from dualflow.data.io import atomic_path, save_image
+from dualflow.hints import to_layer
 
 INK = 0.5  # B&W value below which a pixel is line art (stroke, screentone dot, solid black)
 LAYER_NAMES = ("flats", "line art", "colorized")
+HINT_LAYER = "hints"  # the name :func:`hints.psd_hint_layer` reads
 
 
 def fill_under_ink(rgb: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -55,10 +58,11 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def write_psd(path: Path, flat: np.ndarray, lines: np.ndarray, page: np.ndarray) -> None:
+def write_psd(path: Path, flat: np.ndarray, lines: np.ndarray, page: np.ndarray,
+              hints: np.ndarray | None = None) -> None:
     """One PSD (uint8 (H,W,3) flats and page, (H,W,4) line art), layers bottom to top as :data:`LAYER_NAMES`,
-    the coloured page hidden, every channel RLE-compressed (PackBits, which every PSD reader reads); written
-    atomically."""
+    the coloured page hidden, and the uint8 (H,W,4) hint layer ``hints`` (hidden) on top when given; every
+    channel RLE-compressed (PackBits, which every PSD reader reads); written atomically."""
     from psd_tools import PSDImage
     from psd_tools.constants import Compression
 
@@ -69,6 +73,8 @@ def write_psd(path: Path, flat: np.ndarray, lines: np.ndarray, page: np.ndarray)
     psd.create_pixel_layer_from_array(flat, name=LAYER_NAMES[0])
     psd.create_pixel_layer_from_array(lines, name=LAYER_NAMES[1])
     psd.create_pixel_layer_from_array(page, name=LAYER_NAMES[2]).visible = False
+    if hints is not None:
+        psd.create_pixel_layer_from_array(hints, name=HINT_LAYER).visible = False
     with atomic_path(path) as tmp:
         psd.save(tmp)
 
@@ -80,12 +86,15 @@ def layer_paths(output: Path) -> dict[str, Path]:
             "lines": output.with_name(output.stem + "_lines.png"), "psd": output.with_suffix(".psd")}
 
 
-def write_layers(output: Path, rgb: np.ndarray, bw: np.ndarray, compress_level: int = 6) -> list[Path]:
-    """The flats and line-art PNGs and the PSD of a coloured page (``rgb`` (H,W,3), ``bw`` (H,W), float)."""
+def write_layers(output: Path, rgb: np.ndarray, bw: np.ndarray, compress_level: int = 6,
+                 hints: torch.Tensor | None = None) -> list[Path]:
+    """The flats and line-art PNGs and the PSD of a coloured page (``rgb`` (H,W,3), ``bw`` (H,W), float), the
+    PSD with the page's hint map ``hints`` (4,H,W) as a hidden layer when the page had hints."""
     paths = layer_paths(output)
     flat = flats(torch.from_numpy(rgb).permute(2, 0, 1), torch.from_numpy(bw)[None]).permute(1, 2, 0).numpy()
     lines = line_art(bw)
     save_image(paths["flats"], flat, compress_level)
     save_image(paths["lines"], lines, compress_level)
-    write_psd(paths["psd"], to_uint8(flat), to_uint8(lines), to_uint8(rgb))
+    layer = None if hints is None else to_uint8(to_layer(hints))
+    write_psd(paths["psd"], to_uint8(flat), to_uint8(lines), to_uint8(rgb), layer)
     return list(paths.values())

@@ -215,6 +215,19 @@ def test_colorize_reads_hint_files_and_reports_bad_ones(tiny_experiment, tmp_pat
     assert (tmp_path / "out" / "b.png").is_file()
 
 
+def test_the_psd_keeps_the_pages_hints_as_a_hidden_layer_that_reads_back(tiny_experiment, tmp_path):
+    from psd_tools import PSDImage
+
+    Image.fromarray((SynthManga(5)(0, (96, 64)).bw * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    _layer(tmp_path / "a_hints.png", (96, 64), (slice(40, 50), slice(20, 30)))
+    assert colorize_main([str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--runs_dir",
+                          str(tiny_experiment), "--experiment", "tiny", "--device", "cpu", "--layers"]) == 0
+    psd = tmp_path / "out" / "a.psd"
+    assert [(layer.name, layer.visible) for layer in PSDImage.open(psd)][-1] == ("hints", False)
+    given, kept = H.read_hints(tmp_path / "a_hints.png", (96, 64)), H.read_hints(psd, (96, 64))
+    assert torch.equal(kept[3], given[3]) and (kept[:3] - given[:3]).abs().max() < 0.01
+
+
 def test_models_trained_without_hints_colour_as_before_and_refuse_hints(tiny_experiment, tmp_path):
     from dualflow.cli import main as cli_main
     from dualflow.inference import load_colorizer

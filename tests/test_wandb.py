@@ -34,6 +34,12 @@ def test_offline_runs_log_config_metrics_panels_and_best_summaries(tiny_experime
                 "val/transition/seam", "val/transition/delta_e2000", "val/edge/f1", "val/edge/chroma_on_ink",
                 "val/global/lpips_randinit", "train/loss", "data/skipped"):
         assert key in logged, key
+    # Stage 3 takes hints: its validation also scores the pages with 16 clicks, and the same pages without.
+    hinted = [(h["val/hints0/color/delta_e2000"], h["val/hints16/color/delta_e2000"]) for h in stage3["history"]
+              if "val/hints16/color/delta_e2000" in h]
+    assert hinted and all(with_hints < without - 1.0 for without, with_hints in hinted), hinted
+    assert {"val/hints16/transition/seam", "val/hints16/loss"} <= set().union(*stage3["history"])
+    assert not any(k.startswith("val/hints") for h in stage1["history"] for k in h)  # attention takes no hints
     panels = [h for h in stage3["history"] if h.get("val/panels/secondary/_type") == "images/separated"]
     assert panels
     media = _run_dir(tmp_path, "wb", "secondary") / "files" / panels[0]["val/panels/secondary/filenames"][0]

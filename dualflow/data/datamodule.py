@@ -88,6 +88,9 @@ class MangaDataModule(L.LightningDataModule):
             from each colour page (:class:`hints.HintMix`: none on 1/8 of the pages, clicks, points, strokes,
             colour noise), seeded like the augmentation; ``none`` trains the automatic model alone.
         eval_hints: clicks on validation and test pages (the bench's ``clicks`` protocol; 0: automatic).
+        val_hint_clicks: with ``hints: mix``, validation pages also carry n clicks (``batch["hints<n>"]``), and
+            a stage whose net takes hints logs its metrics with them as ``val/hints<n>/...`` beside the
+            automatic ones (also as ``val/hints0/...``); 0: off.
     """
 
     def __init__(self, source: str = "synth", root: str | None = None, image_size: int | list[int] = 256,
@@ -100,7 +103,7 @@ class MangaDataModule(L.LightningDataModule):
                  mangafy_hatch_from: float = 0.8, mangafy_line_threshold: float = 0.5, mangafy_line_sigma: float = 0.8,
                  mangafy_chroma_lines: float = 0.06, mangafy_white: float = 0.9, mangafy_paper: float = 0.0,
                  mangafy_blur: float = 0.0, mangafy_jpeg: int = 0, mangafy_rotate: float = 0.0, chapter: int = 0,
-                 hints: str = "mix", eval_hints: int = 0):
+                 hints: str = "mix", eval_hints: int = 0, val_hint_clicks: int = 16):
         super().__init__()
         if source not in ("synth", "paired", "color", "stream"):
             raise ValueError(f"data.source must be synth, paired, color or stream, got {source!r}")
@@ -108,13 +111,14 @@ class MangaDataModule(L.LightningDataModule):
             raise ValueError(f"data.source={source} needs data.root (a folder)")
         if hints not in ("mix", "none"):
             raise ValueError(f"data.hints must be mix (simulated colour hints) or none (automatic only), got {hints!r}")
-        if eval_hints < 0:
-            raise ValueError(f"data.eval_hints is a number of clicks (0: automatic), got {eval_hints}")
+        if eval_hints < 0 or val_hint_clicks < 0:
+            raise ValueError(f"data.eval_hints and data.val_hint_clicks are numbers of clicks (0: none), got "
+                             f"{eval_hints} and {val_hint_clicks}")
         self.save_hyperparameters()
         self.hp = self.hparams
         self._resume_state: dict | None = None
 
-    def _kwargs(self, train: bool) -> dict:
+    def _kwargs(self, train: bool, validation: bool = False) -> dict:
         from dualflow.data.transforms import bw_degradation, geometry
 
         hp = self.hp
@@ -127,7 +131,8 @@ class MangaDataModule(L.LightningDataModule):
             degrade = None
         return {"transform": tf, "degrade": degrade, "strict": hp.strict, "aug_seed": hp.seed,
                 "max_pixels": hp.max_pixels or None, "mangafy": self.mangafy_options(),
-                "hints": hp.hints if train else hp.eval_hints}
+                "hints": hp.hints if train else hp.eval_hints,
+                "extra_clicks": hp.val_hint_clicks if validation and hp.hints != "none" else 0}
 
     def mangafy_options(self) -> MangafyOptions:
         """How colour-only pages (``source: color``, colour shards) become B&W scans: the ``mangafy_*`` options."""
@@ -139,12 +144,13 @@ class MangaDataModule(L.LightningDataModule):
             size = self.page_size()
             scale = PrintScale.at_dpi(hp.dpi) if hp.dpi > 0 else None
 
-            def synth(n: int, seed: int, train: bool) -> SynthMangaDataset:
-                return SynthMangaDataset(n, size, seed, 0, hp.chapter, scale, hp.cache, **self._kwargs(train))
+            def synth(n: int, seed: int, train: bool, validation: bool = False) -> SynthMangaDataset:
+                return SynthMangaDataset(n, size, seed, 0, hp.chapter, scale, hp.cache,
+                                         **self._kwargs(train, validation))
 
             self.train_set = synth(hp.n_train, hp.seed, True)
             # Held-out pages come from other indices of another seed: never seen in training.
-            self.val_set = synth(hp.n_val, hp.seed + 1_000_003, False)
+            self.val_set = synth(hp.n_val, hp.seed + 1_000_003, False, validation=True)
             self.test_set = synth(hp.n_test, hp.seed + 2_000_003, False)
             self.fid_set = synth(hp.n_fid, hp.seed + 3_000_017, False) if hp.n_fid else self.val_set
             if hp.cache:
@@ -155,7 +161,7 @@ class MangaDataModule(L.LightningDataModule):
             full = PairedFolderDataset(hp.root)
             tr, va, te = _split(full.stems, hp.seed, hp.n_val, hp.n_test)
             self.train_set = PairedFolderDataset(hp.root, tr, **self._kwargs(True))
-            self.val_set = PairedFolderDataset(hp.root, va, **self._kwargs(False))
+            self.val_set = PairedFolderDataset(hp.root, va, **self._kwargs(False, validation=True))
             self.test_set = PairedFolderDataset(hp.root, te, **self._kwargs(False))
             self.fid_set = self.val_set
         elif hp.source == "stream":
@@ -164,7 +170,7 @@ class MangaDataModule(L.LightningDataModule):
             files = ColorFolderDataset(Path(hp.root)).files
             tr, va, te = _split(files, hp.seed, hp.n_val, hp.n_test)
             self.train_set = ColorFolderDataset(hp.root, tr, **self._kwargs(True))
-            self.val_set = ColorFolderDataset(hp.root, va, **self._kwargs(False))
+            self.val_set = ColorFolderDataset(hp.root, va, **self._kwargs(False, validation=True))
             self.test_set = ColorFolderDataset(hp.root, te, **self._kwargs(False))
             self.fid_set = self.val_set
 
@@ -188,7 +194,7 @@ class MangaDataModule(L.LightningDataModule):
         hp = self.hp
 
         def stream(train: bool) -> MangaStreamDataset:
-            return MangaStreamDataset(hp.root, shuffle=train, seed=hp.seed, pages=_Transformed(**self._kwargs(train)))
+            return MangaStreamDataset(hp.root, shuffle=train, seed=hp.seed, pages=_Transformed(**self._kwargs(train, validation=not train)))
 
         n = sum(end - start for start, end in stream(False).region_of_interest)  # all ranks' (len() is per rank)
         if n < hp.n_val + hp.n_test + 1:

@@ -44,9 +44,10 @@ class _Transformed(Dataset):
 
     def __init__(self, transform=None, degrade=None, strict: bool = False, aug_seed: int = 0,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, mangafy: MangafyOptions | None = None,
-                 hints: str | int = "none"):
+                 hints: str | int = "none", extra_clicks: int = 0):
         self.transform, self.degrade, self.strict, self.aug_seed = transform, degrade, strict, aug_seed
         self.hints = hints  # "mix": simulated hints; "none" or 0: none; n > 0: n clicks (evaluation)
+        self.extra_clicks = extra_clicks  # n > 0: also batch["hints<n>"], n clicks (the hinted validation)
         self.max_pixels = max_pixels  # larger files are refused before decoding, like unreadable ones
         self.mangafy = mangafy or MangafyOptions()
         self._epoch = 0
@@ -85,6 +86,11 @@ class _Transformed(Dataset):
             drawn = (hints.simulate(color, np.random.default_rng(seed + 3)) if self.hints == "mix"
                      else hints.click_hints(color, int(self.hints)))
             sample["hints"] = hints.paint(drawn, color.shape[:2])
+        if self.extra_clicks:
+            from dualflow import hints
+
+            sample[f"hints{self.extra_clicks}"] = hints.paint(hints.click_hints(color, self.extra_clicks),
+                                                              color.shape[:2])
         return sample
 
     def _skip(self, err: ImageReadError):

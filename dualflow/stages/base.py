@@ -4,6 +4,7 @@ metric logging with ``{split}/{group}/{name}`` keys, and checkpoints that carry 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import lightning as L
@@ -15,10 +16,12 @@ from torch import nn
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.metrics.color import colorfulness
 from dualflow.metrics.perceptual import FID, metric_name
-from dualflow.metrics.suite import compute_logged, update_suite
+from dualflow.metrics.suite import SEP, compute_logged, update_suite
 from dualflow.models.discriminator import PatchDiscriminator
 from dualflow.precision import float32
 from dualflow.stages.frozen import FrozenStagesMixin
+
+HINTED = re.compile(r"hints\d+")  # batch keys of hint maps for the hinted validation (data.val_hint_clicks)
 
 
 class StageModule(FrozenStagesMixin, L.LightningModule):
@@ -163,11 +166,36 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
         """Score one batch into ``suite`` (and log ``{split}/loss``); each stage defines it."""
         raise NotImplementedError
 
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the trained network takes colour hints (``--model.hints``)."""
+        return bool(self.hparams.get("hints", False))
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval(batch, self.val_metrics, "val")
+        self._val_automatic = "hints" not in batch
+        if not self.takes_hints:
+            return
+        for key in [k for k in batch if HINTED.fullmatch(k)]:  # the validation pages with n clicks (data)
+            self._eval({**batch, "hints": batch[key]}, self.hinted_suite(key), f"val/{key}")
+
+    def hinted_suite(self, key: str):
+        """The validation suite of the pages with the hints ``batch[key]``, logged as ``val/<key>/...``; kept
+        out of the module's state (checkpoints keep their keys) and made on first use."""
+        suites = self.__dict__.setdefault("_hinted_suites", {})
+        if key not in suites:
+            suites[key] = self.val_metrics.clone(prefix=f"val{SEP}{key}{SEP}").to(self.device)
+            suites[key].reset()
+        return suites[key]
 
     def on_validation_epoch_end(self) -> None:
-        self.log_suite(self.val_metrics)
+        values = self.log_suite(self.val_metrics)
+        hinted = self.__dict__.get("_hinted_suites", {})
+        if hinted and getattr(self, "_val_automatic", False):  # the same figures, beside the hinted ones
+            self.log_dict({k.replace("val/", "val/hints0/", 1): v for k, v in values.items() if torch.isfinite(v)},
+                          sync_dist=True)
+        for suite in hinted.values():
+            self.log_suite(suite)
         if getattr(self, "val_fid", None) is not None and not self.trainer.sanity_checking:
             self._validations = getattr(self, "_validations", 0) + 1
             if (self._validations - 1) % self.fid_every_n_val == 0:

@@ -168,9 +168,12 @@ class SecondaryModule(StageModule):
             self.log(f"train/{k}", v, batch_size=bw.shape[0])
         return self.finish_step(loss, x[:, :1], color, low, bw.shape[0])
 
-    def fuse(self, bw: torch.Tensor, pages: list[tuple[torch.Tensor, PatchPlan]], fill: torch.Tensor) -> torch.Tensor:
-        """Fused RGB pages (B,3,H,W) from :meth:`PrimaryFlow.plans`."""
-        fused = [self.fusion(patches, plan, fill[i], bw[i]).page for i, (patches, plan) in enumerate(pages)]
+    def fuse(self, bw: torch.Tensor, pages: list[tuple[torch.Tensor, PatchPlan]], fill: torch.Tensor,
+             hints: torch.Tensor | None = None) -> torch.Tensor:
+        """Fused RGB pages (B,3,H,W) from :meth:`PrimaryFlow.plans`, with the pages' ``hints`` (B,4,H,W)
+        carried across their regions as users get them (:class:`fusion.Fusion`)."""
+        fused = [self.fusion(patches, plan, fill[i], bw[i], hints=None if hints is None else hints[i]).page
+                 for i, (patches, plan) in enumerate(pages)]
         return nlab_to_rgb(torch.stack(fused))
 
     def _pages(self, bw: torch.Tensor, hints: torch.Tensor | None = None,
@@ -179,7 +182,7 @@ class SecondaryModule(StageModule):
         cond = self.conditioning(bw, corrupt=False, hints=hints)
         fill = self(bw, cond)
         pages = cond.flow.plans()
-        return cond, fill, pages, self.fuse(bw, pages, fill)
+        return cond, fill, pages, self.fuse(bw, pages, fill, hints if self.hparams.hints else None)
 
     def predict_rgb(self, batch: dict) -> torch.Tensor:
         return self._pages(batch["bw"], batch.get("hints"))[3]
