@@ -194,7 +194,8 @@ class MangaDataModule(L.LightningDataModule):
         hp = self.hp
 
         def stream(train: bool) -> MangaStreamDataset:
-            return MangaStreamDataset(hp.root, shuffle=train, seed=hp.seed, pages=_Transformed(**self._kwargs(train, validation=not train)))
+            pages = _Transformed(**self._kwargs(train, validation=not train))  # held-out: validation and test
+            return MangaStreamDataset(hp.root, shuffle=train, seed=hp.seed, pages=pages)
 
         n = sum(end - start for start, end in stream(False).region_of_interest)  # all ranks' (len() is per rank)
         if n < hp.n_val + hp.n_test + 1:
