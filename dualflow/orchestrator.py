@@ -3,7 +3,8 @@
 Runs each stage as its own ``python -m dualflow fit`` process: Lightning's DDP launcher re-runs the command
 line on every rank, so orchestrating several stages in one process would run them once per rank. Stage N
 refuses to start without stage N−1 of the same experiment (unless its checkpoint is passed explicitly).
-After stage 3 sample pages are written to ``runs/<NAME>/samples/`` and the composite is tested (metrics into
+After stage 3 sample pages are written to ``runs/<NAME>/samples/`` (automatic, and beside them with 16 clicks
+when the models take hints) and the composite is tested (metrics into
 the manifest and into a W&B run of its own, with the samples)."""
 
 from __future__ import annotations
@@ -93,6 +94,17 @@ def data_and_trainer(overrides: list[str]) -> list[str]:
     return out
 
 
+def hinted_samples(inputs: Path, samples: Path, experiment: str, runs_dir: str) -> None:
+    """The sample pages automatic beside 16 clicks (:mod:`dualflow.samples`), for models trained with hints."""
+    from dualflow.inference import load_colorizer
+    from dualflow.samples import write_hinted_samples
+
+    colorizer = load_colorizer(experiment, runs_dir)
+    if colorizer.takes_hints:
+        for path in write_hinted_samples(inputs, samples, colorizer.page_colorizer()):
+            print(f"[dualflow] sample with hints: {path}", flush=True)
+
+
 def finish(args, overrides: list[str]) -> int:
     """Sample pages under runs/<NAME>/samples/, then the composite test (on the stages' ``--data.*`` and
     ``--trainer.*`` overrides): its metrics go into the manifest and, with the sample pages, a per-page table
@@ -108,6 +120,7 @@ def finish(args, overrides: list[str]) -> int:
 
     samples_code = colorize_main([str(inputs / "bw"), "--out", str(exp_dir / "samples"), "--experiment",
                                   args.experiment, "--runs_dir", args.runs_dir, "--debug"])
+    hinted_samples(inputs, exp_dir / "samples", args.experiment, args.runs_dir)
     cmd = [sys.executable, "-m", "dualflow", "test", *configs("composite", args.preset),
            "--experiment", args.experiment, "--runs_dir", args.runs_dir,
            f"--model.samples_dir={exp_dir / 'samples'}", *data_and_trainer(overrides)]

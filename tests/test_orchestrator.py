@@ -3,6 +3,10 @@ then the finishing step (sample pages and the composite test); the baseline thro
 
 import json
 
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
 from dualflow.orchestrator import data_and_trainer, main
 
 # Small pages and two steps on top of whatever preset `auto` picks: only --data.* / --trainer.* overrides reach
@@ -28,7 +32,16 @@ def test_train_all_runs_three_stages_samples_and_the_composite_test_then_the_bas
     assert 0 < composite["test/color/delta_e2000"] < 100 and "test/global/fid_randinit" in composite
     samples = tmp_path / "all" / "samples"
     assert len(list(samples.glob("*_debug.png"))) == 2
-    assert len([p for p in samples.glob("*.png") if not p.stem.endswith("_debug")]) == 2
+    assert len([p for p in samples.glob("*.png") if not p.stem.endswith(("_debug", "_hints16"))]) == 2
+    # The models take hints: each sample also automatic | 16 clicks, and the clicks as a hint layer to replay.
+    for panel_path in sorted(samples.glob("*_hints16.png")):
+        stem = panel_path.stem.removesuffix("_hints16")
+        auto, both = np.asarray(Image.open(samples / f"{stem}.png")), np.asarray(Image.open(panel_path))
+        assert both.shape[1] == 2 * auto.shape[1] + 2 and both.shape[0] > auto.shape[0]  # two columns, labels
+        assert np.array_equal(both[-auto.shape[0]:, :auto.shape[1]], auto)  # the automatic page as written
+        layer = np.asarray(Image.open(samples / "input" / "hints" / f"{stem}_hints.png"))
+        assert layer.shape == (*auto.shape[:2], 4) and 0 < ndimage.label(layer[..., 3] > 127)[1] <= 16
+    assert len(list(samples.glob("*_hints16.png"))) == 2
 
     assert main(["--stage", "baselines", *common, *SMALL]) == 0  # `make train-baseline`: both baselines
     stages = json.loads((tmp_path / "all" / "manifest.json").read_text())["stages"]

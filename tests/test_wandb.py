@@ -75,7 +75,7 @@ def test_the_composite_is_a_wandb_run_with_table_panels_and_samples(tiny_experim
     shutil.copytree(tiny_experiment / "tiny", runs / "tiny")
     samples = tmp_path / "samples"
     samples.mkdir()
-    for name in ("page_a", "page_a_debug", "page_b"):
+    for name in ("page_a", "page_a_debug", "page_b", "page_b_hints16"):
         Image.new("RGB", (40, 30), (200, 40, 40)).save(samples / f"{name}.png")
     main(["test", "--config", "experiments/composite.yaml", "--config", str(CONF / "tiny_common.yaml"), "--config",
           str(CONF / "tiny_composite.yaml"), "--config", str(CONF / "tiny_wandb.yaml"), "--experiment", "tiny",
@@ -95,6 +95,7 @@ def test_the_composite_is_a_wandb_run_with_table_panels_and_samples(tiny_experim
     assert des == sorted(des, reverse=True) and all(d > 0 for d in des)
     assert history["test/panels/_type"] == "images/separated" and len(history["test/panels/filenames"]) == 2
     assert len(history["test/samples/filenames"]) == 2 and len(history["test/samples_debug/filenames"]) == 1
+    assert len(history["test/samples_hints/filenames"]) == 1
     manifest = json.loads((runs / "tiny" / "manifest.json").read_text())["stages"]["composite"]
     assert manifest["wandb"]["id"] == run["id"]
     assert manifest["metrics"]["test/color/delta_e2000"] == pytest.approx(run["summary"]["test/color/delta_e2000"])

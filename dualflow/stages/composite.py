@@ -7,6 +7,7 @@ of the first pages and the experiment's sample pages. Nothing here trains: every
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -188,11 +189,13 @@ def page_row(name: str, pred: torch.Tensor, inputs: dict, i: int, out: dict, sec
 
 
 def sample_pages(folder: str | None) -> dict[str, list[tuple[str, np.ndarray]]]:
-    """``samples`` (coloured pages) and ``samples_debug`` (their debug panels) from a samples folder."""
+    """``samples`` (coloured pages), ``samples_debug`` (their debug panels) and ``samples_hints`` (automatic
+    beside 16 clicks, :mod:`dualflow.samples`) from a samples folder."""
     from PIL import Image
 
-    out: dict[str, list[tuple[str, np.ndarray]]] = {"samples": [], "samples_debug": []}
+    out: dict[str, list[tuple[str, np.ndarray]]] = {"samples": [], "samples_debug": [], "samples_hints": []}
     for path in sorted(Path(folder).glob("*.png")) if folder else []:
-        key = "samples_debug" if path.stem.endswith("_debug") else "samples"
+        key = ("samples_debug" if path.stem.endswith("_debug")
+               else "samples_hints" if re.search(r"_hints\d+$", path.stem) else "samples")
         out[key].append((path.stem, np.asarray(Image.open(path).convert("RGB"))))
     return {k: v for k, v in out.items() if v}
