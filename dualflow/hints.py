@@ -179,12 +179,14 @@ def _coordinate(value: object, extent: int, where: str) -> float:
 
 
 def read_points(path: str | Path, size: tuple[int, int],
-                palette: dict[str, tuple[float, float, float]] | None = None) -> list[Hint]:
+                palette: dict[str, tuple[float, float, float]] | None = None, content: bytes | None = None,
+                ) -> list[Hint]:
     """A JSON list of ``{"x", "y", "colour", "radius"?}`` → hints on a page of ``size`` (H, W). Points outside
-    the page are dropped with a warning; an empty list is no hints (a warning too)."""
+    the page are dropped with a warning; an empty list is no hints (a warning too). ``content``: the file's
+    bytes, already read (from an archive; ``path`` then only names it)."""
     path, palette = Path(path), palette or {}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(content if content is not None else path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HintError(f"{path}: not a readable JSON hint list ({e})") from e
     if isinstance(data, dict) and "points" in data:
@@ -265,12 +267,13 @@ def draw_dots(rgb: np.ndarray, hints: torch.Tensor, ring: int = 2) -> np.ndarray
     return out
 
 
-def read_layer(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
-    """A hint layer PNG (or any image with alpha) → hint map (see :func:`layer_to_map`)."""
+def read_layer(path: str | Path, size: tuple[int, int], content: bytes | None = None) -> torch.Tensor:
+    """A hint layer PNG (or any image with alpha; its bytes ``content`` when already read) → hint map (see
+    :func:`layer_to_map`)."""
     from dualflow.data.io import ImageReadError, open_image
 
     try:
-        with open_image(path) as img:
+        with open_image(path, data=content) as img:
             rgba = np.asarray(img.convert("RGBA"), np.float32) / 255.0
     except ImageReadError as e:
         raise HintError(str(e)) from e
@@ -296,23 +299,31 @@ def psd_hint_layer(path: str | Path) -> np.ndarray | None:
 
 
 def read_hints(path: str | Path, size: tuple[int, int],
-               palette: dict[str, tuple[float, float, float]] | None = None) -> torch.Tensor:
+               palette: dict[str, tuple[float, float, float]] | None = None, content: bytes | None = None,
+               ) -> torch.Tensor:
     """The hint map of a page of ``size`` from a hint file: ``.json`` points, a ``.psd`` with a ``hints`` layer,
-    or an image layer."""
+    or an image layer; ``content``: its bytes when already read (a hint file inside a volume)."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        return paint(read_points(path, size, palette), size)
+        return paint(read_points(path, size, palette, content), size)
     if path.suffix.lower() == ".psd":
         rgba = psd_hint_layer(path)
         if rgba is None:
             raise HintError(f"{path}: no layer named 'hints'")
         return layer_to_map(rgba, size, f"{path}: layer 'hints'")
-    return read_layer(path, size)
+    return read_layer(path, size, content)
 
 
 def is_hint_file(path: Path) -> bool:
     """``<stem>_hints.png`` and ``<stem>_hints.json``: hints for a page, never pages to colour."""
-    return path.name.lower().endswith(HINT_SUFFIXES)
+    return hinted_stem(path.name) is not None
+
+
+def hinted_stem(name: str) -> str | None:
+    """The page a hint file's ``name`` belongs to (``ch1/p001_hints.png`` → ``ch1/p001``), None when it is not
+    a hint file."""
+    lower = name.lower()
+    return next((name[:-len(suffix)] for suffix in HINT_SUFFIXES if lower.endswith(suffix)), None)
 
 
 def hint_file_for(page: Path, given: Path | None = None) -> Path | None:

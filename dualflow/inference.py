@@ -135,8 +135,9 @@ class PageWriter:
 
 @dataclass
 class HintSource:
-    """Where pages' colour hints come from (:mod:`dualflow.hints`): ``<stem>_hints.(png|json)`` beside each page,
-    or ``path`` (a hint file, or a folder of them); names in JSON points resolve in ``palette``; a bad hint file
+    """Where pages' colour hints come from (:mod:`dualflow.hints`): ``<stem>_hints.(png|json)`` beside each page
+    (for a volume's page: in the archive or ``<volume>_hints/``), or ``path`` (a hint file, or a folder of
+    them); names in JSON points resolve in ``palette``; a bad hint file
     fails its page unless ``optional`` (then the page is coloured without hints, with a warning)."""
 
     path: Path | None = None
@@ -147,6 +148,9 @@ class HintSource:
         """The page's hint map, None without a hint file; raises :class:`HintError` for a bad one."""
         if page.bw is None:
             return None
+        if self.path is None and page.hint_file is not None:
+            name, content = page.hint_file
+            return read_hints(name, page.bw.shape[:2], self.palette, content)
         found = hint_file_for(page.source, self.path)
         return read_hints(found, page.bw.shape[:2], self.palette) if found else None
 

@@ -129,6 +129,7 @@ class Page:
     error: str | None = None
     skipped: bool = False
     converted: bool = False  # a colour page rendered to B&W manga first
+    hint_file: tuple[Path, bytes | None] | None = None  # a volume page's hints: (name, bytes inside the archive)
 
 
 def _volume_page(source: Source, max_pixels: int | None, skip_existing: bool) -> Page:
@@ -147,9 +148,10 @@ def _volume_page(source: Source, max_pixels: int | None, skip_existing: bool) ->
         return Page(name, output, error=f"{name}: damaged archive entry ({e})")
     except MemoryError:
         return Page(name, output, error=f"{name}: out of memory while decoding")
+    hint_file = volume.hint_file(member)
     if is_color(page):
-        return Page(name, output, bw=mangafy(page), converted=True)
-    return Page(name, output, bw=page[..., 0])
+        return Page(name, output, bw=mangafy(page), converted=True, hint_file=hint_file)
+    return Page(name, output, bw=page[..., 0], hint_file=hint_file)
 
 
 def _pages_of(source: Source, max_pixels: int | None, skip_existing: bool) -> Iterator[Page]:

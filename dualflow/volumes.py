@@ -9,7 +9,11 @@ is written. Pages are read in reading order (natural order of their paths: ``p2`
 folders included; other entries are named and skipped. Coloured pages go to a staging folder beside the
 output (``out/.vol.cbz.pages/``), so ``--skip_existing`` resumes a killed volume; the ``.cbz`` is written
 atomically once every page has had its turn, and the staging folder is removed when no page failed. With
-``--layers``, each page's flats, line art and PSD go to ``out/<stem>_layers/`` under the page's name."""
+``--layers``, each page's flats, line art and PSD go to ``out/<stem>_layers/`` under the page's name.
+
+A page's colour hints (``<page>_hints.png`` / ``.json``) come from the archive itself, beside the page, or
+from a ``<volume>_hints/`` folder beside the archive, under the page's path in the archive or its bare name
+(``vol_hints/ch1/p001_hints.png`` or ``vol_hints/p001_hints.png``); hint entries are never pages."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from dualflow.data.io import IMAGE_EXTENSIONS, atomic_path
+from dualflow.hints import HINT_SUFFIXES, hinted_stem
 from dualflow.layers import layer_paths
 
 ARCHIVE_EXTENSIONS = (".cbz", ".zip")
@@ -58,6 +63,7 @@ class Volume:
     pages: list[str] = field(default_factory=list)  # member names
     names: dict[str, str] = field(default_factory=dict)  # member → name in the output .cbz
     skipped: list[str] = field(default_factory=list)
+    hints: dict[str, str] = field(default_factory=dict)  # page path without extension → its hint entry
 
     @property
     def staging(self) -> Path:
@@ -80,6 +86,20 @@ class Volume:
     def display(self, member: str) -> Path:
         """How a page of the volume is named in reports: ``vol.cbz/ch1/p001.jpg``."""
         return self.path / member
+
+    def hint_file(self, member: str) -> tuple[Path, bytes | None] | None:
+        """The page's hint file: (its name, its bytes) for an entry of the archive, (a path, None) in the
+        ``<volume>_hints/`` folder, or None (see the module docstring)."""
+        page = str(PurePosixPath(member).with_suffix(""))
+        if page in self.hints:
+            return self.display(self.hints[page]), self.read(self.hints[page])
+        folder = self.path.with_name(f"{self.path.stem}_hints")
+        for stem in (page, PurePosixPath(page).name):
+            for suffix in HINT_SUFFIXES:
+                candidate = folder / f"{stem}{suffix}"
+                if candidate.is_file():
+                    return candidate, None
+        return None
 
 
 def open_volume(path: Path, out_dir: Path) -> Volume:
@@ -109,7 +129,9 @@ def open_volume(path: Path, out_dir: Path) -> Volume:
             raise ArchiveError(f"{path}: expands to over {MAX_VOLUME_BYTES >> 30} GiB; refused")
         if info.is_dir():
             continue
-        if PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS:
+        if (page := hinted_stem(name)) is not None:
+            volume.hints[page] = name
+        elif PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS:
             volume.pages.append(name)
         else:
             volume.skipped.append(f"{path}/{name}: not an image by its extension, left out of the volume")

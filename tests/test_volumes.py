@@ -158,3 +158,34 @@ def test_layers_read_back(model, tmp_path):
     assert np.array_equal(np.asarray(psd[1].topil())[..., 3], lines[..., 3])
     assert np.abs(np.asarray(psd[2].topil().convert("RGB"), dtype=np.int16) - page).max() == 0
     assert np.abs(np.asarray(psd[0].topil().convert("RGB"), dtype=np.int16) - flat).max() == 0
+
+
+def _hint_layer(size, box, colour) -> bytes:
+    rgba = np.zeros((*size, 4), np.uint8)
+    rgba[box] = (*colour, 255)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_volumes_hints_come_from_the_archive_or_the_volume_hints_folder(model, tmp_path):
+    box = (slice(40, 46), slice(30, 36))
+    pages = {"ch1/p1.png": _png(1), "ch1/p2.png": _png(2), "ch1/p3.png": _png(3), "ch1/p4.png": _png(4)}
+    plain = colorize([_volume(tmp_path / "plain.cbz", pages)], tmp_path / "plain", model=model, progress=False)
+    assert not plain.errors
+    src = _volume(tmp_path / "vol.cbz", {**pages, "ch1/p1_hints.png": _hint_layer((96, 72), box, (255, 0, 0)),
+                                        "ch1/p4_hints.json": b'[{"x": 1}]'})
+    (tmp_path / "vol_hints").mkdir()
+    (tmp_path / "vol_hints" / "p2_hints.json").write_text('[{"x": 32, "y": 42, "colour": "#0000ff", "radius": 3}]')
+    report = colorize([src], tmp_path / "out", model=model, progress=False)
+    assert len(report.errors) == 1 and "vol.cbz/ch1/p4_hints.json: point 0" in report.errors[0]  # bad: its page
+    with zipfile.ZipFile(tmp_path / "out" / "vol.cbz") as z, zipfile.ZipFile(tmp_path / "plain" / "plain.cbz") as p:
+        assert z.namelist() == ["ch1/p1.png", "ch1/p2.png", "ch1/p3.png"]  # hint entries are not pages
+
+        def page(archive, name):
+            return np.asarray(Image.open(io.BytesIO(archive.read(name))), np.float32)[box].mean((0, 1)) / 255
+
+        red, blue = page(z, "ch1/p1.png") - page(p, "ch1/p1.png"), page(z, "ch1/p2.png") - page(p, "ch1/p2.png")
+        assert red[0] - red[1:].mean() > 0.05 and blue[2] - blue[:2].mean() > 0.05, (red, blue)  # its own hint
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(z.read("ch1/p3.png")))),
+                              np.asarray(Image.open(io.BytesIO(p.read("ch1/p3.png")))))  # no hints: as before
