@@ -5,8 +5,10 @@ import json
 import shutil
 import time
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dualflow.bench.run import main
 from dualflow.cli import main as cli_main
@@ -61,6 +63,8 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     drawn = json.loads((out / curve["hints_file"]).read_text())
     assert len(drawn["hints"]["clicks"]["16"]) == 2 and len(drawn["hints"]["random"]["16"][0]) == 16
     assert "**Hint curve at 64x64**" in (out / "results.md").read_text()
+    chart = np.asarray(Image.open(out / "hint_curve.png").convert("RGB"))
+    assert chart.shape[1] == 2 * 560 and (chart != 255).any(axis=2).mean() > 0.02  # two panels, lines drawn
     transfer = results["transfer"]  # real photographs (scikit-image's samples) rendered B&W by mangafy
     assert transfer["pages"] == 5 and transfer["page_size"] == 64 and "astronaut" in transfer["images"]
     for name in ("dualflow", "secondary_only", "baseline", "resize_baseline"):

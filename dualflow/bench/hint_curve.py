@@ -95,3 +95,22 @@ def hint_table(name: str, r: dict[str, Any]) -> list[str]:
                              f"{m.get('class_colour_distance', float('nan')):.2f}")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def plot_hint_curve(curves: dict[str, dict[str, Any]], path: Path) -> Path:
+    """``bench/hint_curve.png``: ΔE2000 and detailed ΔE2000 (written dE2000: the default font has no Δ) against
+    the number of clicks (log axis), one line per row (models and oracles), a pair of panels per page size."""
+    from dualflow.bench.chart import Panel, line_charts
+
+    panels = []
+    for size, r in curves.items():
+        clicks = r["clicks"]
+        rows = [k for k in clicks[next(iter(clicks))] if isinstance(clicks[next(iter(clicks))][k], dict)]
+        for metric, label in (("color/delta_e2000", "dE2000"), ("color/delta_e2000_detailed", "detailed dE2000")):
+            lines = {row: [(float(n), clicks[n][row][metric]) for n in clicks if metric in clicks[n].get(row, {})]
+                     for row in rows}
+            panels.append(Panel(f"{label} at {size}, {r['pages']} pages (lower is better)", lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line_charts(panels, "clicks per page").save(path)
+    return path
+

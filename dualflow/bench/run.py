@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _hint_curve(models: dict[str, Any], args: argparse.Namespace, cache: str | None) -> dict[str, Any]:
     """The hint curve at each ``--sizes`` page size (:mod:`dualflow.bench.hint_curve`), hints written to --out."""
-    from dualflow.bench.hint_curve import COUNTS, bench_hints
+    from dualflow.bench.hint_curve import COUNTS, bench_hints, plot_hint_curve
 
     curves = {}
     sizes = args.sizes.split(",")[:1] if args.tiny else args.sizes.split(",")
@@ -143,6 +143,7 @@ def _hint_curve(models: dict[str, Any], args: argparse.Namespace, cache: str | N
         curves[f"{w}x{h}"] = bench_hints(models, pages, (h, w), args.dpi or None, cache, Path(args.out),
                                          seed=args.seed, oracle_pages=2 if args.tiny else 16,
                                          counts=counts)
+    print(f"[bench] wrote {plot_hint_curve(curves, Path(args.out) / 'hint_curve.png')}", flush=True)
     return curves
 
 
