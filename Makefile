@@ -18,7 +18,7 @@ TRAIN  := $(BIN)/python -m dualflow train --experiment $(EXP) --preset $(PRESET)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: help install train train-stage1 train-stage2 train-stage3 train-baseline test lint bench export colorize synth \
-        prepare compare sweep-stage1 sweep-stage2 sweep-stage3 sync clean
+        prepare compare serve sweep-stage1 sweep-stage2 sweep-stage3 sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -58,6 +58,10 @@ bench: $(STAMP) ## benchmark quality, speed and memory → runs/bench/results.{j
 
 export: $(STAMP) ## export experiment EXP to ONNX → runs/$(EXP)/onnx (checked against PyTorch on a page)
 	$(BIN)/python -m dualflow export $(EXP) $(ARGS)
+
+serve: $(STAMP) ## the colouring page in the browser for experiment EXP on http://127.0.0.1:7860 (ARGS='--port 8000')
+	@$(BIN)/python -c "import gradio" 2>/dev/null || $(BIN)/pip install -q -e '.[serve]'
+	$(BIN)/python -m dualflow serve --experiment $(EXP) $(ARGS)
 
 colorize: $(STAMP) ## colorize IN=<a file, folder or .cbz volume> into OUT=<folder> with experiment EXP
 	@test -n "$(IN)" || { echo "usage: make colorize IN=page.png|folder OUT=folder [EXP=name]"; exit 2; }

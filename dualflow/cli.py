@@ -21,6 +21,7 @@ BASE_CONFIG = Path("experiments") / "base.yaml"
 COMMANDS: dict[str, tuple[str | None, str]] = {
     "train": ("dualflow.orchestrator", "train stages 1 → 2 → 3 (or one stage, or the baselines) of an experiment"),
     "colorize": ("dualflow.inference", "colour pages, folders and .cbz volumes with a trained experiment"),
+    "serve": ("dualflow.serve", "a colouring page in the browser: open a page, paint or click colour hints"),
     "export": ("dualflow.export", "export an experiment's networks to ONNX, checked against PyTorch on a page"),
     "synth": ("dualflow.data.synth_cli", "write SynthManga pages (B&W, colour, region labels) to a folder"),
     "bench": ("dualflow.bench.run", "benchmark quality, speed and memory against the baselines"),

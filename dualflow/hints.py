@@ -184,36 +184,44 @@ def read_points(path: str | Path, size: tuple[int, int],
     """A JSON list of ``{"x", "y", "colour", "radius"?}`` → hints on a page of ``size`` (H, W). Points outside
     the page are dropped with a warning; an empty list is no hints (a warning too). ``content``: the file's
     bytes, already read (from an archive; ``path`` then only names it)."""
-    path, palette = Path(path), palette or {}
+    path = Path(path)
     try:
         data = json.loads(content if content is not None else path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HintError(f"{path}: not a readable JSON hint list ({e})") from e
+    return points_to_hints(data, size, palette, str(path))
+
+
+def points_to_hints(data: object, size: tuple[int, int], palette: dict[str, tuple[float, float, float]] | None,
+                    where: str) -> list[Hint]:
+    """The points of a hint list (parsed JSON, :func:`read_points`) → hints on a page of ``size``; ``where``
+    names the list in messages."""
+    palette = palette or {}
     if isinstance(data, dict) and "points" in data:
         data = data["points"]
     if not isinstance(data, list):
-        raise HintError(f'{path}: a hint list is a JSON list of points, [{{"x": 10, "y": 20, "colour": "#ff0000"}}]')
+        raise HintError(f'{where}: a hint list is a JSON list of points, [{{"x": 10, "y": 20, "colour": "#ff0000"}}]')
     if len(data) > MAX_POINTS:
-        raise HintError(f"{path}: {len(data)} points, more than {MAX_POINTS} (a hint layer PNG suits dense hints)")
+        raise HintError(f"{where}: {len(data)} points, more than {MAX_POINTS} (a hint layer PNG suits dense hints)")
     if not data:
-        warnings.warn(f"{path}: an empty hint list: the page is coloured without hints", stacklevel=2)
+        warnings.warn(f"{where}: an empty hint list: the page is coloured without hints", stacklevel=2)
     h, w = size
     hints, outside = [], 0
     for i, point in enumerate(data):
-        where = f"{path}: point {i}"
+        at = f"{where}: point {i}"
         if not isinstance(point, dict) or not {"x", "y"} <= set(point) or not ({"colour", "color"} & set(point)):
-            raise HintError(f'{where}: needs "x", "y" and "colour", got {point!r}')
-        x, y = _coordinate(point["x"], w, where), _coordinate(point["y"], h, where)
+            raise HintError(f'{at}: needs "x", "y" and "colour", got {point!r}')
+        x, y = _coordinate(point["x"], w, at), _coordinate(point["y"], h, at)
         radius = point.get("radius", 3)
         if isinstance(radius, bool) or not isinstance(radius, int | float) or not 0 < radius <= max(h, w):
-            raise HintError(f"{where}: radius {radius!r} must be a positive number of pixels")
-        colour = parse_colour(point.get("colour", point.get("color")), palette, where)
+            raise HintError(f"{at}: radius {radius!r} must be a positive number of pixels")
+        colour = parse_colour(point.get("colour", point.get("color")), palette, at)
         if not (-radius <= x <= w - 1 + radius and -radius <= y <= h - 1 + radius):
             outside += 1
             continue
         hints.append(Hint(y, x, colour, float(radius)))
     if outside:
-        warnings.warn(f"{path}: {outside} point(s) outside the {w}x{h} page, ignored", stacklevel=2)
+        warnings.warn(f"{where}: {outside} point(s) outside the {w}x{h} page, ignored", stacklevel=2)
     return hints
 
 

@@ -16,6 +16,7 @@ import contextlib
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,11 +159,13 @@ class HintSource:
 def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool = False, progress: bool = True,
              max_pixels: int | None = DEFAULT_MAX_PIXELS, skip_existing: bool = False, strict: bool = False,
              precision: str = "32-true", layers: bool = False, writers: int = 2, compress_level: int = 6,
-             hints: HintSource | None = None, **load_kwargs) -> BatchReport:
+             hints: HintSource | None = None, on_page: Callable[[int, int], None] | None = None,
+             **load_kwargs) -> BatchReport:
     """Colorize files, folders and volumes into ``out``; never stops at a bad page unless ``strict`` (then the
     first failure is raised with its traceback). Decoding (a thread ahead), colouring and encoding (``writers``
     threads) overlap; ``layers`` adds flats, line art and a PSD per page; ``hints``: where colour hints come
-    from (default: ``<stem>_hints.png`` / ``.json`` beside each page)."""
+    from (default: ``<stem>_hints.png`` / ``.json`` beside each page); ``on_page(done, estimated total)`` after
+    each page (the browser's progress bar)."""
     from dualflow.progress import ProgressLog
 
     out = Path(out)
@@ -182,6 +185,8 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
             if _claim(page, written, layers, debug, report):
                 _colorize_one(page, model, writer, report, debug, strict, precision, layers, compress_level, hints)
             bar.step(page.source.name)
+            if on_page is not None:
+                on_page(bar.done, len(found.sources))
     finally:
         bar.close()
         writer.close()

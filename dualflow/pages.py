@@ -154,7 +154,7 @@ def _volume_page(source: Source, max_pixels: int | None, skip_existing: bool) ->
     return Page(name, output, bw=page[..., 0], hint_file=hint_file)
 
 
-def _pages_of(source: Source, max_pixels: int | None, skip_existing: bool) -> Iterator[Page]:
+def pages_of(source: Source, max_pixels: int | None, skip_existing: bool) -> Iterator[Page]:
     if source.volume is not None:
         yield _volume_page(source, max_pixels, skip_existing)
         return
@@ -193,7 +193,7 @@ def read_ahead(sources: list[Source], max_pixels: int | None, skip_existing: boo
     def produce() -> None:
         try:
             for source in sources:
-                for page in _pages_of(source, max_pixels, skip_existing):
+                for page in pages_of(source, max_pixels, skip_existing):
                     while not stop.is_set():
                         try:
                             pages.put(page, timeout=0.1)
