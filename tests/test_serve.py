@@ -170,9 +170,9 @@ def browser_page(tiny_experiment, tmp_path_factory):
 
 def _wait_status(page, *parts: str, timeout: float = 60_000) -> str:
     checks = " && ".join(f"s.includes({json.dumps(p)})" for p in parts)
+    script = f"(() => {{ const s = document.querySelector('#status').innerText; return {checks}; }})()"
     try:
-        page.wait_for_function(f"(() => {{ const s = document.querySelector('#status').innerText; return {checks}; }})()",
-                               timeout=timeout)
+        page.wait_for_function(script, timeout=timeout)
     except Exception as e:  # noqa: BLE001 - the status the page shows instead says why
         raise AssertionError(f"waited for {parts}; the page says: {page.inner_text('#status')!r}") from e
     return page.inner_text("#status")
