@@ -21,14 +21,28 @@ from typing import Any
 import numpy as np
 
 from dualflow.data.io import DEFAULT_MAX_PIXELS
-from dualflow.studio import Studio, StudioError, page_error
+from dualflow.hints import draw_dots
+from dualflow.studio import PREVIEW_SIDE, Studio, StudioError, page_error
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+DISPLAY_SIDE = 1448  # long side of the page as the browser shows it (a 1024x1448 page at its own size)
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: the page fetches nothing
 
 
-def _uint8(rgb: np.ndarray) -> np.ndarray:
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+def _display(image: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """A page (H,W) or (H,W,C), float in [0,1] or uint8, as uint8 at most :data:`DISPLAY_SIDE` pixels long: what
+    the browser shows and sends back (hint layers are scaled to the page, clicks scaled back)."""
+    from PIL import Image
+
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    h, w = image.shape[:2]
+    if max(h, w) <= DISPLAY_SIDE:
+        return image
+    scale = DISPLAY_SIDE / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BOX
+    return np.asarray(Image.fromarray(image).resize(size, resample))
 
 
 def _new_state() -> dict[str, Any]:
@@ -53,7 +67,9 @@ def build_app(studio: Studio, title: str = "dualflow"):
             layer = studio.psd_hints(doc)
         except Exception as e:  # noqa: BLE001 - any upload gets a message, never a dead page
             return state, gr.update(choices=[], value=None), None, message(page_error(e)), None
-        editor = {"background": _uint8(bw), "layers": [] if layer is None else [layer], "composite": None}
+        if layer is not None:
+            state["layers"][0] = [_display(layer, nearest=True)]
+        editor = {"background": _display(bw), "layers": state["layers"].get(0, []), "composite": None}
         pages = gr.update(choices=[(name, i) for i, name in enumerate(doc.names)], value=0)
         # The upload box is emptied, ready for the next file; the page list names what is open.
         return state, pages, editor, f"Opened {doc.name}: {len(doc.names)} page(s). Colouring…", None
@@ -67,18 +83,19 @@ def build_app(studio: Studio, title: str = "dualflow"):
             return state, gr.skip(), message(page_error(e))
         state["index"] = int(index)
         layers = state["layers"].get(int(index), [])  # what was painted on it before
-        return state, {"background": _uint8(bw), "layers": layers, "composite": None}, f"Page {int(index) + 1}"
+        return state, {"background": _display(bw), "layers": layers, "composite": None}, f"Page {int(index) + 1}"
 
-    def recolour(state, editor, overlay):
-        """A preview, then the full page with its downloads; nothing when the hints have not changed."""
-        if state is None or state["doc"] is None or editor is None or editor.get("background") is None:
+    def recolour(state, overlay):
+        """A preview, then the full page with its downloads, from the page's stored layers and clicks; nothing
+        when the hints have not changed."""
+        if state is None or state["doc"] is None:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         doc, index = state["doc"], state["index"]
-        state["layers"][index] = [layer for layer in editor.get("layers") or [] if layer is not None]
         try:
             bw = studio.page(doc, index)
-            hints = studio.hints(bw.shape, state["layers"][index], state["points"].get(index, []), state["palette"])
+            hints = studio.hints(bw.shape, state["layers"].get(index, []), state["points"].get(index, []),
+                                 state["palette"])
         except Exception as e:  # noqa: BLE001
             yield gr.skip(), message(page_error(e)), gr.skip(), gr.skip()
             return
@@ -89,9 +106,10 @@ def build_app(studio: Studio, title: str = "dualflow"):
         n = 0 if hints is None else int(hints[3].sum())
         said = f"{doc.names[index]}: {len(state['points'].get(index, []))} click(s), {n} hinted pixels"
         try:
-            if max(bw.shape) > 2 * 512:
+            if max(bw.shape) > 2 * PREVIEW_SIDE:
                 preview = studio.colour(bw, hints, preview=True)
-                yield _uint8(preview["rgb"]), f"{said}: preview in {preview['seconds']:.2f} s…", gr.skip(), gr.skip()
+                yield _display(preview["rgb"]), f"{said}: preview in {preview['seconds']:.2f} s…", gr.skip(), \
+                    gr.skip()
             full = studio.colour(bw, hints, debug=bool(overlay))
             files = studio.save_page(doc, index, bw, full["rgb"], hints)
         except Exception as e:  # noqa: BLE001
@@ -103,7 +121,15 @@ def build_app(studio: Studio, title: str = "dualflow"):
         else:
             state["hints"][index] = hints
         panel = full.get("panel") if overlay else None
-        yield _uint8(full["rgb"]), f"{said}: coloured in {full['seconds']:.2f} s", [str(f) for f in files], panel
+        clicked = studio.hints(bw.shape, [], state["points"].get(index, []), state["palette"])
+        shown_rgb = full["rgb"] if clicked is None else draw_dots(full["rgb"], clicked)  # where the clicks are
+        yield _display(shown_rgb), f"{said}: coloured in {full['seconds']:.2f} s", [str(f) for f in files], panel
+
+    def recolour_painted(state, editor, overlay):
+        """After a brush stroke: the editor's layers become the page's, then :func:`recolour`."""
+        if state is not None and state["doc"] is not None and editor is not None:
+            state["layers"][state["index"]] = [layer for layer in editor.get("layers") or [] if layer is not None]
+        yield from recolour(state, overlay)
 
     def write_layers(state):
         """The PSD with flats, line art and hints of the page as last coloured, added to the downloads."""
@@ -121,10 +147,12 @@ def build_app(studio: Studio, title: str = "dualflow"):
         if state is None or state["doc"] is None:
             return state, message("open a page first")
         points = state["points"].setdefault(state["index"], [])
-        points.append({"x": int(evt.index[0]), "y": int(evt.index[1]), "colour": (colour or "").strip(),
-                       "radius": float(radius)})
+        shape = studio.page(state["doc"], state["index"]).shape
+        scale = max(1.0, max(shape) / DISPLAY_SIDE)  # the shown page is at most DISPLAY_SIDE pixels long
+        points.append({"x": round(evt.index[0] * scale), "y": round(evt.index[1] * scale),
+                       "colour": (colour or "").strip(), "radius": float(radius)})
         try:
-            studio.hints(studio.page(state["doc"], state["index"]).shape, [], points, state["palette"])
+            studio.hints(shape, [], points, state["palette"])
         except Exception as e:  # noqa: BLE001 - a bad colour name: the point is not kept
             points.pop()
             return state, message(page_error(e))
@@ -182,10 +210,11 @@ def build_app(studio: Studio, title: str = "dualflow"):
         status = gr.Markdown("Open a page to start.", elem_id="status")
         with gr.Row():
             editor = gr.ImageEditor(label="B&W page: paint hints on its layer", type="numpy", image_mode="RGBA",
-                                    sources=(), transforms=(), elem_id="editor",
+                                    sources=(), transforms=(), elem_id="editor", height=720,
                                     brush=gr.Brush(colors=["#d04a2a", "#f3d2b8", "#3a6fd0", "#2e8b57"],
                                                    color_mode="defaults"))
-            result = gr.Image(label="Coloured page: click to add a hint", type="numpy", interactive=False,
+            result = gr.Image(label="Coloured page (clicks ringed): click to add a hint", type="numpy",
+                              interactive=False,
                               elem_id="result", format="png")
         with gr.Row():
             picker = gr.ColorPicker("#d04a2a", label="pick", elem_id="picker")
@@ -208,12 +237,12 @@ def build_app(studio: Studio, title: str = "dualflow"):
             psd = gr.Button("Add the PSD with layers (flats, line art, hints)", elem_id="psd")
             volume = gr.Button("Colour the whole volume (.cbz)", elem_id="colour_volume")
 
-        colouring = [state, editor, overlay]
-        shown = [result, status, downloads, panel]
+        # Only a brush stroke sends the editor (its images) back; everything else recolours from the state.
+        colouring, shown = [state, overlay], [result, status, downloads, panel]
         upload.upload(open_upload, [upload, state], [state, page, editor, status, upload]).then(
             recolour, colouring, shown)
         page.input(show_page, [page, state], [state, editor, status]).then(recolour, colouring, shown)
-        editor.change(recolour, colouring, shown, trigger_mode="always_last")
+        editor.change(recolour_painted, [state, editor, overlay], shown, trigger_mode="always_last")
         overlay.change(recolour, colouring, shown)
         result.select(add_point, [state, colour, radius], [state, status]).then(recolour, colouring, shown)
         undo.click(remove_point, [state], [state]).then(recolour, colouring, shown)

@@ -57,7 +57,7 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     assert set(curve["clicks"]) == {"0", "16"} and curve["random"]["0"] == curve["clicks"]["0"]  # --tiny: 2 counts
     assert curve["models_with_hints"]["dualflow"] is True and curve["models_with_hints"]["baseline"] is True
     for protocol in ("clicks", "random"):
-        for row in ("dualflow", "secondary_only", "baseline", "resize_baseline", "oracle_median"):
+        for row in ("dualflow", "secondary_only", "baseline", "resize_baseline", "levin_propagation", "oracle_median"):
             assert 0 < curve[protocol]["16"][row]["color/delta_e2000"] < 100, (protocol, row)
     assert curve["clicks"]["16"]["dualflow"] != curve["clicks"]["0"]["dualflow"]  # the hints reached the model
     drawn = json.loads((out / curve["hints_file"]).read_text())

@@ -168,8 +168,10 @@ def browser_page(tiny_experiment, tmp_path_factory):
         assert "Traceback" not in (out / "server.log").read_text()
 
 
-def _wait_status(page, *parts: str, timeout: float = 60_000) -> str:
-    checks = " && ".join(f"s.includes({json.dumps(p)})" for p in parts)
+def _wait_status(page, *parts: str, timeout: float = 60_000, unless: str | None = None) -> str:
+    """The status line once it holds every one of ``parts`` (and not ``unless``)."""
+    checks = " && ".join([f"s.includes({json.dumps(p)})" for p in parts]
+                         + ([f"!s.includes({json.dumps(unless)})"] if unless else []))
     script = f"(() => {{ const s = document.querySelector('#status').innerText; return {checks}; }})()"
     try:
         page.wait_for_function(script, timeout=timeout)
@@ -201,6 +203,19 @@ def test_in_the_browser_a_clicked_hint_colours_its_region(browser_page, tmp_path
     reds = rgb[y[far], x[far]]
     assert np.median(reds[:, 0] - reds[:, 1:].mean(1)) > 0.3, said  # the region took (near) the hint's colour
     assert page.locator("#downloads a[download='hinted_hints.png']").count() == 1
+    # A brush stroke on the hint layer over the page recolours it too.
+    page.locator("#editor button[aria-label='Brush']").click()
+    canvas = page.locator("#editor canvas").last.bounding_box()
+    x, y = canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(8):
+        page.mouse.move(x + 3 * step, y + 2 * step)
+    page.mouse.up()
+    clicked_pixels = int(said.split("click(s), ")[1].split(" hinted")[0])
+    painted = _wait_status(page, "1 click(s)", "coloured in", "hinted pixels", timeout=60_000,
+                           unless=f"{clicked_pixels} hinted pixels")
+    assert int(painted.split("click(s), ")[1].split(" hinted")[0]) > clicked_pixels, painted
 
 
 def test_in_the_browser_bad_uploads_are_messages_and_the_server_lives_on(browser_page, tmp_path):

@@ -80,7 +80,7 @@ def hint_table(name: str, r: dict[str, Any]) -> list[str]:
     number of hints."""
     counts = [n for n in r[PROTOCOLS[0]]]
     rows = [k for k in r[PROTOCOLS[0]][counts[0]] if isinstance(r[PROTOCOLS[0]][counts[0]][k], dict)]
-    head = [f"{p} {n}" for p in PROTOCOLS for n in counts if not (n == 0 and p != PROTOCOLS[0])]
+    head = [f"{p} {n}" for p in PROTOCOLS for n in counts if not (int(n) == 0 and p != PROTOCOLS[0])]
     lines = [f"**Hint curve at {name}** ({r['pages']} held-out pages, seed {r['seed']}; ΔE2000 / detailed / "
              f"class colour distance; hints in `{r['hints_file']}`; models trained without hints get none):", "",
              "| row | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
@@ -88,7 +88,7 @@ def hint_table(name: str, r: dict[str, Any]) -> list[str]:
         cells = []
         for p in PROTOCOLS:
             for n in counts:
-                if n == 0 and p != PROTOCOLS[0]:
+                if int(n) == 0 and p != PROTOCOLS[0]:
                     continue
                 m = r[p][n][row]
                 cells.append(f"{m['color/delta_e2000']:.2f} / {m['color/delta_e2000_detailed']:.2f} / "

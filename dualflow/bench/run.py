@@ -129,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _hint_curve(models: dict[str, Any], args: argparse.Namespace, cache: str | None) -> dict[str, Any]:
-    """The hint curve at each ``--sizes`` page size (:mod:`dualflow.bench.hint_curve`), hints written to --out."""
+    """The hint curve at each ``--sizes`` page size (:mod:`dualflow.bench.hint_curve`) for every model row and the
+    classical anchor ``levin_propagation`` (on the dual flow's lightness), hints written to --out."""
     from dualflow.bench.hint_curve import COUNTS, bench_hints, plot_hint_curve
+    from dualflow.bench.levin import LevinPropagation
+
+    models = {**models, "levin_propagation": LevinPropagation(models["dualflow"])}
 
     curves = {}
     sizes = args.sizes.split(",")[:1] if args.tiny else args.sizes.split(",")
