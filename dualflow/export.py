@@ -131,15 +131,14 @@ def export_experiment(experiment: str, out: str | Path, runs_dir: str = "runs", 
                       ckpts: list[str] | None = None) -> dict[str, Any]:
     """Export, then check on ``page`` (1,H,W) (default: a SynthManga page of the trained size); returns the
     manifest written to ``out/manifest.json``. Raises :class:`ExportCheckError` past ``tolerance``."""
-    from dualflow.inference import load_colorizer
+    from dualflow.loader import load_page_colorizer
     from dualflow.manifest import git_commit
 
     require_onnxruntime()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # no manifest until the check passes
-    composite = load_colorizer(experiment, runs_dir, ckpts, device="cpu")
-    reference = composite.page_colorizer()
+    reference = load_page_colorizer(experiment, runs_dir, ckpts, device="cpu")
     nets = {"attention": ImportanceOfView(reference.attention), "primary": reference.primary,
             "secondary": reference.secondary}
     specs = {name: net_spec(name, net) for name, net in nets.items()}

@@ -27,26 +27,19 @@ import torch
 from dualflow.colorizer import PageColorizer
 from dualflow.data.io import DEFAULT_MAX_PIXELS, save_image
 from dualflow.hints import HintError, hint_file_for, read_hints, read_palette
+from dualflow.loader import load_page_colorizer, stage_paths
 from dualflow.pages import Page, collect, read_ahead
 from dualflow.volumes import pack_volume
-
-CKPT_FLAG = "--ckpt ATTENTION PRIMARY SECONDARY"  # the flag of colorize and export for explicit checkpoints
 
 
 def load_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: list[str] | None = None,
                    device: str | None = None, **overrides):
-    """DualFlowColorizer from an experiment's manifest, or from explicit (attention, primary, secondary) paths."""
-    from dualflow.manifest import stage_checkpoint
-    from dualflow.stage_table import PIPELINE, STAGES
+    """The composite LightningModule (:class:`stages.composite.DualFlowColorizer`, what ``dualflow test`` scores)
+    of an experiment, or of explicit (attention, primary, secondary) paths. To colour pages,
+    :func:`loader.load_page_colorizer` needs no Lightning."""
     from dualflow.stages.composite import DualFlowColorizer
 
-    if ckpts:
-        if len(ckpts) != 3:
-            raise ValueError(f"--ckpt takes 3 paths (attention, primary, secondary), got {len(ckpts)}")
-        paths = dict(zip((STAGES[s].ckpt_arg for s in PIPELINE), ckpts, strict=True))
-    else:
-        paths = {STAGES[s].ckpt_arg: stage_checkpoint(experiment, s, runs_dir, CKPT_FLAG) for s in PIPELINE}
-    model = DualFlowColorizer(**paths, **overrides).eval()
+    model = DualFlowColorizer(**stage_paths(experiment, runs_dir, ckpts), **overrides).eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device)
 
@@ -172,7 +165,7 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
     found = collect(inputs, out)
     if found.conflicts:
         raise OutputConflictError(found.conflicts)
-    model = model or load_colorizer(**load_kwargs)
+    model = model or load_page_colorizer(**load_kwargs)
     report = BatchReport(errors=list(found.errors), skipped=list(found.skipped))
     writer = PageWriter(report, writers, strict)
     written: dict[Path, Path] = {}  # every path this run writes → the input it came from
@@ -280,7 +273,7 @@ def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, de
 def _load_engine(args: argparse.Namespace, overrides: dict):
     """The PyTorch composite of the experiment, or the ONNX Runtime pipeline of its export."""
     if args.engine == "torch":
-        return load_colorizer(args.experiment, args.runs_dir, args.ckpt, args.device, **overrides)
+        return load_page_colorizer(args.experiment, args.runs_dir, args.ckpt, args.device, **overrides)
     from dualflow.onnx_engine import load_onnx_colorizer
 
     if "chroma_temperature" in overrides or args.ckpt:

@@ -96,12 +96,12 @@ def data_and_trainer(overrides: list[str]) -> list[str]:
 
 def hinted_samples(inputs: Path, samples: Path, experiment: str, runs_dir: str) -> None:
     """The sample pages automatic beside 16 clicks (:mod:`dualflow.samples`), for models trained with hints."""
-    from dualflow.inference import load_colorizer
+    from dualflow.loader import load_page_colorizer
     from dualflow.samples import write_hinted_samples
 
-    colorizer = load_colorizer(experiment, runs_dir)
+    colorizer = load_page_colorizer(experiment, runs_dir)
     if colorizer.takes_hints:
-        for path in write_hinted_samples(inputs, samples, colorizer.page_colorizer()):
+        for path in write_hinted_samples(inputs, samples, colorizer):
             print(f"[dualflow] sample with hints: {path}", flush=True)
 
 

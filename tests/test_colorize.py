@@ -1,5 +1,7 @@
 """`dualflow colorize` on odd inputs: every good page written with its stem, bad files reported by name, exit 1."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ from PIL import Image
 
 from dualflow.data.synth import SynthManga
 from dualflow.inference import load_colorizer, main
+from dualflow.loader import load_page_colorizer
 from dualflow.manifest import read_manifest
 
 
@@ -133,3 +136,24 @@ def test_strips_specks_small_pages_and_spreads_are_coloured(tiny_experiment, siz
     bw = (torch.rand(1, *size, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     rgb = model.colorize_page(bw)["rgb"]
     assert rgb.shape == (3, *size) and torch.isfinite(rgb).all() and 0 <= rgb.min() and rgb.max() <= 1
+
+
+def test_colorize_imports_no_lightning_and_colours_as_the_composite(tiny_experiment, tmp_path):
+    """``colorize`` (PyTorch engine) loads the page colorizer without the training machinery: no Lightning module
+    is imported, and its page is the composite LightningModule's, pixel for pixel."""
+    bw = SynthManga(3)(0, (120, 88)).bw
+    Image.fromarray((bw * 255).astype(np.uint8)).save(tmp_path / "page.png")
+    code = ("import sys; from dualflow.inference import main; "
+            f"rc = main([{str(tmp_path / 'page.png')!r}, '--out', {str(tmp_path / 'out')!r}, '--experiment', 'tiny', "
+            f"'--runs_dir', {str(tiny_experiment)!r}, '--device', 'cpu']); assert rc == 0, rc; "
+            "assert not [m for m in sys.modules if m.startswith(('lightning', 'pytorch_lightning'))], 'lightning'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = torch.from_numpy(np.asarray(Image.open(tmp_path / "page.png"), np.float32) / 255)
+    light = load_page_colorizer("tiny", str(tiny_experiment), device="cpu").colorize_page(page)["rgb"]
+    composite = load_colorizer("tiny", str(tiny_experiment), device="cpu").colorize_page(page)["rgb"]
+    assert torch.equal(light, composite)
+    written = np.asarray(Image.open(tmp_path / "out" / "page.png"), np.float32) / 255
+    assert np.abs(written - light.permute(1, 2, 0).numpy()).max() <= 1 / 255
+

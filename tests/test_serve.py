@@ -181,13 +181,19 @@ def _wait_status(page, *parts: str, timeout: float = 60_000, unless: str | None 
 
 
 def test_in_the_browser_a_clicked_hint_colours_its_region(browser_page, tmp_path):
+    from playwright.sync_api import expect
+
     page, out = browser_page
     bw, colour = _page(tmp_path / "hinted.png")
     page.set_input_files("#upload input[type=file]", str(tmp_path / "hinted.png"))
     _wait_status(page, "hinted.png: 0 click(s)", "coloured in")
     page.fill("#hint_colour textarea", "#ff0000")
+    expect(page.locator("#hint_colour textarea")).to_have_value("#ff0000")
     click = H.click_hints(colour, 1)[0]  # inside the largest flat region of the page
     image = page.locator("#result img")
+    page.wait_for_function("(() => { const i = document.querySelector('#result img'); "
+                           "return i && i.complete && i.naturalWidth > 0; })()")
+    image.scroll_into_view_if_needed()
     box = image.bounding_box()
     image.click(position={"x": click.x * box["width"] / PAGE_SIZE[1], "y": click.y * box["height"] / PAGE_SIZE[0]})
     said = _wait_status(page, "1 click(s)", "coloured in")

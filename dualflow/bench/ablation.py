@@ -98,12 +98,12 @@ def bench_ablation(experiments: list[str], runs_dir: str, pages: int, size: tupl
     from dualflow.bench.quality import bench_quality
     from dualflow.data.datasets import SynthMangaDataset
     from dualflow.data.synth import PrintScale
-    from dualflow.inference import load_colorizer
+    from dualflow.loader import load_page_colorizer
     from dualflow.manifest import read_manifest
 
     manifests = {exp: read_manifest(exp, runs_dir) for exp in experiments}
     attention = shared_attention(manifests)
-    models = {exp: load_colorizer(exp, runs_dir, device="cpu", allow_random_backbone=True) for exp in experiments}
+    models = {exp: load_page_colorizer(exp, runs_dir, device="cpu") for exp in experiments}
     quality = bench_quality(models, pages, size, dpi, oracle_pages, cache, seed=seed)
     pages_data = SynthMangaDataset(pages, size, seed=seed, scale=PrintScale.at_dpi(dpi) if dpi else None,
                                    cache=cache)

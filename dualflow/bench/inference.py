@@ -20,13 +20,13 @@ TINY_SIZES = ((128, 181), (256, 362))
 
 
 def _load(kind: str, experiment: str, runs_dir: str):
-    from dualflow.inference import load_colorizer
+    from dualflow.loader import load_page_colorizer
     from dualflow.manifest import stage_checkpoint
     from dualflow.stages.frozen import load_stage_net
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "dualflow":
-        model = load_colorizer(experiment, runs_dir, device=device)
+        model = load_page_colorizer(experiment, runs_dir, device=device)
         return lambda bw: model.colorize_page(bw)["rgb"]
     if kind == "dualflow_onnx":
         from dualflow.onnx_engine import load_onnx_colorizer

@@ -19,16 +19,14 @@ def bench_models(experiment: str, runs_dir: str, chroma_temperature: float | Non
     patches (what the primary flow adds is the difference) and, where trained, the single-flow baselines behind
     the composite's fusion step (:class:`SingleFlowColorizer`: every row is post-processed alike).
     ``chroma_temperature``: decoding temperature of models with a chroma grid (None: the trained one)."""
-    from dualflow.inference import load_colorizer
+    from dualflow.loader import load_page_colorizer, set_chroma_temperature
     from dualflow.manifest import read_manifest, stage_checkpoint
     from dualflow.stages.baseline import SingleFlowColorizer
-    from dualflow.stages.composite import set_chroma_temperature
     from dualflow.stages.frozen import load_stage_net
 
     extra = {} if chroma_temperature is None else {"chroma_temperature": chroma_temperature}
-    models = {"dualflow": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True, **extra),
-              "secondary_only": load_colorizer(experiment, runs_dir, device="cpu", allow_random_backbone=True,
-                                               patch_budget=0, **extra)}
+    models = {"dualflow": load_page_colorizer(experiment, runs_dir, device="cpu", **extra),
+              "secondary_only": load_page_colorizer(experiment, runs_dir, device="cpu", patch_budget=0, **extra)}
     trained = read_manifest(experiment, runs_dir).get("stages", {})
     for name in BASELINES:
         if name in trained:
@@ -36,7 +34,7 @@ def bench_models(experiment: str, runs_dir: str, chroma_temperature: float | Non
             if chroma_temperature is not None and net.chroma is not None:
                 set_chroma_temperature([net], chroma_temperature)
             models[name] = SingleFlowColorizer(net, meta, models["dualflow"].fusion.config,
-                                               models["dualflow"].hparams.max_working_size)
+                                               models["dualflow"].max_working_size)
     return models
 
 

@@ -37,13 +37,14 @@ def _volume_worker(engine: str, experiment: str, runs_dir: str, volume: str, thr
                    queue) -> None:
     try:
         torch.set_num_threads(threads)
-        from dualflow.inference import colorize, load_colorizer
+        from dualflow.inference import colorize
+        from dualflow.loader import load_page_colorizer
         from dualflow.onnx_engine import load_onnx_colorizer
 
         if engine == "onnx":
             model = load_onnx_colorizer(Path(runs_dir) / experiment / "onnx")
         else:
-            model = load_colorizer(experiment, runs_dir)
+            model = load_page_colorizer(experiment, runs_dir)
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             report = colorize([volume], out, model=model, progress=False, writers=writers)

@@ -18,37 +18,24 @@ from torch import nn
 
 from dualflow.colorizer import PageColorizer
 from dualflow.fusion import Fusion, FusionConfig
+from dualflow.loader import plan_settings, set_chroma_temperature
 from dualflow.metrics.color import DeltaE2000
 from dualflow.metrics.suite import build_suite, page_inputs, update_suite
 from dualflow.metrics.transition import SeamScore
-from dualflow.models.chroma import ChromaBins
-from dualflow.pipeline import PlanSettings
 from dualflow.stage_table import require_ckpt
 from dualflow.stages.base import StageModule
 from dualflow.stages.frozen import load_stage_net
 
 
-def set_chroma_temperature(nets: list[nn.Module], temperature: float) -> None:
-    """Set the decoding temperature of every chroma head in ``nets``; an error when none has one."""
-    heads = [m for net in nets for m in net.modules() if isinstance(m, ChromaBins)]
-    if not heads:
-        raise ValueError("chroma_temperature needs colorizers trained with a chroma grid (--model.chroma_grid=16); "
-                         "these regress ab directly")
-    if temperature <= 0:
-        raise ValueError(f"chroma_temperature must be positive, got {temperature}")
-    for head in heads:
-        head.temperature = float(temperature)
-
-
 class DualFlowColorizer(StageModule):
     """Composite inference module. Checkpoints come from the experiment's manifest (filled by the CLI or
-    :func:`inference.load_colorizer`) or explicit paths. ``patch_budget``/``patch_threshold`` override stage 2's plan;
-    ``max_working_size`` caps the secondary's working long side (its memory) on large pages;
-    ``chroma_temperature`` sets the annealed mean of models trained with a chroma grid (lower: more vivid,
+    :func:`inference.load_colorizer`) or explicit paths; it colours through the same
+    :class:`colorizer.PageColorizer` as :func:`loader.load_page_colorizer`. ``patch_budget``/``patch_threshold``
+    override stage 2's plan; ``max_working_size`` caps the secondary's working long side (its memory) on large
+    pages; ``chroma_temperature`` sets the annealed mean of models trained with a chroma grid (lower: more vivid,
     higher: safer colours; None keeps the trained value); ``fusion`` configures blending and post-processing
-    (:class:`fusion.FusionConfig`). ``log_pages``
-    test pages get debug panels in W&B; ``samples_dir`` (``runs/<exp>/samples``, set by ``dualflow train``)
-    holds sample pages to log with the test run."""
+    (:class:`fusion.FusionConfig`). ``log_pages`` test pages get debug panels in W&B; ``samples_dir``
+    (``runs/<exp>/samples``, set by ``dualflow train``) holds sample pages to log with the test run."""
 
     stage = "composite"
 
@@ -68,12 +55,7 @@ class DualFlowColorizer(StageModule):
             require_ckpt(secondary_ckpt, "secondary"), "secondary")
         if chroma_temperature is not None:
             set_chroma_temperature([self.frozen["primary"], self.frozen["secondary"]], chroma_temperature)
-        plan = dict(primary_meta["plan"])
-        if patch_budget is not None:
-            plan["budget"] = patch_budget
-        if patch_threshold is not None:
-            plan["threshold"] = patch_threshold
-        self.plan_settings = PlanSettings(**plan)
+        self.plan_settings = plan_settings(primary_meta, patch_budget, patch_threshold)
         self.primary_hints = bool(primary_meta.get("hints", False))
         self.fusion = Fusion(fusion)
         self.net = nn.Identity()  # nothing trainable

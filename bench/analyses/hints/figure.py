@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from dualflow import hints as H
 from dualflow.bench.quality import QUALITY_SEED
 from dualflow.data.synth import PrintScale, SynthManga
-from dualflow.inference import load_colorizer
+from dualflow.loader import load_page_colorizer
 from dualflow.panels import panel
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/hints.png")
     args = parser.parse_args()
     page = SynthManga(QUALITY_SEED)(args.page, (1448, 1024), PrintScale.at_dpi(300))
-    model = load_colorizer(args.experiment, args.runs_dir, device="cpu")
+    model = load_page_colorizer(args.experiment, args.runs_dir, device="cpu")
     clicks = H.click_hints(page.color, args.clicks)
     bw = torch.from_numpy(page.bw)[None]
     auto = model.colorize_page(bw)["rgb"]

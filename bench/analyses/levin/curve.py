@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dualflow.bench.hint_curve import bench_hints
 from dualflow.bench.levin import LevinPropagation
-from dualflow.inference import load_colorizer
+from dualflow.loader import load_page_colorizer
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/analyses/levin")
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    row = LevinPropagation(load_colorizer(args.experiment, args.runs_dir, device="cpu", allow_random_backbone=True))
+    row = LevinPropagation(load_page_colorizer(args.experiment, args.runs_dir, device="cpu"))
     start = time.perf_counter()
     curve = bench_hints({"levin_propagation": row}, args.pages, (h, w), 300.0, args.cache, Path(args.out))
     curve["seconds"] = time.perf_counter() - start

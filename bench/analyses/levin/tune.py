@@ -16,7 +16,7 @@ from dualflow import hints as H
 from dualflow.bench.levin import LevinPropagation
 from dualflow.bench.quality import TUNING_SEED
 from dualflow.data.synth import PrintScale, SynthManga
-from dualflow.inference import load_colorizer
+from dualflow.loader import load_page_colorizer
 from dualflow.metrics.color import DeltaE2000
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--eps", default="1e-5,1e-4,1e-3")
     parser.add_argument("--out", default="bench/analyses/levin/tuning.json")
     args = parser.parse_args()
-    lightness = load_colorizer(args.experiment, args.runs_dir, device="cpu")
+    lightness = load_page_colorizer(args.experiment, args.runs_dir, device="cpu")
     settings = list(itertools.product([int(s) for s in args.sides.split(",")], [float(e) for e in args.eps.split(",")]))
     scores = {f"{side}/{eps:g}/{n}": DeltaE2000() for side, eps in settings for n in (16, 64)}
     seconds = {f"{side}": [] for side, _ in settings}

@@ -17,7 +17,7 @@ import torch
 from dualflow.bench.quality import TUNING_SEED
 from dualflow.data.datasets import SynthMangaDataset
 from dualflow.data.synth import PrintScale
-from dualflow.inference import load_colorizer
+from dualflow.loader import load_page_colorizer
 from dualflow.metrics.color import DeltaE2000
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--size", default="1024x1448")
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    model = load_colorizer(args.experiment, args.runs_dir, device="cpu")
+    model = load_page_colorizer(args.experiment, args.runs_dir, device="cpu")
     data = SynthMangaDataset(args.pages, (h, w), seed=args.seed, scale=PrintScale.at_dpi(300))
     rows = {}
     for margins in (False, True):
