@@ -13,6 +13,7 @@ from PIL import Image
 
 from dualflow.data.synth import SynthManga
 from dualflow.export import EXAMPLES, SPECS, ExportCheckError, ImportanceOfView, export_experiment, export_net
+from dualflow.loader import load_page_colorizer
 from dualflow.models import AttentionNet, UNet
 from dualflow.onnx_engine import OnnxNet, load_onnx_colorizer, require_onnxruntime
 
@@ -68,16 +69,33 @@ def test_export_writes_manifest_and_engine_matches_pytorch(exported, tiny_experi
     assert float(diff.mean()) < 1 / 255 and float(diff.max()) < 4 / 255
 
 
-def test_failed_check_writes_no_manifest(tiny_experiment, tmp_path):
-    """An export past its tolerance fails and leaves no manifest, so the engine refuses the folder."""
+def test_failed_check_writes_no_manifest(tiny_experiment, tmp_path, monkeypatch):
+    """An exported network that does not compute what PyTorch does (its weights tampered with after export) fails
+    the check at the default tolerance and leaves no manifest, so the engine refuses the folder."""
+    import onnx
+    from onnx import numpy_helper
+
+    from dualflow import export
+
+    def tampered(net, spec, example, path, opset):
+        export_net(net, spec, example, path, opset)
+        if spec.file == "secondary.onnx":
+            model = onnx.load(path)
+            for weight in model.graph.initializer:  # every weight off by a half
+                values = numpy_helper.to_array(weight)
+                if values.dtype == np.float32 and values.size > 1:
+                    weight.CopyFrom(numpy_helper.from_array(values * 1.5, weight.name))
+            onnx.save(model, path)
+
+    monkeypatch.setattr(export, "export_net", tampered)
     with pytest.raises(ExportCheckError, match="not usable"):
-        export_experiment("tiny", tmp_path, runs_dir=str(tiny_experiment), tolerance=(-1.0, -1.0))
+        export_experiment("tiny", tmp_path, runs_dir=str(tiny_experiment))
     assert not (tmp_path / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="no ONNX export here"):
         load_onnx_colorizer(tmp_path)
 
 
-def test_colorize_onnx_engine_needs_no_lightning_or_checkpoint(exported, tmp_path):
+def test_colorize_onnx_engine_needs_no_lightning_or_checkpoint(exported, tiny_experiment, tmp_path):
     """``colorize --engine onnx`` from the export folder alone: no checkpoint is read and Lightning is never
     imported; the page equals the PyTorch engine's within the goal's tolerance."""
     page = tmp_path / "page.png"
@@ -89,7 +107,11 @@ def test_colorize_onnx_engine_needs_no_lightning_or_checkpoint(exported, tmp_pat
             "'pytorch_lightning'))], 'lightning imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "out" / "page.png").is_file()
+    written = np.asarray(Image.open(tmp_path / "out" / "page.png"), np.float32) / 255
+    bw = torch.from_numpy(np.asarray(Image.open(page), np.float32) / 255)
+    reference = load_page_colorizer("tiny", str(tiny_experiment), device="cpu").colorize_page(bw)["rgb"]
+    diff = np.abs(written - reference.permute(1, 2, 0).numpy())
+    assert diff.mean() < 1 / 255 and diff.max() < 5 / 255  # the PyTorch engine's page, within the export's check
 
 
 def test_missing_onnxruntime_says_how_to_install(monkeypatch, tmp_path, capsys):

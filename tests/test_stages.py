@@ -133,7 +133,12 @@ def test_adversarial_option_trains_generator_and_discriminator(tiny_experiment, 
                         "--model.gan_weight=0.1", "--trainer.max_steps=2", "--trainer.val_check_interval=1"))
     module = cli.model
     assert not module.automatic_optimization and module.disc is not None
-    assert len(cli.trainer.optimizers) == 2 and cli.trainer.global_step >= 2
+    # Two training steps count two, not four: the discriminator's steps are not global steps.
+    assert len(cli.trainer.optimizers) == 2 and cli.trainer.global_step == 2
+    # Both trained: every parameter of the generator and the discriminator took both AdamW steps.
+    for optimizer in cli.trainer.optimizers:
+        steps = {int(state["step"]) for state in optimizer.state.values()}
+        assert steps == {2} and len(optimizer.state) == sum(len(g["params"]) for g in optimizer.param_groups)
     assert "train/d_loss" in cli.trainer.callback_metrics and "train/g_adv" in cli.trainer.callback_metrics
     ckpt = torch.load(tmp_path / "gan" / "primary" / "checkpoints" / "last.ckpt", weights_only=True)
     assert any(k.startswith("disc.") for k in ckpt["state_dict"])  # trained by this stage: kept
