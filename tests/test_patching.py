@@ -2,7 +2,7 @@
 
 import torch
 
-from dualflow.patching import paste, plan_patches, seam_mask
+from dualflow.patching import box_scores, candidate_boxes, paste, plan_patches, seam_mask, select_boxes
 
 
 def _importance():
@@ -53,10 +53,26 @@ def test_weights_are_smooth_and_normalise_on_overlaps():
     assert ((wsum[0] > 1.0) & covered).any()  # there were real overlaps
 
 
-def test_deterministic():
-    a = plan_patches(_importance(), (320, 400), 64, budget=5)
-    b = plan_patches(_importance(), (320, 400), 64, budget=5)
-    assert torch.equal(a.boxes, b.boxes) and torch.equal(a.coverage, b.coverage)
+def test_batched_selection_is_each_pages_own_and_what_nms_keeps():
+    """A batch of pages gets the boxes each page gets alone, and they are the boxes torchvision's NMS keeps over
+    the windows above the threshold, best first (the reference that the batched greedy steps reproduce)."""
+    from torchvision.ops import nms
+
+    g = torch.Generator().manual_seed(3)
+    maps = torch.rand(3, 1, 40, 50, generator=g) ** 3
+    maps[1, :, 20:30, 10:40] = 0.95
+    page, patch, budget = (320, 400), 64, 6
+    boxes, _, valid = select_boxes(maps, page, patch, budget=budget, threshold=0.3, max_overlap=0.25)
+    windows = candidate_boxes(page, (patch, patch), patch // 2, maps.device)
+    scores = box_scores(maps, windows, page)
+    for i in range(3):
+        alone = select_boxes(maps[i:i + 1], page, patch, budget=budget, threshold=0.3, max_overlap=0.25)
+        assert torch.equal(alone[0][0], boxes[i]) and torch.equal(alone[2][0], valid[i])
+        above = scores[i] >= 0.3
+        xyxy = windows[above][:, [1, 0, 3, 2]].float()
+        # Overlap of a quarter patch or more suppresses: IoU ≥ 0.25 / 1.75 (NMS drops IoU above its threshold).
+        kept = nms(xyxy, scores[i][above], iou_threshold=0.25 / 1.75 - 1e-6)[:budget]
+        assert torch.equal(windows[above][kept], boxes[i][valid[i]]), i
 
 
 def test_page_smaller_than_patch_flat_map_and_zero_budget():
