@@ -12,7 +12,6 @@ import torch
 
 from dualflow.fusion import Fusion, FusionConfig
 from dualflow.models.attention_net import area_view
-from dualflow.pipeline import PlanSettings
 
 FORMAT = "dualflow-onnx/1"
 OPSET = 18
@@ -74,8 +73,10 @@ def read_export_manifest(folder: str | Path) -> dict[str, Any]:
 def load_onnx_colorizer(folder: str | Path, manifest: dict[str, Any] | None = None, threads: int | None = None,
                         providers: list[str] | None = None, **overrides):
     """:class:`colorizer.PageColorizer` over the ONNX files of ``folder``; ``overrides`` change the composite's
-    settings (``patch_budget``, ``max_working_size``) as for the PyTorch engine."""
+    settings (``patch_budget``, ``patch_threshold``, ``max_working_size``) as for the PyTorch engine, through the
+    same :func:`loader.plan_settings`."""
     from dualflow.colorizer import PageColorizer
+    from dualflow.loader import plan_settings
 
     require_onnxruntime()
     folder = Path(folder)
@@ -86,13 +87,11 @@ def load_onnx_colorizer(folder: str | Path, manifest: dict[str, Any] | None = No
     if missing:
         raise FileNotFoundError(f"{folder}: missing {', '.join(missing)} named by its manifest")
     attention = OnnxAttention(folder / nets["attention"]["file"], **manifest["attention"], **kw)
-    plan = dict(manifest["plan"])
-    if overrides.get("patch_budget") is not None:
-        plan["budget"] = overrides["patch_budget"]
+    plan = plan_settings({"plan": manifest["plan"]}, overrides.get("patch_budget"), overrides.get("patch_threshold"))
     composite = dict(manifest["composite"])
     if overrides.get("max_working_size") is not None:
         composite["max_working_size"] = overrides["max_working_size"]
     return PageColorizer(attention, OnnxNet(folder / nets["primary"]["file"], **kw),
-                         OnnxNet(folder / nets["secondary"]["file"], **kw), PlanSettings(**plan),
+                         OnnxNet(folder / nets["secondary"]["file"], **kw), plan,
                          manifest["secondary"], Fusion(FusionConfig(**manifest["fusion"])), torch.device("cpu"),
                          **composite)
