@@ -43,8 +43,9 @@ def usage() -> str:
 
 
 def _stage_of(class_path: str) -> str:
-    module, _, name = class_path.rpartition(".")
-    return getattr(getattr(importlib.import_module(module), name), "stage", "") or name.lower()
+    from dualflow.stage_table import load_class
+
+    return getattr(load_class(class_path), "stage", "") or class_path.rpartition(".")[2].lower()
 
 
 def _make_cli_class():

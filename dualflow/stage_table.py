@@ -4,6 +4,7 @@ the bench read it here instead of keeping their own copies."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,14 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 )}
 PIPELINE = ("attention", "primary", "secondary")  # the stages a dual-flow experiment trains, in order
 BY_KEY = {s.key: s for s in STAGES.values()}
+
+
+def load_class(class_path: str) -> type:
+    """The class a config's ``class_path`` names (``dualflow.stages.primary.PrimaryModule``), imported."""
+    module, _, name = class_path.rpartition(".")
+    if not module:
+        raise ValueError(f"{class_path!r} is not a class path (module.Class)")
+    return getattr(importlib.import_module(module), name)
 
 
 def stage_number(name: str) -> int | None:

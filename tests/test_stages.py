@@ -142,3 +142,12 @@ def test_adversarial_option_trains_generator_and_discriminator(tiny_experiment, 
     assert "train/d_loss" in cli.trainer.callback_metrics and "train/g_adv" in cli.trainer.callback_metrics
     ckpt = torch.load(tmp_path / "gan" / "primary" / "checkpoints" / "last.ckpt", weights_only=True)
     assert any(k.startswith("disc.") for k in ckpt["state_dict"])  # trained by this stage: kept
+
+
+def test_load_class_imports_what_a_config_names_and_refuses_what_is_not_a_class_path():
+    from dualflow.stage_table import load_class
+    from dualflow.stages.primary import PrimaryModule
+
+    assert load_class("dualflow.stages.primary.PrimaryModule") is PrimaryModule
+    with pytest.raises(ValueError, match="not a class path"):
+        load_class("PrimaryModule")

@@ -4,7 +4,6 @@ train and costs to run: the table a default is chosen from (#28)."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from dualflow.bench.compare import config_differences, flatten
 from dualflow.bench.probes import timed
 from dualflow.bench.quality import QUALITY_SEED
+from dualflow.stage_table import load_class
 
 COLORIZERS = ("primary", "secondary")
 STAMP = "%Y-%m-%dT%H:%M:%S%z"
@@ -50,10 +50,10 @@ def options(manifests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def module_default(config: dict[str, Any], option: str) -> Any:
     """The default of ``option`` in the signature of the stage's LightningModule (``model.class_path``)."""
-    module_name, _, cls = config.get("model", {}).get("class_path", "").rpartition(".")
-    if not module_name:
+    class_path = config.get("model", {}).get("class_path", "")
+    if "." not in class_path:
         return None
-    parameter = inspect.signature(getattr(importlib.import_module(module_name), cls)).parameters.get(option)
+    parameter = inspect.signature(load_class(class_path)).parameters.get(option)
     return None if parameter is None else parameter.default
 
 

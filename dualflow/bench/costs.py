@@ -71,11 +71,10 @@ def _metric_cost(repeats: int) -> float:
 
 
 def _train_throughput(entry: dict, batches: list[dict], repeats: int) -> dict[str, float]:
-    import importlib
+    from dualflow.stage_table import load_class
 
     cfg = entry["config"]["model"]
-    module_name, _, cls = cfg["class_path"].rpartition(".")
-    module = getattr(importlib.import_module(module_name), cls)(**cfg["init_args"])
+    module = load_class(cfg["class_path"])(**cfg["init_args"])
     module.train()
     opt = torch.optim.AdamW([p for p in module.net.parameters() if p.requires_grad], lr=1e-4)
 

@@ -57,7 +57,7 @@ def preset_config(stage: str, preset: str) -> dict[str, Any]:
 def _module(stage: str, preset: str, tiny: bool, folder: Path):
     """The stage's LightningModule at the preset's sizes, its earlier stages randomly initialised and saved
     as stage checkpoints in ``folder`` (as later stages load them)."""
-    import importlib
+    from dualflow.stage_table import load_class
 
     cfg = preset_config(stage, preset)["model"]
     init = {**cfg.get("init_args", {}), **(TINY["model"][stage] if tiny else {})}
@@ -65,8 +65,7 @@ def _module(stage: str, preset: str, tiny: bool, folder: Path):
         init["allow_random_backbone"] = True
     for earlier in STAGES[stage].needs:
         init[STAGES[earlier].ckpt_arg] = str(_stage_checkpoint(earlier, preset, tiny, folder))
-    module_name, _, cls = cfg["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module_name), cls)(**init)
+    return load_class(cfg["class_path"])(**init)
 
 
 def _stage_checkpoint(stage: str, preset: str, tiny: bool, folder: Path) -> Path:
