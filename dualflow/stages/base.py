@@ -16,7 +16,7 @@ from torch import nn
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.metrics.color import colorfulness
 from dualflow.metrics.perceptual import FID, metric_name
-from dualflow.metrics.suite import SEP, compute_logged, update_suite
+from dualflow.metrics.suite import SEP, build_suite, compute_logged, update_suite
 from dualflow.models.discriminator import PatchDiscriminator
 from dualflow.precision import float32
 from dualflow.stages.frozen import FrozenStagesMixin
@@ -200,6 +200,21 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
             self._validations = getattr(self, "_validations", 0) + 1
             if (self._validations - 1) % self.fid_every_n_val == 0:
                 self.log_fid()
+
+    # ---- page colorizers (stage 3 and the baselines) ------------------------------------------------
+    def build_page_suites(self, val_lpips: bool, allow_random_backbone: bool, fid_every_n_val: int) -> None:
+        """The validation and test suites of a colorizer of whole pages, and its validation FID."""
+        self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
+        self.test_metrics = build_suite("page", "test", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
+        self.build_val_fid(fid_every_n_val, allow_random_backbone)
+
+    def working_meta(self) -> dict[str, Any]:
+        """What inference needs of a colorizer that works at a reduced resolution: its working size, the guided
+        filter's settings, the page long side it trained on (``self.trained_long_side``) and whether it takes
+        hints."""
+        hp = self.hparams
+        return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
+                "tone_radius": hp.tone_radius, "trained_long_side": self.trained_long_side, "hints": hp.hints}
 
     # ---- FID during training (stage 3 and the baseline) ----------------------------------------------
     def build_val_fid(self, every_n_val: int, allow_random_backbone: bool) -> None:

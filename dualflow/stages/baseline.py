@@ -17,7 +17,7 @@ from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion, FusionConfig
 from dualflow.hints import HINT_CHANNELS, downsample, for_net
 from dualflow.metrics.perceptual import build_lpips
-from dualflow.metrics.suite import build_suite, page_inputs, update_suite
+from dualflow.metrics.suite import page_inputs, update_suite
 from dualflow.models import UNet
 from dualflow.panels import panel
 from dualflow.patching import plan_patches
@@ -48,15 +48,10 @@ class BaselineModule(StageModule):
         self.net = UNet(**self.net_config)
         self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
         self.build_adversary(gan_weight)
-        self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
-        self.test_metrics = build_suite("page", "test", lpips=val_lpips,
-                                        allow_random_backbone=allow_random_backbone)
-        self.build_val_fid(fid_every_n_val, allow_random_backbone)
+        self.build_page_suites(val_lpips, allow_random_backbone, fid_every_n_val)
 
     def extra_meta(self) -> dict:
-        hp = self.hparams
-        return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
-                "tone_radius": hp.tone_radius, "trained_long_side": self.trained_long_side, "hints": hp.hints}
+        return self.working_meta()
 
     def working(self, page: torch.Tensor) -> torch.Tensor:
         """A page (B,C,H,W) at the net's working resolution: itself at native resolution, area-downsampled to

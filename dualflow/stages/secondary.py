@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
 from dualflow.fusion import Fusion
 from dualflow.hints import HINT_CHANNELS, for_net
-from dualflow.metrics.suite import build_suite, page_inputs, update_suite
+from dualflow.metrics.suite import page_inputs, update_suite
 from dualflow.models import UNet
 from dualflow.panels import draw_boxes, panel
 from dualflow.patching import PatchPlan
@@ -81,16 +81,10 @@ class SecondaryModule(StageModule):
         self.build_adversary(gan_weight)
         self.fusion = Fusion()
         self.trained_long_side = 0  # page long side of the training batches, recorded for inference
-        self.val_metrics = build_suite("page", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
-        self.test_metrics = build_suite("page", "test", lpips=val_lpips,
-                                        allow_random_backbone=allow_random_backbone)
-        self.build_val_fid(fid_every_n_val, allow_random_backbone)
+        self.build_page_suites(val_lpips, allow_random_backbone, fid_every_n_val)
 
     def extra_meta(self) -> dict:
-        hp = self.hparams
-        return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
-                "tone_radius": hp.tone_radius,
-                "trained_long_side": self.trained_long_side, "hints": hp.hints}
+        return self.working_meta()
 
     @torch.no_grad()
     def conditioning(self, bw: torch.Tensor, corrupt: bool, hints: torch.Tensor | None = None) -> Conditioning:
