@@ -58,7 +58,7 @@ class Document:
     sources: list[Source]
     volume: bool
     names: list[str] = field(default_factory=list)  # one per page
-    decoded: dict[int, Page] = field(default_factory=dict)  # the pages of a page file, read once
+    decoded: dict[int, Page] = field(default_factory=dict)  # a page file's pages; a volume's page on show
 
 
 def blend_layers(layers: list[np.ndarray]) -> np.ndarray | None:
@@ -108,11 +108,11 @@ class Studio:
         """Page ``index`` of the document, B&W (H,W) in [0,1]; a damaged volume page is a :class:`StudioError`."""
         if not 0 <= index < len(doc.names):
             raise StudioError(f"{doc.name}: no page {index + 1} (it has {len(doc.names)})")
-        if doc.volume:
+        if doc.volume and index not in doc.decoded:
             page = next(pages_of(doc.sources[index], self.max_pixels, False))
             if page.error:
                 raise StudioError(page.error.replace(str(doc.source), doc.name))
-            return page.bw
+            doc.decoded = {index: page}  # the page being worked on, decoded once; one page of a volume held
         return doc.decoded[index].bw
 
     def psd_hints(self, doc: Document) -> np.ndarray | None:

@@ -114,8 +114,11 @@ def test_a_volume_steps_through_its_pages_and_comes_out_coloured_with_each_pages
     pages = {"ch1/p1.png": _png(1, PAGE_SIZE), "ch1/p2.png": _png(2, PAGE_SIZE), "ch1/p3.png": b"broken"}
     doc = studio.open(_volume(tmp_path / "vol.cbz", pages))
     assert doc.volume and doc.names == ["ch1/p1.png", "ch1/p2.png", "ch1/p3.png"]
+    first = studio.page(doc, 0)
+    assert studio.page(doc, 0) is first and list(doc.decoded) == [0]  # decoded once, while it is shown
     with pytest.raises(StudioError, match="vol.cbz/ch1/p3.png"):
         studio.page(doc, 2)
+    assert studio.page(doc, 1).shape == PAGE_SIZE and list(doc.decoded) == [1]  # one volume page held
     red = H.paint([H.Hint(100, 100, (1.0, 0.0, 0.0), 5)], PAGE_SIZE)
     done = []
     cbz, failed = studio.colour_volume(doc, {1: red}, on_page=lambda n, total: done.append((n, total)))
