@@ -175,12 +175,12 @@ def build_app(studio: Studio, title: str = "dualflow"):
         state = state or _new_state()
         name = (name or "").strip()
         try:
-            studio.hints((1, 1), [], [{"x": 0, "y": 0, "colour": colour, "radius": 1}], state["palette"])
+            resolved = studio.resolve_colour(colour, state["palette"])
         except Exception as e:  # noqa: BLE001
             return state, gr.skip(), message(page_error(e))
         if not name or name.startswith("#"):
             return state, gr.skip(), message("a swatch needs a name (hair, skin...)")
-        state["palette"][name] = colour if colour.startswith("#") else state["palette"][colour]
+        state["palette"][name] = resolved
         return state, gr.update(choices=_swatches(state["palette"])), f"swatch {name} = {state['palette'][name]}"
 
     def save_palette(state):

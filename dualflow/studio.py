@@ -147,9 +147,6 @@ class Studio:
         """``rgb`` (H,W,3) float of the page with its hints, and ``seconds``; ``preview``: coloured at
         :data:`PREVIEW_SIDE` pixels and scaled up (a first look in about a tenth of the time); ``debug`` adds the
         debug ``panel`` (importance map, patches)."""
-        if hints is not None and not getattr(self.colorizer, "takes_hints", False):
-            raise StudioError("these models were trained without colour hints: colour without hints, or retrain "
-                              "with hints (--data.hints=mix)")
         start = time.perf_counter()
         page = torch.from_numpy(np.ascontiguousarray(bw, np.float32))
         size = tuple(page.shape)
@@ -206,6 +203,15 @@ class Studio:
         if not report.volumes:
             raise StudioError(f"{doc.name}: no page could be coloured: " + "; ".join(report.errors))
         return report.volumes[0], [e.replace(str(doc.source), doc.name) for e in report.errors]
+
+    def resolve_colour(self, text: str, palette: dict[str, str]) -> str:
+        """A colour as typed (``#rrggbb``, ``#rgb`` or a name in ``palette``) → ``#rrggbb``."""
+        try:
+            rgb = parse_colour(text, {k: parse_colour(v, {}, f"palette: {k}") for k, v in palette.items()},
+                               "hint colour")
+        except HintError as e:
+            raise StudioError(str(e)) from e
+        return "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
 
     def load_palette(self, path: str | Path) -> dict[str, str]:
         """A palette file (``{"hair": "#d04a2a"}``) → name → ``#rrggbb``."""

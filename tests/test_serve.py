@@ -105,6 +105,9 @@ def test_layers_blend_later_over_earlier_and_palettes_round_trip(studio, tmp_pat
     palette = studio.load_palette(tmp_path / "p.json")
     assert palette == {"hair": "#d04a2a", "skin": "#f3d2b8"}
     assert H.read_palette(studio.save_palette(palette)) == H.read_palette(tmp_path / "p.json")
+    assert studio.resolve_colour("hair", palette) == "#d04a2a" and studio.resolve_colour("#F00", {}) == "#ff0000"
+    with pytest.raises(StudioError, match="unknown colour name 'eyes'"):
+        studio.resolve_colour("eyes", palette)
     (tmp_path / "bad.json").write_text('{"hair": "#zz0000"}')
     with pytest.raises(StudioError, match="bad.json: hair: '#zz0000' is not a colour"):
         studio.load_palette(tmp_path / "bad.json")
