@@ -174,6 +174,17 @@ def lightning_main(args: list[str] | None = None, run: bool = True):
     )
 
 
+def _missing_backbone(error: Exception) -> int:
+    """A metric backbone that cannot be had is one message (what to fetch, or the opt-in), never a traceback:
+    exit code 2. Any other error goes on up."""
+    from dualflow.metrics.perceptual import BackboneWeightsMissing
+
+    if not isinstance(error, BackboneWeightsMissing):
+        raise error
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def main(args: list[str] | None = None) -> Any:
     """``dualflow`` / ``python -m dualflow``. Returns the LightningCLI object or the subcommand's exit code."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -184,10 +195,13 @@ def main(args: list[str] | None = None) -> Any:
     elif module is None and argv[0] not in COMMANDS:
         print(f"dualflow: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         code = 2
-    elif module is not None:
-        code = importlib.import_module(module).main(argv[1:])
     else:
-        return lightning_main(None if args is None else argv)
+        try:
+            if module is None:
+                return lightning_main(None if args is None else argv)
+            code = importlib.import_module(module).main(argv[1:])
+        except Exception as e:
+            code = _missing_backbone(e)
     if args is None:
         sys.exit(code)
     return code

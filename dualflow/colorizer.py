@@ -28,7 +28,7 @@ from dualflow.pipeline import (
 
 @dataclass
 class PageColorizer:
-    """``attention`` has ``stride``, ``view`` and ``importance_of_view`` (:class:`models.AttentionNet`);
+    """``attention`` has ``stride``, ``window``, ``view`` and ``importance_of_view`` (:class:`models.AttentionNet`);
     ``primary`` and ``secondary`` map their input batch to normalised Lab. ``secondary_meta`` is stage 3's
     checkpoint metadata (working size, guided-filter settings); ``max_working_size`` caps the secondary's
     working long side, ``patch_batch`` the primary's patches per call, ``attention_tile`` the attention's

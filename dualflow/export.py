@@ -37,8 +37,8 @@ class ImportanceOfView(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, view: torch.Tensor) -> torch.Tensor:
-        return self.net.importance_of_view(view)
+    def forward(self, view: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        return self.net.importance_of_view(view, origin)
 
 
 @dataclass
@@ -52,12 +52,13 @@ class NetSpec:
     output: str
     output_shape: list[str]
     output_range: str
+    origin: str = ""  # a second input, (2,) float32: a tile's first token (y, x) in the whole view
 
 
 SPECS = {
     "attention": NetSpec("attention.onnx", "view", ["batch", 1, "height", "width"],
                          "B&W page at the net's working resolution (page_scale), [0, 1]", "importance",
-                         ["batch", 1, "height/stride", "width/stride"], "[0, 1]"),
+                         ["batch", 1, "height/stride", "width/stride"], "[0, 1]", origin="origin"),
     "primary": NetSpec("primary.onnx", "patches", ["patches", 2, "height", "width"],
                        "B&W patch and its importance (bilinear), [0, 1]", "lab", ["patches", 3, "height", "width"],
                        "normalised Lab: L/100 in [0, 1], ab/110 in [-1, 1]"),
@@ -90,7 +91,9 @@ def export_net(net: nn.Module, spec: NetSpec, example: tuple[int, ...], path: Pa
     with torch.no_grad(), warnings.catch_warnings():
         # The trace warns at every shape-dependent branch; blocks.exporting() makes each take its general form.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(net.eval(), (torch.rand(example),), str(path), input_names=[spec.input],
+        inputs = (torch.rand(example), torch.zeros(2)) if spec.origin else (torch.rand(example),)
+        names = [spec.input, spec.origin] if spec.origin else [spec.input]
+        torch.onnx.export(net.eval(), inputs, str(path), input_names=names,
                           output_names=[spec.output], dynamic_axes={spec.input: dims, spec.output: dims},
                           opset_version=opset, dynamo=False)
 
@@ -150,7 +153,7 @@ def export_experiment(experiment: str, out: str | Path, runs_dir: str = "runs", 
         "format": FORMAT, "experiment": experiment, "commit": git_commit(), "opset": opset,
         "torch": torch.__version__, "exported": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "nets": {name: asdict(spec) for name, spec in specs.items()},
-        "attention": {"stride": attention.stride, "page_scale": attention.page_scale},
+        "attention": {"stride": attention.stride, "page_scale": attention.page_scale, "window": attention.window},
         "plan": asdict(reference.plan_settings), "secondary": dict(reference.secondary_meta),
         "fusion": asdict(reference.fusion.config),
         "composite": {"patch_batch": reference.patch_batch, "attention_tile": reference.attention_tile,

@@ -13,7 +13,7 @@ import torch
 from dualflow.fusion import Fusion, FusionConfig
 from dualflow.models.attention_net import area_view
 
-FORMAT = "dualflow-onnx/1"
+FORMAT = "dualflow-onnx/2"  # 2: the attention graph takes the origin of a tile
 OPSET = 18
 MISSING = "the ONNX engine needs onnxruntime (and onnx to export): pip install 'dualflow[onnx]'"
 
@@ -35,27 +35,31 @@ class OnnxNet:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors are its own pybind types, none a ValueError
+            raise ValueError(f"{path}: not a loadable ONNX network ({str(e).strip()[:200]}); export the "
+                             f"experiment again") from e
         self.input = self.session.get_inputs()[0].name
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input: x.detach().float().cpu().contiguous().numpy()})[0]
-        return torch.from_numpy(out).to(x.device)
+    def __call__(self, x: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        feeds = {name: t.detach().float().cpu().contiguous().numpy() for name, t in {self.input: x, **extra}.items()}
+        return torch.from_numpy(self.session.run(None, feeds)[0]).to(x.device)
 
 
 class OnnxAttention(OnnxNet):
     """The attention net's interface (:class:`models.AttentionNet`): ``view``, ``importance_of_view``,
     ``stride``; the exported graph includes the sigmoid."""
 
-    def __init__(self, path: str | Path, stride: int, page_scale: float, **kwargs):
+    def __init__(self, path: str | Path, stride: int, page_scale: float, window: int, **kwargs):
         super().__init__(path, **kwargs)
-        self.stride, self.page_scale = stride, page_scale
+        self.stride, self.page_scale, self.window = stride, page_scale, window
 
     def view(self, page: torch.Tensor) -> torch.Tensor:
         return area_view(page, self.page_scale)
 
-    def importance_of_view(self, view: torch.Tensor) -> torch.Tensor:
-        return self(view)
+    def importance_of_view(self, view: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+        return self(view, origin=torch.zeros(2) if origin is None else origin)
 
 
 def read_export_manifest(folder: str | Path) -> dict[str, Any]:
@@ -64,7 +68,10 @@ def read_export_manifest(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no ONNX export here (run `dualflow export EXP --out {folder}`; an "
                                 f"export whose check failed writes no manifest)")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a whole export manifest ({e}); export the experiment again") from e
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: format {manifest.get('format')!r}, this dualflow reads {FORMAT!r}")
     return manifest

@@ -80,15 +80,19 @@ def training_scale(experiment: str, runs_dir: str) -> list[str]:
     return ["--scale", str(min(size if isinstance(size, list) else [size]) / 256.0)]
 
 
-def data_and_trainer(overrides: list[str]) -> list[str]:
-    """The ``--data.*`` and ``--trainer.*`` overrides (with their values, ``--k=v`` or ``--k v``): what the
-    composite test shares with the stages (their data source, accelerator...); model options are per stage."""
+# Overrides the composite test shares with the stages: their data source, accelerator... and the choice of a
+# randomly initialised metric backbone (offline, full-size configs); other model options are per stage.
+SHARED_WITH_COMPOSITE = ("--data.", "--trainer.", "--model.allow_random_backbone")
+
+
+def composite_overrides(overrides: list[str]) -> list[str]:
+    """The overrides (with their values, ``--k=v`` or ``--k v``) that reach the composite test."""
     out, keep = [], False
     for token in overrides:
         if keep:
             out.append(token)
         keep = False
-        if token.startswith(("--data.", "--trainer.")):
+        if token.startswith(SHARED_WITH_COMPOSITE):
             out.append(token)
             keep = "=" not in token
     return out
@@ -106,8 +110,8 @@ def hinted_samples(inputs: Path, samples: Path, experiment: str, runs_dir: str) 
 
 
 def finish(args, overrides: list[str]) -> int:
-    """Sample pages under runs/<NAME>/samples/, then the composite test (on the stages' ``--data.*`` and
-    ``--trainer.*`` overrides): its metrics go into the manifest and, with the sample pages, a per-page table
+    """Sample pages under runs/<NAME>/samples/, then the composite test (on the stages' overrides that it shares,
+    :data:`SHARED_WITH_COMPOSITE`): its metrics go into the manifest and, with the sample pages, a per-page table
     and debug panels, into a W&B run (job_type ``composite``)."""
     exp_dir = Path(args.runs_dir) / args.experiment
     inputs = exp_dir / "samples" / "input"
@@ -123,7 +127,7 @@ def finish(args, overrides: list[str]) -> int:
     hinted_samples(inputs, exp_dir / "samples", args.experiment, args.runs_dir)
     cmd = [sys.executable, "-m", "dualflow", "test", *configs("composite", args.preset),
            "--experiment", args.experiment, "--runs_dir", args.runs_dir,
-           f"--model.samples_dir={exp_dir / 'samples'}", *data_and_trainer(overrides)]
+           f"--model.samples_dir={exp_dir / 'samples'}", *composite_overrides(overrides)]
     print(f"[dualflow] composite test: {' '.join(cmd[1:])}", flush=True)
     return subprocess.run(cmd).returncode or samples_code
 

@@ -59,21 +59,23 @@ class PlanSettings:
 
 def importance_tiled(net: nn.Module, bw: torch.Tensor, tile: int = 1024) -> torch.Tensor:
     """(B,1,H,W) → importance at 1/stride of the net's working resolution (:meth:`AttentionNet.view`), run in
-    overlapping tiles when that view is larger than ``tile`` so memory stays bounded; the windowed attention is
-    local, so tiles with a margin agree with a whole-page pass away from the margins."""
-    s = net.stride
+    overlapping tiles when that view is larger than ``tile`` so memory stays bounded. Each tile is encoded at its
+    place in the page and starts on the attention-window grid, and the attention is local, so the tiles agree
+    with a whole-page pass away from their margins."""
+    s, grid = net.stride, net.stride * net.window
     bw = net.view(bw)
     h, w = bw.shape[-2:]
     if h <= tile and w <= tile:
         return net.importance_of_view(bw)
-    margin = 8 * s
-    step = max(s, (tile - 2 * margin) // s * s)
+    margin = -(-16 * s // grid) * grid  # at least 16 tokens, whole windows
+    step = max(grid, (tile - 2 * margin) // grid * grid)
     out = bw.new_zeros(bw.shape[0], 1, -(-h // s), -(-w // s))
     for y in range(0, h, step):
         for x in range(0, w, step):
             y0, x0 = max(0, y - margin), max(0, x - margin)
             y1, x1 = min(h, y + step + margin), min(w, x + step + margin)
-            imp = net.importance_of_view(bw[..., y0:y1, x0:x1])
+            origin = torch.tensor([y0 // s, x0 // s], dtype=torch.float32)
+            imp = net.importance_of_view(bw[..., y0:y1, x0:x1], origin)
             oy, ox = (y - y0) // s, (x - x0) // s
             ny, nx = -(-min(step, h - y) // s), -(-min(step, w - x) // s)
             out[..., y // s:y // s + ny, x // s:x // s + nx] = imp[..., oy:oy + ny, ox:ox + nx]

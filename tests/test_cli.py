@@ -45,6 +45,16 @@ def test_composite_config_tests_the_full_pipeline(tiny_experiment):
     assert entry["metrics"]["test/color/delta_e2000"] == pytest.approx(metrics["test/color/delta_e2000"])
 
 
+def test_a_missing_metric_backbone_is_one_message_not_a_traceback(tiny_experiment, capsys):
+    """Offline, without the opt-in, the composite test stops before running: exit code 2 and what to fetch."""
+    code = main(["test", "--config", str(REPO / "experiments" / "composite.yaml"), "--config",
+                 str(CONF / "tiny_common.yaml"), "--config", str(CONF / "tiny_composite.yaml"),
+                 "--model.allow_random_backbone=false", "--experiment", "tiny", "--runs_dir", str(tiny_experiment)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "error: LPIPS needs its pretrained backbone alexnet-owt-7be5be79.pth" in err and "allow_random_backbone" in err
+
+
 def test_sweep_command_runs_as_the_agent_builds_it(tmp_path):
     sweep = yaml.safe_load((REPO / "experiments" / "sweeps" / "stage1.yaml").read_text())
     params = sweep["parameters"]

@@ -37,7 +37,7 @@ def exported(tiny_experiment, tmp_path_factory) -> Path:
 ])
 def test_exported_net_matches_torch_at_every_size(tmp_path, name, net, sizes):
     """Batch, height and width are dynamic: sizes that need padding (and a mask in the window attention) and
-    sizes that do not give PyTorch's outputs, including a chroma-grid head."""
+    sizes that do not give PyTorch's outputs, including a chroma-grid head and a tile's origin."""
     torch.manual_seed(0)
     net = net.eval()
     path = tmp_path / f"{name}.onnx"
@@ -45,9 +45,10 @@ def test_exported_net_matches_torch_at_every_size(tmp_path, name, net, sizes):
     onnx = OnnxNet(path)
     for size in sizes:
         x = torch.rand(size)
+        extra = {"origin": torch.tensor([3.0, 5.0])} if SPECS[name].origin else {}  # a tile's place in the page
         with torch.no_grad():
-            ref = net(x)
-        out = onnx(x)
+            ref = net(x, *extra.values())
+        out = onnx(x, **extra)
         assert out.shape == ref.shape, size
         assert float((out - ref).abs().max()) < 1e-4, size
 
@@ -122,3 +123,38 @@ def test_missing_onnxruntime_says_how_to_install(monkeypatch, tmp_path, capsys):
 
     assert main([str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "onnx", "--onnx", str(tmp_path)]) == 2
     assert "pip install 'dualflow[onnx]'" in capsys.readouterr().err
+
+
+def test_torn_or_mismatched_checkpoints_and_exports_name_the_file(exported, tiny_experiment, tmp_path, capsys):
+    """``colorize`` from a torn checkpoint, a checkpoint of the wrong stage, a torn ONNX network or a torn export
+    manifest: exit code 2 and a message naming the file and what is wrong, never a traceback."""
+    import shutil
+
+    from dualflow.inference import main
+    from dualflow.manifest import read_manifest
+
+    stages = read_manifest("tiny", str(tiny_experiment))["stages"]
+    ckpts = {name: Path(stages[name]["best_ckpt"]) for name in ("attention", "primary", "secondary")}
+    torn = tmp_path / "torn.ckpt"
+    torn.write_bytes(ckpts["primary"].read_bytes()[:5000])
+    copy = tmp_path / "onnx"
+    shutil.copytree(exported, copy)
+    secondary_onnx = copy / json.loads((copy / "manifest.json").read_text())["nets"]["secondary"]["file"]
+    secondary_onnx.write_bytes(secondary_onnx.read_bytes()[:3000])
+    torn_manifest = tmp_path / "onnx_manifest"
+    shutil.copytree(exported, torn_manifest)
+    (torn_manifest / "manifest.json").write_text((exported / "manifest.json").read_text()[:40])
+    out = ["--out", str(tmp_path / "out")]
+    cases = [
+        (["--ckpt", str(ckpts["attention"]), str(torn), str(ckpts["secondary"])], f"{torn}: cannot load as a primary"),
+        (["--ckpt", str(ckpts["attention"]), str(ckpts["secondary"]), str(ckpts["secondary"])],
+         "expected a primary checkpoint, found secondary"),
+        (["--ckpt", str(ckpts["attention"]), str(tmp_path / "gone.ckpt"), str(ckpts["secondary"])],
+         f"primary checkpoint not found: {tmp_path / 'gone.ckpt'}"),
+        (["--engine", "onnx", "--onnx", str(copy)], f"{secondary_onnx}: not a loadable ONNX network"),
+        (["--engine", "onnx", "--onnx", str(torn_manifest)], "manifest.json: not a whole export manifest"),
+    ]
+    for flags, message in cases:
+        assert main([str(tmp_path), *out, *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (flags, err)

@@ -15,11 +15,26 @@ def test_importance_in_range_at_any_page_size():
         assert imp.min() >= 0 and imp.max() <= 1
 
 
+def _attention_of_tokens(block: WindowAttentionBlock, tokens: torch.Tensor) -> torch.Tensor:
+    """The block on (N,C) tokens that attend to each other only: plain softmax attention written out."""
+    n, c = tokens.shape
+    d = c // block.heads
+    q, k, v = block.qkv(block.norm1(tokens)).view(n, 3, block.heads, d).permute(1, 2, 0, 3)
+    attended = torch.softmax(q @ k.transpose(-1, -2) / d ** 0.5, dim=-1) @ v
+    t = tokens + block.proj(attended.transpose(0, 1).reshape(n, c))
+    return t + block.mlp(block.norm2(t))
+
+
 def test_window_attention_handles_padding_and_is_local():
     block = WindowAttentionBlock(8, 2, window=4).eval()
     x = torch.randn(1, 8, 9, 10)
-    y = block(x)
-    assert y.shape == x.shape and torch.isfinite(y).all()
+    with torch.no_grad():
+        y = block(x)
+        # The bottom-right window holds 2 real tokens (row 8, columns 8-9) and 14 of padding: the real ones
+        # attend to each other only, as if the padding were not there.
+        corner = _attention_of_tokens(block, x[0, :, 8, 8:10].T)
+    assert y.shape == x.shape
+    assert torch.allclose(y[0, :, 8, 8:10].T, corner, atol=1e-5)
     x2 = x.clone()
     x2[..., 8:, 8:] += 5  # change the bottom-right window only
     y2 = block(x2)

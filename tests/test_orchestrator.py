@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from dualflow.orchestrator import data_and_trainer, main
+from dualflow.orchestrator import composite_overrides, main
 
 GPU = torch.cuda.is_available()
 
@@ -56,7 +56,8 @@ def test_train_all_runs_three_stages_samples_and_the_composite_test_then_the_bas
     assert GPU or stages["resize_baseline"]["config"]["model"]["init_args"]["working_size"] == 256
 
 
-def test_only_data_and_trainer_overrides_reach_the_composite_test():
+def test_only_shared_overrides_reach_the_composite_test():
     overrides = ["--model.lr=0.1", "--data.source", "stream", "--trainer.devices=2", "--model.base", "8",
-                 "--data.root=s3://b/x"]
-    assert data_and_trainer(overrides) == ["--data.source", "stream", "--trainer.devices=2", "--data.root=s3://b/x"]
+                 "--data.root=s3://b/x", "--model.allow_random_backbone", "true"]
+    assert composite_overrides(overrides) == ["--data.source", "stream", "--trainer.devices=2", "--data.root=s3://b/x",
+                                              "--model.allow_random_backbone", "true"]

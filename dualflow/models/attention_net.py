@@ -48,11 +48,17 @@ class AttentionNet(nn.Module):
         )
         self.head = nn.Sequential(nn.Conv2d(dim, dim // 2, 3, padding=1), nn.SiLU(), nn.Conv2d(dim // 2, 1, 1))
 
-    def forward(self, bw: torch.Tensor) -> torch.Tensor:
-        """(B,1,H,W) B&W page in [0,1] → (B,1,ceil(H/s),ceil(W/s)) importance logits."""
+    @property
+    def window(self) -> int:
+        """Tokens on a side of an attention window (tiles of a page align to this grid)."""
+        return self.blocks[0].window if len(self.blocks) else 1
+
+    def forward(self, bw: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,1,H,W) B&W page in [0,1] → (B,1,ceil(H/s),ceil(W/s)) importance logits. ``origin`` (2,): the first
+        token's (y, x) when ``bw`` is a tile of a larger image (its positions are the whole image's)."""
         x, _ = pad_to_multiple(bw * 2.0 - 1.0, self.stride)
         x = self.stem(x)
-        x = x + positional_encoding_2d(x.shape[2], x.shape[3], x.shape[1], x.device, x.dtype)
+        x = x + positional_encoding_2d(x.shape[2], x.shape[3], x.shape[1], x.device, x.dtype, origin)
         for block in self.blocks:
             x = block(x)
         return self.head(x)
@@ -61,10 +67,11 @@ class AttentionNet(nn.Module):
         """A page (B,C,H,W) at the model's working resolution (:func:`area_view`)."""
         return area_view(page, self.page_scale)
 
-    def importance_of_view(self, view: torch.Tensor) -> torch.Tensor:
-        """Importance in [0, 1] of an image already at working resolution, float32 even under mixed precision
-        (the map drives planning and upsampling, which need its digits)."""
-        return torch.sigmoid(self(view).float())
+    def importance_of_view(self, view: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+        """Importance in [0, 1] of an image (or a tile of it, at token ``origin``) already at working
+        resolution, float32 even under mixed precision (the map drives planning and upsampling, which need its
+        digits)."""
+        return torch.sigmoid(self(view, origin).float())
 
     def importance(self, bw: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) page → importance in [0, 1] at 1/stride of its working resolution."""

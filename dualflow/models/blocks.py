@@ -34,15 +34,21 @@ class ConvBlock(nn.Sequential):
         )
 
 
-def positional_encoding_2d(h: int, w: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+def positional_encoding_2d(h: int, w: int, dim: int, device=None, dtype=None,
+                           origin: torch.Tensor | None = None) -> torch.Tensor:
     """(1,dim,h,w) sinusoidal encoding of (y, x), half the channels each; defined for any grid size, so a
-    model trained on small pages runs on large ones."""
+    model trained on small pages runs on large ones. ``origin`` (2,): the grid's first (y, x) token when it is a
+    tile of a larger grid, so a tile is encoded as the same tokens of the whole grid are."""
     if dim % 4:
         raise ValueError(f"positional encoding needs dim divisible by 4, got {dim}")
     quarter = dim // 4
     freq = torch.exp(torch.arange(quarter, device=device, dtype=torch.float32) * (-math.log(1000.0) / quarter))
-    ys = torch.arange(h, device=device, dtype=torch.float32)[:, None] * freq  # (h, q)
-    xs = torch.arange(w, device=device, dtype=torch.float32)[:, None] * freq  # (w, q)
+    ys = torch.arange(h, device=device, dtype=torch.float32)
+    xs = torch.arange(w, device=device, dtype=torch.float32)
+    if origin is not None:
+        origin = origin.to(device=device, dtype=torch.float32)
+        ys, xs = ys + origin[0], xs + origin[1]
+    ys, xs = ys[:, None] * freq, xs[:, None] * freq  # (h, q), (w, q)
     pe_y = torch.cat([ys.sin(), ys.cos()], dim=1).T[:, :, None].expand(-1, h, w)
     pe_x = torch.cat([xs.sin(), xs.cos()], dim=1).T[:, None, :].expand(-1, h, w)
     return torch.cat([pe_y, pe_x], dim=0)[None].to(dtype or torch.float32)
