@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from dualflow.data.io import read_image, save_image
-from dualflow.hints import click_hints, draw_dots, paint, to_layer
+from dualflow.hint_clicks import click_hints
+from dualflow.hints import draw_dots, paint, to_layer
 from dualflow.panels import panel
 
 SAMPLE_CLICKS = 16

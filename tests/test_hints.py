@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dualflow import hint_clicks
 from dualflow import hints as H
 from dualflow.color import rgb_to_nlab
 from dualflow.data.synth import SynthManga
@@ -129,10 +130,10 @@ def test_a_psd_layer_named_hints_is_read(tmp_path):
 
 def test_clicks_go_inside_the_largest_flat_regions_with_their_colour():
     page = SynthManga(1)(0, (181, 128))
-    labels, areas, _ = H.flat_regions(page.color)
-    clicks = H.click_hints(page.color, 8)
+    labels, areas, _ = hint_clicks.flat_regions(page.color)
+    clicks = hint_clicks.click_hints(page.color, 8)
     largest = set(np.argsort(-areas)[:8].tolist())
-    assert len(clicks) == 8 and clicks == H.click_hints(page.color, 8)  # deterministic
+    assert len(clicks) == 8 and clicks == hint_clicks.click_hints(page.color, 8)  # deterministic
     assert {int(labels[int(c.y), int(c.x)]) for c in clicks} == largest  # one in each of the 8 largest
     for c in clicks:
         assert np.allclose(c.rgb, page.color[int(c.y), int(c.x)])
@@ -140,8 +141,8 @@ def test_clicks_go_inside_the_largest_flat_regions_with_their_colour():
 
 def test_simulated_hints_are_deterministic_and_mix_the_protocols():
     page = SynthManga(2)(0, (128, 96)).color
-    draws = [H.simulate(page, np.random.default_rng(s)) for s in range(400)]
-    assert draws[:20] == [H.simulate(page, np.random.default_rng(s)) for s in range(20)]
+    draws = [hint_clicks.simulate(page, np.random.default_rng(s)) for s in range(400)]
+    assert draws[:20] == [hint_clicks.simulate(page, np.random.default_rng(s)) for s in range(20)]
     empty = sum(not d for d in draws) / len(draws)
     assert 0.07 < empty < 0.2  # about 1/8 of the pages train the automatic case
     sizes = [len(d) for d in draws if d]

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dualflow import hint_clicks
 from dualflow import hints as H
 from dualflow.data.synth import SynthManga
 from dualflow.inference import load_colorizer
@@ -75,7 +76,7 @@ def test_a_page_with_painted_and_clicked_hints_takes_their_colours_and_saves_its
     assert doc.names == ["page one.png"] and np.allclose(studio.page(doc, 0), bw, atol=1 / 255)
     painted = np.zeros((*PAGE_SIZE, 4), np.uint8)
     painted[20:30, 20:30] = (255, 0, 0, 255)
-    click = H.click_hints(colour, 1)[0]
+    click = hint_clicks.click_hints(colour, 1)[0]
     points = [{"x": click.x, "y": click.y, "colour": "hair", "radius": 4}]
     hints = studio.hints(bw.shape, [painted], points, {"hair": "#0000ff"})
     assert hints[3, 25, 25] == 1 and hints[3, int(click.y), int(click.x)] == 1
@@ -195,7 +196,7 @@ def test_in_the_browser_a_clicked_hint_colours_its_region(browser_page, tmp_path
     _wait_status(page, "hinted.png: 0 click(s)", "coloured in")
     page.fill("#hint_colour textarea", "#ff0000")
     expect(page.locator("#hint_colour textarea")).to_have_value("#ff0000")
-    click = H.click_hints(colour, 1)[0]  # inside the largest flat region of the page
+    click = hint_clicks.click_hints(colour, 1)[0]  # inside the largest flat region of the page
     image = page.locator("#result img")
     page.wait_for_function("(() => { const i = document.querySelector('#result img'); "
                            "return i && i.complete && i.naturalWidth > 0; })()")
@@ -209,7 +210,7 @@ def test_in_the_browser_a_clicked_hint_colours_its_region(browser_page, tmp_path
     download.value.save_as(tmp_path / "downloaded.png")
     rgb = np.asarray(Image.open(tmp_path / "downloaded.png").convert("RGB"), np.float32) / 255
     assert rgb.shape == (*PAGE_SIZE, 3), said
-    region = H.flat_regions(colour)[0]  # the clicked region, beyond the hint's own disc
+    region = hint_clicks.flat_regions(colour)[0]  # the clicked region, beyond the hint's own disc
     y, x = np.nonzero(region == region[int(click.y), int(click.x)])
     far = np.hypot(y - click.y, x - click.x) > 8
     reds = rgb[y[far], x[far]]

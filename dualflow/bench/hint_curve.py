@@ -1,6 +1,6 @@
 """The hint curve: quality against the number of colour hints on the bench's held-out pages, for every model row
 and the oracles. Protocols: ``clicks`` (one hint in each of the n largest flat-colour regions of the colour page,
-:func:`hints.click_hints`) and ``random`` (n uniform points, each with the colour page's mean over its disc).
+:func:`hint_clicks.click_hints`) and ``random`` (n uniform points, each with the colour page's mean over its disc).
 The hints are drawn once from a fixed seed (clicks need none) and written beside the results, so every row and
 every later run sees the same hints."""
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from dualflow import hint_clicks
 from dualflow import hints as H
 from dualflow.bench.quality import CORE_METRICS, QUALITY_SEED, _quality, oracle_references
 from dualflow.progress import ProgressLog
@@ -24,9 +25,9 @@ COUNTS = (0, 4, 16, 64)
 def draw(color: np.ndarray, protocol: str, n: int, seed: int, page: int) -> list[H.Hint]:
     """The hints of one page under ``protocol``: the same for a given (seed, page, n) in every run."""
     if protocol == "clicks":
-        return H.click_hints(color, n)
+        return hint_clicks.click_hints(color, n)
     if protocol == "random":
-        return H.random_hints(color, n, np.random.default_rng([seed, page, n]))
+        return hint_clicks.random_hints(color, n, np.random.default_rng([seed, page, n]))
     raise ValueError(f"unknown hint protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
 
 

@@ -85,7 +85,7 @@ class MangaDataModule(L.LightningDataModule):
         chapter: SynthManga only: 0 draws independent pages; K > 0 draws chapters of K pages whose recurring
             characters keep their looks and palettes (``SynthManga.chapter_page``), in every split.
         hints: colour hints of the training pages (``batch["hints"]``, :mod:`dualflow.hints`): ``mix`` draws them
-            from each colour page (:class:`hints.HintMix`: none on 1/8 of the pages, clicks, points, strokes,
+            from each colour page (:class:`hint_clicks.HintMix`: none on 1/8 of the pages, clicks, points, strokes,
             colour noise), seeded like the augmentation; ``none`` trains the automatic model alone.
         eval_hints: clicks on validation and test pages (the bench's ``clicks`` protocol; 0: automatic).
         val_hint_clicks: with ``hints: mix``, validation pages also carry n clicks (``batch["hints<n>"]``), and

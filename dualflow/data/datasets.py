@@ -81,15 +81,15 @@ class _Transformed(Dataset):
         color = np.clip(color, 0, 1)
         sample = to_sample(np.clip(bw, 0, 1), color, name, labels)
         if self.hints not in ("none", 0):
-            from dualflow import hints
+            from dualflow import hint_clicks, hints
 
-            drawn = (hints.simulate(color, np.random.default_rng(seed + 3)) if self.hints == "mix"
-                     else hints.click_hints(color, int(self.hints)))
+            drawn = (hint_clicks.simulate(color, np.random.default_rng(seed + 3)) if self.hints == "mix"
+                     else hint_clicks.click_hints(color, int(self.hints)))
             sample["hints"] = hints.paint(drawn, color.shape[:2])
         if self.extra_clicks:
-            from dualflow import hints
+            from dualflow import hint_clicks, hints
 
-            sample[f"hints{self.extra_clicks}"] = hints.paint(hints.click_hints(color, self.extra_clicks),
+            sample[f"hints{self.extra_clicks}"] = hints.paint(hint_clicks.click_hints(color, self.extra_clicks),
                                                               color.shape[:2])
         return sample
 

@@ -14,9 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.color import nlab_to_rgb, rgb_to_nlab
+from dualflow.hints import HINT_CHANNELS
 from dualflow.metrics.color import colorfulness
-from dualflow.metrics.perceptual import FID, metric_name
+from dualflow.metrics.perceptual import FID, build_lpips, metric_name
 from dualflow.metrics.suite import SEP, build_suite, compute_logged, update_suite
+from dualflow.models import UNet
 from dualflow.models.discriminator import PatchDiscriminator
 from dualflow.precision import float32
 from dualflow.stages.frozen import FrozenStagesMixin
@@ -60,6 +62,15 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         opt_d, sched_d = self.make_optimizer(self.trainable_parameters(self.disc), self.hparams.disc_lr)
         return [opt, opt_d], [sched, sched_d]
+
+    def build_colour_net(self, inputs: int, hints: bool, lpips_weight: float, gan_weight: float,
+                         allow_random_backbone: bool, **unet: Any) -> None:
+        """A colorizer's UNet on ``inputs`` channels (then the hint map's when it takes hints), its LPIPS loss when
+        weighted and its adversary (:meth:`build_adversary`)."""
+        self.net_config = dict(in_channels=inputs + (HINT_CHANNELS if hints else 0), **unet)
+        self.net = UNet(**self.net_config)
+        self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
+        self.build_adversary(gan_weight)
 
     # ---- colour that commits: adversarial and colourfulness losses (options of every colorizer) ---------------
     def build_adversary(self, gan_weight: float) -> None:
@@ -256,26 +267,32 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
         return self.net.head(features, decode=decode), features
 
     @float32
-    def colour_losses(self, pred: torch.Tensor, target_rgb: torch.Tensor,
-                      features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def colour_losses(self, pred: torch.Tensor, target_rgb: torch.Tensor, features: torch.Tensor | None = None,
+                      weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """L1 in normalised Lab, plus LPIPS on RGB when the stage has an ``lpips_loss`` network, plus the
         colourfulness match (:meth:`colourfulness_loss`) when ``colourfulness_weight`` > 0; ``total`` is their
         sum weighted by the ``l1_weight`` / ``lpips_weight`` / ``colourfulness_weight`` hyperparameters. For a
         net with a chroma grid, given its ``features``: the L1 covers lightness only and ab is learned by the
-        rebalanced cross-entropy (``chroma``, weighted by ``chroma_weight``). Float32 under mixed precision."""
+        rebalanced cross-entropy (``chroma``, weighted by ``chroma_weight``). ``weight`` (B,1,H,W): a per-pixel
+        weight of the L1 and the cross-entropy (stage 3 weighs fill zones and transitions). Float32 under mixed
+        precision."""
+        hp = self.hparams
         target = rgb_to_nlab(target_rgb)
-        if features is None or self.net.chroma is None:
-            losses = {"l1": F.l1_loss(pred, target)}
-        else:
-            losses = {"l1": F.l1_loss(pred[:, :1], target[:, :1]),
-                      "chroma": self.net.chroma_loss(features, target[:, 1:])}
-        total = self.hparams.l1_weight * losses["l1"] + self.hparams.chroma_weight * losses.get("chroma", 0.0)
+        chroma = features is not None and self.net.chroma is not None
+        channels = slice(0, 1) if chroma else slice(0, 3)
+        err = (pred[:, channels] - target[:, channels]).abs()
+        losses = {"l1": err.mean() if weight is None else
+                  (weight * err).sum() / (weight.sum() * err.shape[1]).clamp_min(1e-6)}
+        total = hp.get("l1_weight", 1.0) * losses["l1"]
+        if chroma:
+            losses["chroma"] = self.net.chroma_loss(features, target[:, 1:], weight)
+            total = total + hp.chroma_weight * losses["chroma"]
         if getattr(self, "lpips_loss", None) is not None:
             losses["lpips"] = self.lpips_loss(nlab_to_rgb(pred) * 2 - 1, target_rgb * 2 - 1).mean()
-            total = total + self.hparams.lpips_weight * losses["lpips"]
-        if self.hparams.get("colourfulness_weight", 0) > 0:
+            total = total + hp.lpips_weight * losses["lpips"]
+        if hp.get("colourfulness_weight", 0) > 0:
             losses["colourfulness"] = self.colourfulness_loss(pred, target_rgb)
-            total = total + self.hparams.colourfulness_weight * losses["colourfulness"]
+            total = total + hp.colourfulness_weight * losses["colourfulness"]
         losses["total"] = total
         return losses
 

@@ -16,9 +16,7 @@ from torch import nn
 from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion, FusionConfig
 from dualflow.hints import HINT_CHANNELS, downsample, for_net
-from dualflow.metrics.perceptual import build_lpips
 from dualflow.metrics.suite import page_inputs, update_suite
-from dualflow.models import UNet
 from dualflow.panels import panel
 from dualflow.patching import plan_patches
 from dualflow.pipeline import StoredFill, guided_fill, inference_long_side, working_size
@@ -42,12 +40,9 @@ class BaselineModule(StageModule):
         super().__init__(lr, weight_decay, warmup_steps)
         self.save_hyperparameters(logger=False)
         self.trained_long_side = 0  # page long side of the training batches (a resized baseline's inference)
-        self.net_config = dict(in_channels=1 + (HINT_CHANNELS if hints else 0), base=base, depth=depth,
-                               attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
-                               chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
-        self.net = UNet(**self.net_config)
-        self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
-        self.build_adversary(gan_weight)
+        self.build_colour_net(1, hints, lpips_weight, gan_weight, allow_random_backbone, base=base, depth=depth,
+                              attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
+                              chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
         self.build_page_suites(val_lpips, allow_random_backbone, fid_every_n_val)
 
     def extra_meta(self) -> dict:

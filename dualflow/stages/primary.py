@@ -11,10 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from dualflow.color import nlab_to_rgb
-from dualflow.hints import HINT_CHANNELS, for_net
-from dualflow.metrics.perceptual import build_lpips
+from dualflow.hints import for_net
 from dualflow.metrics.suite import build_suite, update_suite
-from dualflow.models import UNet
 from dualflow.panels import panel
 from dualflow.patching import crop_pages, random_boxes
 from dualflow.pipeline import PlanSettings, primary_inputs
@@ -43,12 +41,9 @@ class PrimaryModule(StageModule):
         attention, _ = load_stage_net(require_ckpt(attention_ckpt, "attention"), "attention")
         self.frozen["attention"] = attention
         self.plan_settings = PlanSettings(patch_size, patch_budget, patch_threshold, patch_overlap, band_width)
-        self.net_config = dict(in_channels=2 + (HINT_CHANNELS if hints else 0), base=base, depth=depth,
-                               attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
-                               chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
-        self.net = UNet(**self.net_config)
-        self.lpips_loss = build_lpips(allow_random_backbone)[0] if lpips_weight > 0 else None
-        self.build_adversary(gan_weight)
+        self.build_colour_net(2, hints, lpips_weight, gan_weight, allow_random_backbone, base=base, depth=depth,
+                              attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
+                              chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
         self.val_metrics = build_suite("patch", "val", lpips=val_lpips, allow_random_backbone=allow_random_backbone)
         self.test_metrics = build_suite("patch", "test", lpips=val_lpips,
                                         allow_random_backbone=allow_random_backbone)

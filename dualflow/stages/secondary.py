@@ -10,15 +10,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dualflow.color import nlab_to_rgb, rgb_to_nlab
+from dualflow.color import nlab_to_rgb
 from dualflow.fusion import Fusion
-from dualflow.hints import HINT_CHANNELS, for_net
+from dualflow.hints import for_net
 from dualflow.metrics.suite import page_inputs, update_suite
-from dualflow.models import UNet
 from dualflow.panels import draw_boxes, panel
 from dualflow.patching import PatchPlan
 from dualflow.pipeline import PlanSettings, PrimaryFlow, primary_flow, run_secondary, secondary_input
-from dualflow.precision import float32
 from dualflow.stage_table import require_ckpt
 from dualflow.stages.base import StageModule
 from dualflow.stages.frozen import load_stage_net
@@ -74,11 +72,9 @@ class SecondaryModule(StageModule):
             require_ckpt(primary_ckpt, "primary"), "primary")
         self.plan_settings = PlanSettings(**meta["plan"])
         self.primary_hints = bool(meta.get("hints", False))  # stage 2 trained with hints takes them too
-        self.net_config = dict(in_channels=6 + (HINT_CHANNELS if hints else 0), base=base, depth=depth,
-                               attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
-                               chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
-        self.net = UNet(**self.net_config)
-        self.build_adversary(gan_weight)
+        self.build_colour_net(6, hints, 0.0, gan_weight, allow_random_backbone, base=base, depth=depth,
+                              attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
+                              chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
         self.fusion = Fusion()
         self.trained_long_side = 0  # page long side of the training batches, recorded for inference
         self.build_page_suites(val_lpips, allow_random_backbone, fid_every_n_val)
@@ -116,31 +112,6 @@ class SecondaryModule(StageModule):
         hp = self.hparams
         return hp.priority_weight * coverage + hp.fill_weight * (1 - coverage) + hp.band_weight * band
 
-    @float32
-    def _loss(self, fill: torch.Tensor, color: torch.Tensor, coverage: torch.Tensor, band: torch.Tensor,
-              features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Weighted L1 in Lab (``l1``) and ``total``, all maps at the fill's resolution. Given a chroma
-        net's ``features`` (B,C,h,w, at the working resolution), the L1 covers lightness only and ab is
-        learned by the rebalanced cross-entropy against the colour page pooled to h×w (``chroma``), with
-        pooled weights."""
-        weight = self._weights(coverage, band)
-        target = rgb_to_nlab(color)
-        chroma = features is not None and self.net.chroma is not None
-        channels = slice(0, 1) if chroma else slice(0, 3)
-        err = (fill[:, channels] - target[:, channels]).abs().sum(1, keepdim=True)
-        n = channels.stop - channels.start
-        losses = {"l1": (weight * err).sum() / (weight.sum() * n).clamp_min(1e-6)}
-        losses["total"] = losses["l1"]
-        if chroma:
-            size = tuple(features.shape[-2:])
-            losses["chroma"] = self.net.chroma_loss(features, F.adaptive_avg_pool2d(target[:, 1:], size),
-                                                    F.adaptive_avg_pool2d(weight, size))
-            losses["total"] = losses["l1"] + self.hparams.chroma_weight * losses["chroma"]
-        if self.hparams.colourfulness_weight > 0:
-            losses["colourfulness"] = self.colourfulness_loss(fill, color)
-            losses["total"] = losses["total"] + self.hparams.colourfulness_weight * losses["colourfulness"]
-        return losses
-
     def training_inputs(self, batch: dict) -> Conditioning:
         """The frozen stages' flow on the batch, with training-time damage to the primary patches."""
         self.trained_long_side = max(batch["bw"].shape[-2:])  # the composite keeps this working/page ratio
@@ -156,7 +127,7 @@ class SecondaryModule(StageModule):
         size = tuple(x.shape[-2:])
         pool = lambda t: F.adaptive_avg_pool2d(t, size) if tuple(t.shape[-2:]) != size else t  # noqa: E731
         color = pool(batch["color"])
-        losses = self._loss(low, color, pool(cond.coverage), pool(cond.band), features)
+        losses = self.colour_losses(low, color, features, self._weights(pool(cond.coverage), pool(cond.band)))
         loss = losses.pop("total")
         for k, v in losses.items():
             self.log(f"train/{k}", v, batch_size=bw.shape[0])
@@ -185,7 +156,8 @@ class SecondaryModule(StageModule):
         if not self.count_skipped(batch):
             return
         cond, fill, pages, fused = self._pages(batch["bw"], batch.get("hints"))
-        self.log_loss(split, self._loss(fill, batch["color"], cond.coverage, cond.band)["l1"], fill.shape[0])
+        weight = self._weights(cond.coverage, cond.band)
+        self.log_loss(split, self.colour_losses(fill, batch["color"], weight=weight)["l1"], fill.shape[0])
         update_suite(suite, preds=fused, **page_inputs(batch, [plan for _, plan in pages]))
 
     def log_images(self, batch: dict) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from dualflow import hint_clicks
 from dualflow import hints as H
 from dualflow.bench.quality import QUALITY_SEED
 from dualflow.data.synth import PrintScale, SynthManga
@@ -28,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     page = SynthManga(QUALITY_SEED)(args.page, (1448, 1024), PrintScale.at_dpi(300))
     model = load_page_colorizer(args.experiment, args.runs_dir, device="cpu")
-    clicks = H.click_hints(page.color, args.clicks)
+    clicks = hint_clicks.click_hints(page.color, args.clicks)
     bw = torch.from_numpy(page.bw)[None]
     auto = model.colorize_page(bw)["rgb"]
     hinted = model.colorize_page(bw, hints=H.paint(clicks, page.bw.shape))["rgb"]

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from dualflow import hint_clicks
 from dualflow import hints as H
 from dualflow.bench.levin import LevinPropagation
 from dualflow.bench.quality import TUNING_SEED
@@ -38,7 +39,7 @@ def main() -> None:
         page = SynthManga(TUNING_SEED)(i, (1448, 1024), PrintScale.at_dpi(300))
         bw, target = torch.from_numpy(page.bw)[None], torch.from_numpy(page.color).permute(2, 0, 1)[None]
         for n in (16, 64):
-            hint_map = H.paint(H.click_hints(page.color, n), page.bw.shape)
+            hint_map = H.paint(hint_clicks.click_hints(page.color, n), page.bw.shape)
             for side, eps in settings:
                 row = rows.setdefault((side, eps), LevinPropagation(lightness, side, eps))
                 start = time.perf_counter()

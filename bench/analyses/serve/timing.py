@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from dualflow import hints as H
+from dualflow import hint_clicks
 from dualflow.bench.quality import TUNING_SEED
 from dualflow.data.synth import PrintScale, SynthManga
 
@@ -62,7 +62,7 @@ def main() -> None:
         page.evaluate(OBSERVE)
         result["open_1024"] = _timed(page, lambda: page.set_input_files("#upload input[type=file]",
                                                                         str(tmp / "page1024.png")), "page1024.png")
-        clicks = H.click_hints(pages["page1024"].color, args.clicks)
+        clicks = hint_clicks.click_hints(pages["page1024"].color, args.clicks)
         image = page.locator("#result img")
         box = image.bounding_box()
         result["clicks_1024"] = []
