@@ -69,7 +69,7 @@ class PageColorizer:
             hints = hints.reshape(1, HINT_CHANNELS, *size)
         importance = importance_tiled(self.attention, bw, self.attention_tile)
         flow = primary_flow(self.primary, bw, importance, self.plan_settings, self.patch_batch,
-                            for_net(hints, bw, self.primary_hints))
+                            for_net(hints, bw, self.primary_hints), drop_empty=True)
         [(patches, plan)] = flow.plans()
         m = self.secondary_meta
         long_side = inference_long_side(size, m, self.max_working_size)
@@ -103,9 +103,7 @@ class PageColorizer:
         imp = upsample(out["importance"][None], size)[0]
         bw3 = bw.reshape(1, *size).cpu()
         boxes = out["plan"].boxes
-        covered = torch.zeros(size, dtype=torch.bool)
-        for y0, x0, y1, x1 in boxes.tolist():
-            covered[y0:y1, x0:x1] = True
+        covered = out["plan"].inside()
         labels = ["B&W page", "importance", f"{len(boxes)} patches, {float(covered.float().mean()):.0%} of page",
                   "primary canvas", "secondary", "fused"]
         return panel(bw3, imp.cpu(), draw_boxes(bw3, boxes), nlab_to_rgb(out["canvas"][None])[0].cpu(),

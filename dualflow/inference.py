@@ -299,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--precision", choices=["auto", "32-true", "bf16-mixed"], default="auto",
                         help="auto: bf16-mixed on a GPU that supports it, 32-true otherwise")
-    parser.add_argument("--budget", type=int, default=None, help="override the patch budget per page")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="a fixed number of priority patches a page (overrides the trained plan; 0: none)")
+    parser.add_argument("--density", type=float, default=None,
+                        help="priority patches per megapixel of the page (overrides the trained plan)")
     parser.add_argument("--max_working_size", type=int, default=None,
                         help="cap on the secondary's working long side on large pages (default 512; memory)")
     parser.add_argument("--chroma_temperature", type=float, default=None,
@@ -329,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png_compression", type=int, default=6, choices=range(10), metavar="0-9",
                         help="zlib level of the PNGs (1: fastest, 9: smallest; default 6)")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in (("patch_budget", args.budget), ("max_working_size", args.max_working_size),
+    overrides = {k: v for k, v in (("patch_budget", args.budget), ("patch_density", args.density),
+                                   ("max_working_size", args.max_working_size),
                                    ("chroma_temperature", args.chroma_temperature)) if v is not None}
     try:
         model = _load_engine(args, overrides)

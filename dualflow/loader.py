@@ -5,6 +5,7 @@ composite test) builds its pipeline from the same helpers."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -45,20 +46,22 @@ def set_chroma_temperature(nets: list[nn.Module], temperature: float) -> None:
 
 
 def plan_settings(primary_meta: dict[str, Any], patch_budget: int | None = None,
-                  patch_threshold: float | None = None) -> PlanSettings:
-    """Stage 2's patch plan from its checkpoint metadata, with the ``patch_budget`` / ``patch_threshold``
-    overrides of inference."""
-    plan = dict(primary_meta["plan"])
+                  patch_threshold: float | None = None, patch_density: float | None = None) -> PlanSettings:
+    """Stage 2's patch plan from its checkpoint metadata, with the overrides of inference: ``patch_budget`` is a
+    fixed count of patches a page (it replaces a plan sized by the page; 0: no primary), ``patch_density``
+    patches per megapixel, ``patch_threshold`` the importance a window needs."""
+    plan = PlanSettings.from_meta(primary_meta["plan"])
+    changes = {k: v for k, v in (("patch_threshold", patch_threshold), ("patch_density", patch_density))
+               if v is not None}
     if patch_budget is not None:
-        plan["budget"] = patch_budget
-    if patch_threshold is not None:
-        plan["threshold"] = patch_threshold
-    return PlanSettings(**plan)
+        changes.update(patch_budget=patch_budget, patch_density=0.0)
+    return replace(plan, **changes)
 
 
 def load_page_colorizer(experiment: str = "default", runs_dir: str = "runs", ckpts: list[str] | None = None,
                         device: str | None = None, patch_budget: int | None = None,
-                        patch_threshold: float | None = None, max_working_size: int = 512,
+                        patch_threshold: float | None = None, patch_density: float | None = None,
+                        max_working_size: int = 512,
                         chroma_temperature: float | None = None, fusion: FusionConfig | None = None,
                         patch_batch: int = 16, attention_tile: int = 1024) -> PageColorizer:
     """The experiment's page colorizer on ``device`` (default: cuda when there is one); the settings are the
@@ -73,7 +76,7 @@ def load_page_colorizer(experiment: str = "default", runs_dir: str = "runs", ckp
     for net in nets.values():
         net.to(target)
     return PageColorizer(nets["attention"], nets["primary"], nets["secondary"],
-                         plan_settings(metas["primary"], patch_budget, patch_threshold), metas["secondary"],
+                         plan_settings(metas["primary"], patch_budget, patch_threshold, patch_density), metas["secondary"],
                          Fusion(fusion or FusionConfig()), target, patch_batch, attention_tile, max_working_size,
                          bool(metas["primary"].get("hints", False)))
 

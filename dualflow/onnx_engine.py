@@ -80,7 +80,7 @@ def read_export_manifest(folder: str | Path) -> dict[str, Any]:
 def load_onnx_colorizer(folder: str | Path, manifest: dict[str, Any] | None = None, threads: int | None = None,
                         providers: list[str] | None = None, **overrides):
     """:class:`colorizer.PageColorizer` over the ONNX files of ``folder``; ``overrides`` change the composite's
-    settings (``patch_budget``, ``patch_threshold``, ``max_working_size``) as for the PyTorch engine, through the
+    settings (``patch_budget``, ``patch_threshold``, ``patch_density``, ``max_working_size``) as for the PyTorch engine, through the
     same :func:`loader.plan_settings`."""
     from dualflow.colorizer import PageColorizer
     from dualflow.loader import plan_settings
@@ -94,7 +94,8 @@ def load_onnx_colorizer(folder: str | Path, manifest: dict[str, Any] | None = No
     if missing:
         raise FileNotFoundError(f"{folder}: missing {', '.join(missing)} named by its manifest")
     attention = OnnxAttention(folder / nets["attention"]["file"], **manifest["attention"], **kw)
-    plan = plan_settings({"plan": manifest["plan"]}, overrides.get("patch_budget"), overrides.get("patch_threshold"))
+    plan = plan_settings({"plan": manifest["plan"]}, overrides.get("patch_budget"), overrides.get("patch_threshold"),
+                         overrides.get("patch_density"))
     composite = dict(manifest["composite"])
     if overrides.get("max_working_size") is not None:
         composite["max_working_size"] = overrides["max_working_size"]

@@ -44,6 +44,13 @@ class PatchPlan:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
+    def inside(self) -> torch.Tensor:
+        """(H,W) bool: the pixels inside a priority patch (what the primary coloured)."""
+        covered = torch.zeros(self.page_size, dtype=torch.bool)
+        for y0, x0, y1, x1 in self.boxes.tolist():
+            covered[y0:y1, x0:x1] = True
+        return covered
+
     @property
     def fill(self) -> torch.Tensor:
         return 1.0 - self.coverage

@@ -6,6 +6,7 @@ demand, window by window)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,19 +33,35 @@ from dualflow.precision import float32
 
 @dataclass
 class PlanSettings:
-    """PatchPlan parameters; stage 2 owns them (its model is trained on this patch size), later stages read
-    them from stage 2's checkpoint."""
+    """PatchPlan parameters, under the names stage 2 takes them (``--model.patch_size`` ...); stage 2 owns them
+    (its model is trained on this patch size), later stages read them from stage 2's checkpoint. The number of
+    priority patches follows the page's area when ``patch_density`` (patches per megapixel) is set, so the primary
+    covers as much of a large page as of a small one; ``patch_budget`` is the fixed count otherwise. Either way
+    the windows above ``patch_threshold`` bound it, and memory is bounded by the patch batch, not by the count."""
 
     patch_size: int = 64
-    budget: int = 8
-    threshold: float = 0.3
-    max_overlap: float = 0.25
-    band: int = 8
+    patch_budget: int = 8
+    patch_threshold: float = 0.3
+    patch_overlap: float = 0.25
+    band_width: int = 8
+    patch_density: float = 0.0
+
+    @classmethod
+    def from_meta(cls, plan: dict) -> PlanSettings:
+        """From the ``plan`` of a stage-2 checkpoint or an ONNX export, including those written before the
+        settings took stage 2's names."""
+        return cls(**{LEGACY_PLAN_NAMES.get(k, k): v for k, v in plan.items()})
 
     @property
     def feather(self) -> int:
         """Blend-window ramp width (:func:`plan_patches`' default)."""
         return self.patch_size // 4
+
+    def budget(self, page_size: tuple[int, int]) -> int:
+        """Priority patch slots of a page of ``page_size`` (H, W)."""
+        if self.patch_density <= 0:
+            return self.patch_budget
+        return max(1, math.ceil(self.patch_density * page_size[0] * page_size[1] / 1e6))
 
     def patch_shape(self, page_size: tuple[int, int]) -> tuple[int, int]:
         """Patch size on a page of ``page_size`` (:func:`patching.fit_patch`)."""
@@ -53,8 +70,13 @@ class PlanSettings:
     def select(self, importance: torch.Tensor,
                page_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Boxes of a whole batch (B,K,4), scores and validity (B,K), on the device without host syncs."""
-        return select_boxes(importance, page_size, self.patch_size, budget=self.budget, threshold=self.threshold,
-                            max_overlap=self.max_overlap)
+        return select_boxes(importance, page_size, self.patch_size, budget=self.budget(page_size),
+                            threshold=self.patch_threshold, max_overlap=self.patch_overlap)
+
+
+# PlanSettings' fields under their names in checkpoints written before they took stage 2's names.
+LEGACY_PLAN_NAMES = {"budget": "patch_budget", "threshold": "patch_threshold", "max_overlap": "patch_overlap",
+                     "band": "band_width"}
 
 
 def importance_tiled(net: nn.Module, bw: torch.Tensor, tile: int = 1024) -> torch.Tensor:
@@ -158,17 +180,22 @@ class PrimaryFlow:
 
 @torch.no_grad()
 def primary_flow(net: nn.Module, bw: torch.Tensor, importance: torch.Tensor, settings: PlanSettings,
-                 batch: int = 16, hints: torch.Tensor | None = None) -> PrimaryFlow:
+                 batch: int = 16, hints: torch.Tensor | None = None, drop_empty: bool = False) -> PrimaryFlow:
     """Boxes of every page of bw (B,1,H,W) chosen on ``importance`` (B,1,h,w) under ``settings``, and the primary
     model ``net`` run on all B·K slots ``batch`` patches at a time: batched on the device, fixed shapes (an
-    invalid slot is computed and weighs nothing), no host sync."""
+    invalid slot is computed and weighs nothing), no host sync. ``drop_empty`` (inference): slots invalid on
+    every page are dropped, not computed, at the cost of one host sync (a plan sized by the page leaves most of
+    its slots empty on a page with little detail)."""
     b, size = bw.shape[0], tuple(bw.shape[-2:])
     boxes, scores, valid = settings.select(importance, size)
+    if drop_empty and boxes.shape[1] > 1:  # valid slots come first
+        used = max(1, int(valid.sum(1).max()))
+        boxes, scores, valid = boxes[:, :used], scores[:, :used], valid[:, :used]
     patch = settings.patch_shape(size)
     page = torch.arange(b, device=bw.device).repeat_interleave(boxes.shape[1])
     patches = run_primary(net, bw, importance, boxes.reshape(-1, 4), page, patch, batch, hints)
     return PrimaryFlow(importance, boxes, scores, valid, patches, blend_ramps(boxes, size, patch, settings.feather),
-                       settings.band, size)
+                       settings.band_width, size)
 
 
 @float32

@@ -70,7 +70,7 @@ def test_the_primary_flow_gives_training_and_inference_the_same_plan():
     plans that evaluation and inference fuse, and both equal a box-by-box reference (paste, box-wise band)."""
     imp = _maps(b=3, h=12, w=16, seed=4)
     page_size, band = (96, 128), 8
-    settings = PlanSettings(patch_size=32, budget=5, threshold=0.5, band=band)
+    settings = PlanSettings(patch_size=32, patch_budget=5, patch_threshold=0.5, band_width=band)
     bw = torch.rand(3, 1, *page_size, generator=torch.Generator().manual_seed(5))
     net = torch.nn.Conv2d(2, 3, 3, padding=1)
     flow = primary_flow(net, bw, imp, settings)

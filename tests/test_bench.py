@@ -53,6 +53,8 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     for name in ("oracle_median", "oracle_sample"):  # given the true class and tone: what the figures can reach
         assert 0 <= quality[name]["color/delta_e2000"] < quality["dualflow"]["color/delta_e2000"], name
     assert quality["oracle_pages"] == 2
+    cover = quality["dualflow"]  # what the primary covers: of the page, of its detailed pixels
+    assert 0 < cover["coverage/page"] <= 1 and 0 <= cover["coverage/detailed"] <= 1
     curve = results["quality_hints"]["64x64"]  # quality against the number of hints, hints kept beside
     assert set(curve["clicks"]) == {"0", "16"} and curve["random"]["0"] == curve["clicks"]["0"]  # --tiny: 2 counts
     assert curve["models_with_hints"]["dualflow"] is True and curve["models_with_hints"]["baseline"] is True

@@ -57,7 +57,7 @@ def test_export_writes_manifest_and_engine_matches_pytorch(exported, tiny_experi
     manifest = json.loads((exported / "manifest.json").read_text())
     assert {p.name for p in exported.glob("*.onnx")} == {"attention.onnx", "primary.onnx", "secondary.onnx"}
     assert manifest["nets"]["primary"]["input"] == "patches" and manifest["opset"] >= 17
-    assert manifest["check"]["max_abs"] <= 4 / 255 and manifest["plan"]["budget"] > 0
+    assert manifest["check"]["max_abs"] <= 4 / 255 and manifest["plan"]["patch_budget"] > 0
     # A page of a size and aspect it was not exported or checked on: same pipeline, same page.
     from dualflow.inference import load_colorizer
 

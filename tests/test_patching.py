@@ -90,3 +90,33 @@ def test_seam_mask_marks_inner_borders_only():
     m = seam_mask(torch.tensor([[0, 0, 10, 10], [5, 20, 15, 30]]), (20, 40))
     assert m[0, 0, :9].sum() == 0  # the top page border is not a seam (column 9 is the right border)
     assert m[0, 9, :10].sum() == 10 and m[0, 5, 20:30].sum() == 10 and m[0, 5:15, 20].sum() == 10
+
+
+def test_the_plan_is_sized_by_the_page_and_bounded_by_the_detail():
+    """``patch_density`` patches a megapixel: a page four times the area gets four times the slots; the windows
+    above the threshold bound them (a page that is all detail fills its budget without breaking the overlap bound,
+    an empty one gets none); a page smaller than a patch still gets its one patch."""
+    import math
+
+    from dualflow.loader import plan_settings
+    from dualflow.pipeline import PlanSettings
+
+    plan = PlanSettings(patch_size=32, patch_density=400.0)
+    assert plan.budget((1024, 1448)) == math.ceil(400 * 1024 * 1448 / 1e6)
+    assert plan.budget((2048, 2896)) == math.ceil(400 * 2048 * 2896 / 1e6)
+    assert PlanSettings(patch_size=32, patch_budget=6).budget((2048, 2896)) == 6  # no density: the fixed count
+    size = (256, 192)
+    k = plan.budget(size)
+    boxes, _, valid = plan.select(torch.ones(1, 1, 32, 24), size)  # all detail
+    assert boxes.shape[1] == k == 20 and bool(valid.all())
+    kept = boxes[0].tolist()
+    assert all(_overlap(a, b) < 0.25 * 32 * 32 for i, a in enumerate(kept) for b in kept[i + 1:])
+    assert not plan.select(torch.zeros(1, 1, 32, 24), size)[2].any()  # no detail: no patch
+    small, _, ok = plan.select(torch.ones(1, 1, 3, 4), (20, 30))  # smaller than a patch
+    assert ok.sum() == 1 and small[0, 0].tolist() == [0, 0, 20, 30]
+    # Checkpoints written before the settings took stage 2's names; an inference budget replaces the density.
+    legacy = {"patch_size": 64, "budget": 6, "threshold": 0.3, "max_overlap": 0.25, "band": 8}
+    assert PlanSettings.from_meta(legacy) == PlanSettings(64, 6, 0.3, 0.25, 8)
+    sized = {"plan": {"patch_size": 64, "patch_density": 50.0}}
+    assert plan_settings(sized, patch_budget=0).budget((2048, 2896)) == 0
+    assert plan_settings(sized, patch_density=10.0).budget((1000, 1000)) == 10

@@ -93,6 +93,7 @@ def _train_throughput(entry: dict, batches: list[dict], repeats: int) -> dict[st
     pages = sum(b["bw"].shape[0] for b in batches) / seconds
     plan = getattr(module, "plan_settings", None)
     if entry["config"]["model"]["class_path"].endswith("PrimaryModule"):
-        per_page = plan.budget + math.ceil(plan.budget * module.hparams.random_share)
+        planned = plan.budget(tuple(batches[0]["bw"].shape[-2:]))
+        per_page = planned + math.ceil(planned * module.hparams.random_share)
         return {"pages_per_s": pages, "patches_per_s": pages * per_page}
     return {"pages_per_s": pages}

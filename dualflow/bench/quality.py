@@ -142,12 +142,17 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
     suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True, only=only)
               for name in names}
     plausible = {name: ClassColourDistance() for name in names}
-    metric_seconds = []
+    metric_seconds, covered = [], {"page": [], "detailed_in": 0.0, "detailed": 0.0}
     with torch.inference_mode():
         for s in samples:
             batch = {k: s[k][None] for k in ("bw", "color", "labels", "detailed") if k in s}
             out = _colour(model, s)
             common = page_inputs(batch, [out["plan"]])
+            inside = out["plan"].inside()
+            covered["page"].append(float(inside.float().mean()))
+            if "detailed" in s:
+                covered["detailed_in"] += float(s["detailed"][0][inside].sum())
+                covered["detailed"] += float(s["detailed"].sum())
             start = time.perf_counter()
             update_suite(suites[lead], preds=out["rgb"][None], **common)
             metric_seconds.append(time.perf_counter() - start)
@@ -170,4 +175,9 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
         if any(metric.truth):
             result[name].update(metric.compute())
     result["metric_suite_seconds_per_page"] = statistics.median(metric_seconds)
+    # What the primary covers, in the lead's row: the share of each page inside its priority patches (mean of the
+    # pages), and of the detailed pixels (SynthManga's labels, bench-only) of all pages.
+    result[lead]["coverage/page"] = statistics.fmean(covered["page"])
+    if covered["detailed"]:
+        result[lead]["coverage/detailed"] = covered["detailed_in"] / covered["detailed"]
     return result

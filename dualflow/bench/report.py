@@ -58,6 +58,10 @@ def quality_table(q: dict[str, Any]) -> list[str]:
             lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
     lines.append(f"| metric suite seconds per page | {q['metric_suite_seconds_per_page']:.2f} |"
                  + " |" * (len(names) - 1))
+    cover = q["dualflow"]
+    if "coverage/page" in cover:
+        detailed = f" and {cover['coverage/detailed']:.1%} of its detailed pixels" if "coverage/detailed" in cover else ""
+        lines += ["", f"The dual flow's priority patches cover {cover['coverage/page']:.1%} of the page{detailed}."]
     return lines + [""]
 
 

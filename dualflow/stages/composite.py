@@ -30,7 +30,7 @@ from dualflow.stages.frozen import load_stage_net
 class DualFlowColorizer(StageModule):
     """Composite inference module. Checkpoints come from the experiment's manifest (filled by the CLI or
     :func:`inference.load_colorizer`) or explicit paths; it colours through the same
-    :class:`colorizer.PageColorizer` as :func:`loader.load_page_colorizer`. ``patch_budget``/``patch_threshold``
+    :class:`colorizer.PageColorizer` as :func:`loader.load_page_colorizer`. ``patch_budget``/``patch_threshold``/``patch_density``
     override stage 2's plan; ``max_working_size`` caps the secondary's working long side (its memory) on large
     pages; ``chroma_temperature`` sets the annealed mean of models trained with a chroma grid (lower: more vivid,
     higher: safer colours; None keeps the trained value); ``fusion`` configures blending and post-processing
@@ -41,7 +41,8 @@ class DualFlowColorizer(StageModule):
 
     def __init__(self, attention_ckpt: str | None = None, primary_ckpt: str | None = None,
                  secondary_ckpt: str | None = None, patch_budget: int | None = None,
-                 patch_threshold: float | None = None, max_working_size: int = 512,
+                 patch_threshold: float | None = None, patch_density: float | None = None,
+                 max_working_size: int = 512,
                  chroma_temperature: float | None = None, fusion: FusionConfig = FusionConfig(),
                  patch_batch: int = 16, attention_tile: int = 1024, lpips: bool = True, fid: bool = False,
                  allow_random_backbone: bool = False, log_pages: int = 4, samples_dir: str | None = None):
@@ -55,7 +56,7 @@ class DualFlowColorizer(StageModule):
             require_ckpt(secondary_ckpt, "secondary"), "secondary")
         if chroma_temperature is not None:
             set_chroma_temperature([self.frozen["primary"], self.frozen["secondary"]], chroma_temperature)
-        self.plan_settings = plan_settings(primary_meta, patch_budget, patch_threshold)
+        self.plan_settings = plan_settings(primary_meta, patch_budget, patch_threshold, patch_density)
         self.primary_hints = bool(primary_meta.get("hints", False))
         self.fusion = Fusion(fusion)
         self.net = nn.Identity()  # nothing trainable

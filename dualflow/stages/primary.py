@@ -30,7 +30,7 @@ class PrimaryModule(StageModule):
     def __init__(self, attention_ckpt: str | None = None, base: int = 32, depth: int = 3, attn_heads: int = 4,
                  attn_depth: int = 1, window: int = 8, norm: str = "batch", patch_size: int = 64,
                  patch_budget: int = 8, patch_threshold: float = 0.3, patch_overlap: float = 0.25,
-                 band_width: int = 8, random_share: float = 0.25, chroma_grid: int = 0,
+                 band_width: int = 8, patch_density: float = 0.0, random_share: float = 0.25, chroma_grid: int = 0,
                  chroma_temperature: float = 0.38, l1_weight: float = 1.0, chroma_weight: float = 1.0,
                  lpips_weight: float = 0.0, gan_weight: float = 0.0, disc_lr: float = 2e-4,
                  colourfulness_weight: float = 0.0, hints: bool = True, lr: float = 5e-4,
@@ -40,7 +40,8 @@ class PrimaryModule(StageModule):
         self.save_hyperparameters(logger=False)
         attention, _ = load_stage_net(require_ckpt(attention_ckpt, "attention"), "attention")
         self.frozen["attention"] = attention
-        self.plan_settings = PlanSettings(patch_size, patch_budget, patch_threshold, patch_overlap, band_width)
+        self.plan_settings = PlanSettings(patch_size, patch_budget, patch_threshold, patch_overlap, band_width,
+                                          patch_density)
         self.build_colour_net(2, hints, lpips_weight, gan_weight, allow_random_backbone, base=base, depth=depth,
                               attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
                               chroma_grid=chroma_grid, chroma_temperature=chroma_temperature)
@@ -57,14 +58,14 @@ class PrimaryModule(StageModule):
 
     def patch_boxes(self, importance: torch.Tensor, page_size: tuple[int, int], random_extra: bool,
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boxes (N,4) and their page index (N,) for a batch. Training: every page gets ``budget`` planned
-        boxes (a slot with no window above the threshold gets a random box) plus ``random_share`` of random
+        """Boxes (N,4) and their page index (N,) for a batch. Training: every page gets its budget of planned
+        boxes (:meth:`PlanSettings.budget`, by the window's area when the plan is sized by the page) (a slot with no window above the threshold gets a random box) plus ``random_share`` of random
         ones, a fixed count, so nothing waits on the host. Evaluation: the planned boxes only, or one random
         box for a page with none."""
         b, settings = importance.shape[0], self.plan_settings
         boxes, _, valid = settings.select(importance, page_size)
         k = boxes.shape[1]
-        total = k + math.ceil(settings.budget * self.hparams.random_share) if random_extra else max(k, 1)
+        total = k + math.ceil(k * self.hparams.random_share) if random_extra else max(k, 1)
         rand = random_boxes(page_size, settings.patch_size, (b, total), generator, importance.device)
         boxes = torch.cat([torch.where(valid[..., None], boxes, rand[:, :k]), rand[:, k:]], dim=1)
         page = torch.arange(b, device=importance.device)[:, None].expand(b, total)

@@ -70,7 +70,7 @@ class SecondaryModule(StageModule):
             require_ckpt(attention_ckpt, "attention"), "attention")
         self.frozen["primary"], meta = load_stage_net(
             require_ckpt(primary_ckpt, "primary"), "primary")
-        self.plan_settings = PlanSettings(**meta["plan"])
+        self.plan_settings = PlanSettings.from_meta(meta["plan"])
         self.primary_hints = bool(meta.get("hints", False))  # stage 2 trained with hints takes them too
         self.build_colour_net(6, hints, 0.0, gan_weight, allow_random_backbone, base=base, depth=depth,
                               attn_heads=attn_heads, attn_depth=attn_depth, window=window, norm=norm,
