@@ -76,7 +76,8 @@ def load_page_colorizer(experiment: str = "default", runs_dir: str = "runs", ckp
     for net in nets.values():
         net.to(target)
     return PageColorizer(nets["attention"], nets["primary"], nets["secondary"],
-                         plan_settings(metas["primary"], patch_budget, patch_threshold, patch_density), metas["secondary"],
+                         plan_settings(metas["primary"], patch_budget, patch_threshold, patch_density),
+                         metas["secondary"],
                          Fusion(fusion or FusionConfig()), target, patch_batch, attention_tile, max_working_size,
                          bool(metas["primary"].get("hints", False)))
 

@@ -80,8 +80,8 @@ def read_export_manifest(folder: str | Path) -> dict[str, Any]:
 def load_onnx_colorizer(folder: str | Path, manifest: dict[str, Any] | None = None, threads: int | None = None,
                         providers: list[str] | None = None, **overrides):
     """:class:`colorizer.PageColorizer` over the ONNX files of ``folder``; ``overrides`` change the composite's
-    settings (``patch_budget``, ``patch_threshold``, ``patch_density``, ``max_working_size``) as for the PyTorch engine, through the
-    same :func:`loader.plan_settings`."""
+    settings (``patch_budget``, ``patch_threshold``, ``patch_density``, ``max_working_size``) as for the PyTorch
+    engine, through the same :func:`loader.plan_settings`."""
     from dualflow.colorizer import PageColorizer
     from dualflow.loader import plan_settings
 

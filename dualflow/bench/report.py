@@ -60,7 +60,8 @@ def quality_table(q: dict[str, Any]) -> list[str]:
                  + " |" * (len(names) - 1))
     cover = q["dualflow"]
     if "coverage/page" in cover:
-        detailed = f" and {cover['coverage/detailed']:.1%} of its detailed pixels" if "coverage/detailed" in cover else ""
+        detailed = (f" and {cover['coverage/detailed']:.1%} of its detailed pixels" if "coverage/detailed" in cover
+                    else "")
         lines += ["", f"The dual flow's priority patches cover {cover['coverage/page']:.1%} of the page{detailed}."]
     return lines + [""]
 

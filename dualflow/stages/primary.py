@@ -59,8 +59,9 @@ class PrimaryModule(StageModule):
     def patch_boxes(self, importance: torch.Tensor, page_size: tuple[int, int], random_extra: bool,
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Boxes (N,4) and their page index (N,) for a batch. Training: every page gets its budget of planned
-        boxes (:meth:`PlanSettings.budget`, by the window's area when the plan is sized by the page) (a slot with no window above the threshold gets a random box) plus ``random_share`` of random
-        ones, a fixed count, so nothing waits on the host. Evaluation: the planned boxes only, or one random
+        boxes (:meth:`PlanSettings.budget`: by the window's area when the plan is sized by the page; a slot with no
+        window above the threshold gets a random box) plus ``random_share`` of random ones, a fixed count, so
+        nothing waits on the host. Evaluation: the planned boxes only, or one random
         box for a page with none."""
         b, settings = importance.shape[0], self.plan_settings
         boxes, _, valid = settings.select(importance, page_size)
