@@ -33,9 +33,10 @@ class DualFlowColorizer(StageModule):
     :class:`colorizer.PageColorizer` as :func:`loader.load_page_colorizer`.
     ``patch_budget``/``patch_threshold``/``patch_density`` override stage 2's plan; ``max_working_size`` caps the
     secondary's working long side (its memory) on large pages; ``chroma_temperature`` sets the annealed mean of
-    models trained with a chroma grid (lower: more vivid, higher: safer colours; None keeps the trained value); ``fusion`` configures blending and post-processing
-    (:class:`fusion.FusionConfig`). ``log_pages`` test pages get debug panels in W&B; ``samples_dir``
-    (``runs/<exp>/samples``, set by ``dualflow train``) holds sample pages to log with the test run."""
+    models trained with a chroma grid (lower: more vivid, higher: safer colours; None keeps the trained value);
+    ``fusion`` configures blending and post-processing (:class:`fusion.FusionConfig`). ``log_pages`` test pages get
+    debug panels in W&B; ``samples_dir`` (``runs/<exp>/samples``, set by ``dualflow train``) holds sample pages to
+    log with the test run."""
 
     stage = "composite"
 
