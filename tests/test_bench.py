@@ -55,6 +55,7 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     assert quality["oracle_pages"] == 2
     cover = quality["dualflow"]  # what the primary covers: of the page, of its detailed pixels
     assert 0 < cover["coverage/page"] <= 1 and 0 <= cover["coverage/detailed"] <= 1
+    assert quality["secondary_only"]["coverage/page"] == 0  # no priority patch
     curve = results["quality_hints"]["64x64"]  # quality against the number of hints, hints kept beside
     assert set(curve["clicks"]) == {"0", "16"} and curve["random"]["0"] == curve["clicks"]["0"]  # --tiny: 2 counts
     assert curve["models_with_hints"]["dualflow"] is True and curve["models_with_hints"]["baseline"] is True
@@ -67,6 +68,13 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     assert "**Hint curve at 64x64**" in (out / "results.md").read_text()
     chart = np.asarray(Image.open(out / "hint_curve.png").convert("RGB"))
     assert chart.shape[1] == 2 * 560 and (chart != 255).any(axis=2).mean() > 0.02  # two panels, lines drawn
+    cover = results["coverage"]  # the plan at several densities: what the primary covers, quality, cost
+    sized, trained = cover["automatic"]["density 2000"], cover["automatic"]["trained plan"]
+    assert sized["coverage/page"] > trained["coverage/page"]
+    assert sized["coverage/detailed"] >= trained["coverage/detailed"]
+    assert sized["seconds_per_page"] > 0 and "color/delta_e2000_detailed" in cover["clicks 16"]["density 2000"]
+    assert "**Coverage/cost curve at 64x96**" in (out / "results.md").read_text()
+    assert (out / "coverage_curve.png").is_file()
     transfer = results["transfer"]  # real photographs (scikit-image's samples) rendered B&W by mangafy
     assert transfer["pages"] == 5 and transfer["page_size"] == 64 and "astronaut" in transfer["images"]
     for name in ("dualflow", "secondary_only", "baseline", "resize_baseline"):

@@ -55,7 +55,7 @@ def bench_hints(models: dict[str, Any], pages: int, size: tuple[int, int], dpi: 
                 continue
             drawn[protocol][n] = []
             progress = ProgressLog(f"bench hints {name} {protocol} n={n}", pages)
-            samples = _hinted(data, protocol, n, seed, drawn[protocol][n])
+            samples = hinted_samples(data, protocol, n, seed, drawn[protocol][n])
             result[protocol][n] = _quality(samples, models, references, CORE_METRICS, progress)
     for model_name, model in models.items():
         result["models_with_hints"][model_name] = bool(getattr(model, "takes_hints", False))
@@ -66,7 +66,7 @@ def bench_hints(models: dict[str, Any], pages: int, size: tuple[int, int], dpi: 
     return result
 
 
-def _hinted(data, protocol: str, n: int, seed: int, record: list) -> Iterator[dict[str, Any]]:
+def hinted_samples(data, protocol: str, n: int, seed: int, record: list) -> Iterator[dict[str, Any]]:
     """The held-out samples with their hint maps, one page at a time (print-scale pages are not all held);
     each page's hints are appended to ``record`` as ``[y, x, r, g, b, radius]`` rows."""
     for i in range(len(data)):

@@ -120,6 +120,28 @@ def bench_consistency(models: dict[str, Any], chapters: int, pages: int, size: i
             "truth": float(truth.compute()), "dualflow_per_page": float(per_page.compute())}
 
 
+class Coverage:
+    """What the primary covers over a set of pages: ``coverage/page``, the mean share of a page inside its priority
+    patches, and ``coverage/detailed``, the share of all detailed pixels (SynthManga's labels, bench-only) inside
+    them."""
+
+    def __init__(self):
+        self.pages, self.detailed_in, self.detailed = [], 0.0, 0.0
+
+    def update(self, plan, detailed: torch.Tensor | None) -> None:
+        inside = plan.inside()
+        self.pages.append(float(inside.float().mean()))
+        if detailed is not None:
+            self.detailed_in += float(detailed.reshape(inside.shape)[inside].sum())
+            self.detailed += float(detailed.sum())
+
+    def compute(self) -> dict[str, float]:
+        out = {"coverage/page": statistics.fmean(self.pages)} if self.pages else {}
+        if self.detailed:
+            out["coverage/detailed"] = self.detailed_in / self.detailed
+        return out
+
+
 def _colour(model, sample: dict) -> dict[str, Any]:
     """``model.colorize_page`` on a sample, with its ``hints`` (the hint curve) when the model was trained with
     hints; a model trained without them colours the page automatically."""
@@ -136,31 +158,25 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
     from dualflow.bench.plausibility import ClassColourDistance
     from dualflow.metrics.suite import build_suite, compute_logged, page_inputs, update_suite
 
-    lead, model = next(iter(models.items()))
+    lead = next(iter(models))
     references = references or {}
     names = list(models) + list(references)
     suites = {name: build_suite("page", "bench", lpips=True, allow_random_backbone=True, only=only)
               for name in names}
     plausible = {name: ClassColourDistance() for name in names}
-    metric_seconds, covered = [], {"page": [], "detailed_in": 0.0, "detailed": 0.0}
+    metric_seconds, coverage = [], {name: Coverage() for name in models}
     with torch.inference_mode():
         for s in samples:
             batch = {k: s[k][None] for k in ("bw", "color", "labels", "detailed") if k in s}
-            out = _colour(model, s)
-            common = page_inputs(batch, [out["plan"]])
-            inside = out["plan"].inside()
-            covered["page"].append(float(inside.float().mean()))
-            if "detailed" in s:
-                covered["detailed_in"] += float(s["detailed"][0][inside].sum())
-                covered["detailed"] += float(s["detailed"].sum())
-            start = time.perf_counter()
-            update_suite(suites[lead], preds=out["rgb"][None], **common)
-            metric_seconds.append(time.perf_counter() - start)
-            preds = {lead: out["rgb"][None]}
-            for name, other in models.items():
-                if name != lead:
-                    preds[name] = _colour(other, s)["rgb"][None]
-                    update_suite(suites[name], preds=preds[name], **common)
+            outs = {name: _colour(m, s) for name, m in models.items()}
+            common = page_inputs(batch, [outs[lead]["plan"]])
+            preds = {}
+            for name, out in outs.items():
+                preds[name] = out["rgb"][None]
+                start = time.perf_counter()
+                update_suite(suites[name], preds=preds[name], **common)
+                metric_seconds.append(time.perf_counter() - start)
+                coverage[name].update(out["plan"], s.get("detailed"))
             for name, reference in references.items():
                 preds[name] = reference(s)
                 update_suite(suites[name], preds=preds[name], **common)
@@ -175,9 +191,6 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
         if any(metric.truth):
             result[name].update(metric.compute())
     result["metric_suite_seconds_per_page"] = statistics.median(metric_seconds)
-    # What the primary covers, in the lead's row: the share of each page inside its priority patches (mean of the
-    # pages), and of the detailed pixels (SynthManga's labels, bench-only) of all pages.
-    result[lead]["coverage/page"] = statistics.fmean(covered["page"])
-    if covered["detailed"]:
-        result[lead]["coverage/detailed"] = covered["detailed_in"] / covered["detailed"]
+    for name, cover in coverage.items():
+        result[name].update(cover.compute())
     return result

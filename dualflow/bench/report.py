@@ -1,10 +1,11 @@
 """The bench's results as Markdown: the training-step breakdown, quality, transfer, consistency, inference and
-throughput tables."""
+throughput tables, the coverage curve."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from dualflow.bench.coverage import coverage_table
 from dualflow.bench.hint_curve import hint_table
 from dualflow.bench.inference import above_start, peak_memory
 from dualflow.bench.quality import QUALITY_SEED
@@ -53,16 +54,11 @@ def quality_table(q: dict[str, Any]) -> list[str]:
     for key in ("color/delta_e2000", "color/delta_e2000_detailed", "global/lpips_randinit", "global/lpips",
                 "color/delta_cf", "class_colour_distance", "color/tone_residue", "transition/seam",
                 "transition/delta_e2000",
-                "edge/chroma_on_ink", "edge/f1", "color/psnr", "color/ssim"):
+                "edge/chroma_on_ink", "edge/f1", "color/psnr", "color/ssim", "coverage/page", "coverage/detailed"):
         if key in q["dualflow"]:
             lines.append(f"| {key} | " + " | ".join(f"{q[n].get(key, float('nan')):.3f}" for n in names) + " |")
     lines.append(f"| metric suite seconds per page | {q['metric_suite_seconds_per_page']:.2f} |"
                  + " |" * (len(names) - 1))
-    cover = q["dualflow"]
-    if "coverage/page" in cover:
-        detailed = (f" and {cover['coverage/detailed']:.1%} of its detailed pixels" if "coverage/detailed" in cover
-                    else "")
-        lines += ["", f"The dual flow's priority patches cover {cover['coverage/page']:.1%} of the page{detailed}."]
     return lines + [""]
 
 
@@ -124,6 +120,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines += quality_table(q)
     for name, curve in (results.get("quality_hints") or {}).items():
         lines += hint_table(name, curve)
+    if results.get("coverage"):
+        lines += coverage_table(results["coverage"])
     q = next(iter(tables.values()), None)
     t = results.get("transfer")
     if q and t:

@@ -14,13 +14,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dualflow.bench import ablation, costs, data, inference, quality, steps, volume
+from dualflow.bench import ablation, costs, coverage, data, inference, quality, steps, volume
 from dualflow.bench.probes import machine
 from dualflow.bench.report import ablation_markdown, markdown
 
 DEFAULTS = {"pages": 24, "sizes": "1024x1448,2048x2896", "dpi": 300.0, "cache": "runs/cache", "transfer_size": 512,
-            "repeats": 3}
-TINY_DEFAULTS = {"pages": 2, "sizes": "64x64,48x72", "dpi": 0.0, "cache": "none", "transfer_size": 64, "repeats": 1}
+            "repeats": 3, "coverage_pages": 6, "coverage_size": "2048x2896",
+            "densities": ",".join(f"{d:g}" for d in coverage.DENSITIES)}
+TINY_DEFAULTS = {"pages": 2, "sizes": "64x64,48x72", "dpi": 0.0, "cache": "none", "transfer_size": 64, "repeats": 1,
+                 "coverage_pages": 2, "coverage_size": "64x96", "densities": "0,2000"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,11 +63,18 @@ def main(argv: list[str] | None = None) -> int:
                              "larger ones: 8 settings a page, every row)")
     parser.add_argument("--hint_counts", default=None,
                         help="hints per page on the hint curve, comma-separated (default 0,4,16,64; --tiny 0,16)")
-    parser.add_argument("--only", choices=["all", "ablation", "breakdown", "hints", "inference", "quality",
-                                           "volume"], default="all",
+    parser.add_argument("--coverage_pages", type=int, default=None,
+                        help="pages of the coverage/cost curve (default 6; tune with --seed 2718)")
+    parser.add_argument("--coverage_size", default=None, help="WxH of the coverage curve's pages (default 2048x2896)")
+    parser.add_argument("--densities", default=None,
+                        help="priority patches per megapixel on the coverage curve, comma-separated (0: the trained "
+                             "plan; default 0,12,40,80,140)")
+    parser.add_argument("--only", choices=["all", "ablation", "breakdown", "coverage", "hints", "inference",
+                                           "quality", "volume"], default="all",
                         help="ablation: the --experiments side by side on the first --sizes page size, with the "
                              "oracles and each one's training and page cost (→ ablation.{json,md}); "
                              "breakdown: only the training-step breakdown (needs no trained experiment); "
+                             "coverage: only the coverage/cost curve of the plan (→ coverage_curve.png); "
                              "hints: only the hint curve (quality_hints: clicks and random hints, 0-64 a page); "
                              "inference: only page inference time and memory (PyTorch and ONNX Runtime); "
                              "volume: only colorize's pages/min on a .cbz volume; quality: only the quality, "
@@ -106,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         results["data"].update(data.bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
         _say("stages: each stage's training and inference throughput")
         results["stages"] = costs.bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
-    models = quality.bench_models(args.experiment, args.runs_dir, args.chroma_temperature)
     cache = None if args.cache in ("", "none") else args.cache
+    if args.only in ("all", "coverage"):
+        results["coverage"] = _coverage(args, cache)
+    if args.only == "coverage":
+        return _write(results, args.out, argv)
+    models = quality.bench_models(args.experiment, args.runs_dir, args.chroma_temperature)
     if args.only in ("all", "hints"):
         results["quality_hints"] = _hint_curve(models, args, cache)
     if args.only == "hints":
@@ -193,6 +206,17 @@ def _volume(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
     results["volume"] = volume.bench_volume(args.experiment, args.runs_dir, 3 if args.tiny else args.volume_pages,
                                             (h, w), args.dpi or None, cache, ["torch", "onnx"])
     return results
+
+
+def _coverage(args: argparse.Namespace, cache: str | None) -> dict[str, Any]:
+    """The coverage/cost curve of the plan (:mod:`dualflow.bench.coverage`), plotted into --out."""
+    _say("coverage: the plan at several densities, quality against cost")
+    w, h = (int(v) for v in args.coverage_size.lower().split("x"))
+    densities = [float(d) for d in args.densities.split(",")]
+    result = coverage.bench_coverage(args.experiment, args.runs_dir, args.coverage_pages, (h, w), args.dpi or None,
+                                     densities, 16 if args.tiny else 64, args.seed, cache, args.repeats)
+    print(f"[bench] wrote {coverage.plot_coverage_curve(result, Path(args.out) / 'coverage_curve.png')}", flush=True)
+    return result
 
 
 def _inference(results: dict[str, Any], args: argparse.Namespace, sizes, kinds: list[str]) -> dict[str, Any]:
