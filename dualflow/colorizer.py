@@ -26,6 +26,12 @@ from dualflow.pipeline import (
 )
 
 
+def step(name: str) -> torch.profiler.record_function:
+    """A pipeline step as a ``page/<name>`` range for ``torch.profiler`` (``bench --only profile``); next to free
+    when no profiler runs."""
+    return torch.profiler.record_function(f"page/{name}")
+
+
 @dataclass
 class PageColorizer:
     """``attention`` has ``stride``, ``window``, ``view`` and ``importance_of_view`` (:class:`models.AttentionNet`);
@@ -67,17 +73,23 @@ class PageColorizer:
             if tuple(hints.shape[-2:]) != size:
                 raise HintError(f"hint map is {hints.shape[-1]}x{hints.shape[-2]}, the page {size[1]}x{size[0]}")
             hints = hints.reshape(1, HINT_CHANNELS, *size)
-        importance = importance_tiled(self.attention, bw, self.attention_tile)
-        flow = primary_flow(self.primary, bw, importance, self.plan_settings, self.patch_batch,
-                            for_net(hints, bw, self.primary_hints), drop_empty=True)
-        [(patches, plan)] = flow.plans()
+        with step("attention"):
+            importance = importance_tiled(self.attention, bw, self.attention_tile)
+        with step("primary"):  # the plan's boxes and the primary net on them
+            flow = primary_flow(self.primary, bw, importance, self.plan_settings, self.patch_batch,
+                                for_net(hints, bw, self.primary_hints), drop_empty=True)
+        with step("plan"):  # blend windows, coverage and transition band at page resolution
+            [(patches, plan)] = flow.plans()
         m = self.secondary_meta
         long_side = inference_long_side(size, m, self.max_working_size)
-        canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))
-        fill = run_secondary(self.secondary, bw, canvas[None], coverage[None], importance, long_side,
-                             m["guide_radius"], m["guide_eps"], m.get("tone_radius", 0),  # 0: older checkpoints
-                             for_net(hints, bw, bool(m.get("hints", False))))
-        fused = self.fusion(patches, plan, fill, bw[0], rgb=True, hints=None if hints is None else hints[0])
+        with step("canvas"):
+            canvas, coverage = pooled_canvas(patches, plan.boxes, plan.weights, size, working_size(size, long_side))
+        with step("secondary"):  # the net at its working size and the guided filter's coefficients
+            fill = run_secondary(self.secondary, bw, canvas[None], coverage[None], importance, long_side,
+                                 m["guide_radius"], m["guide_eps"], m.get("tone_radius", 0),  # 0: older checkpoints
+                                 for_net(hints, bw, bool(m.get("hints", False))))
+        with step("fusion"):  # the fill at page resolution, blending, harmonisation, post-processing
+            fused = self.fusion(patches, plan, fill, bw[0], rgb=True, hints=None if hints is None else hints[0])
         out = {"rgb": fused.page, "importance": importance[0], "plan": plan, "report": fused.report}
         if debug:
             full = fill.full()[0]

@@ -68,6 +68,10 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     assert "**Hint curve at 64x64**" in (out / "results.md").read_text()
     chart = np.asarray(Image.open(out / "hint_curve.png").convert("RGB"))
     assert chart.shape[1] == 2 * 560 and (chart != 255).any(axis=2).mean() > 0.02  # two panels, lines drawn
+    prof = results["profile"]["64x64"]  # where a page's time goes: every pipeline step, the top operations
+    assert set(prof["steps"]) == {"attention", "primary", "plan", "canvas", "secondary", "fusion"}
+    assert 0.5 < sum(s["share"] for s in prof["steps"].values()) <= 1.01 and prof["top_ops"][0]["self_seconds"] > 0
+    assert "**Profile of a page**" in (out / "results.md").read_text()
     cover = results["coverage"]  # the plan at several densities: what the primary covers, quality, cost
     sized, trained = cover["automatic"]["density 2000"], cover["automatic"]["trained plan"]
     assert sized["coverage/page"] > trained["coverage/page"]

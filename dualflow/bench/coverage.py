@@ -1,17 +1,15 @@
 """The coverage/cost curve (``bench --only coverage``): the dual flow with its plan at several densities (priority
 patches per megapixel) on print-scale pages: the share of the page and of its detailed pixels inside priority
 patches, ΔE2000 overall and in detailed regions, automatic and with clicked hints, page time and peak memory above
-the loaded models; plotted as ``coverage_curve.png``. Choose a plan on tuning pages (``--seed 2718``), never on
-the bench's."""
+the loaded models (in a fresh process per plan); plotted as ``coverage_curve.png``. Choose a plan on tuning pages
+(``--seed 2718``), never on the bench's."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from dualflow.bench.probes import reset_peak_rss, rss_mib, timed
+from dualflow.bench.inference import above_start, measure
 from dualflow.progress import ProgressLog
 
 DENSITIES = (0.0, 12.0, 40.0, 80.0, 140.0)  # 0: the plan the experiment was trained with
@@ -19,17 +17,6 @@ DENSITIES = (0.0, 12.0, 40.0, 80.0, 140.0)  # 0: the plan the experiment was tra
 
 def row_name(density: float) -> str:
     return f"density {density:g}" if density else "trained plan"
-
-
-def page_cost(model, bw: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median seconds of ``model.colorize_page`` on ``bw`` and its peak resident memory above the process as it
-    was before the page (MiB)."""
-    with torch.inference_mode():
-        model.colorize_page(bw)  # warm-up: allocator pools and lazy initialisation are not the page's
-        reset_peak_rss()
-        before = rss_mib()
-        seconds = timed(lambda: model.colorize_page(bw), repeats, warmup=0)
-    return {"seconds_per_page": seconds, "peak_mib_above_loaded": max(0.0, rss_mib() - before)}
 
 
 def bench_coverage(experiment: str, runs_dir: str, pages: int, size: tuple[int, int], dpi: float | None,
@@ -57,9 +44,12 @@ def bench_coverage(experiment: str, runs_dir: str, pages: int, size: tuple[int, 
         result[f"clicks {clicks}"] = _quality(hinted_samples(data, "clicks", clicks, seed, record), models,
                                               only=CORE_METRICS,
                                               progress=ProgressLog(f"bench coverage {label}, {clicks} clicks", pages))
-    bw = data[0]["bw"]
-    for name, model in models.items():
-        result["automatic"][name].update(page_cost(model, bw, repeats))
+    del models
+    for d in densities:  # cost in a fresh process per plan, as the inference bench measures pages
+        cost = measure("dualflow", experiment, runs_dir, size[::-1], repeats, {"patch_density": d} if d else None)
+        result["automatic"][row_name(d)].update(
+            {"seconds_per_page": cost["seconds"], "peak_mib_above_loaded": above_start(cost)} if "seconds" in cost
+            else {"cost_error": cost["error"]})
     return result
 
 

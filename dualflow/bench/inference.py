@@ -19,14 +19,14 @@ SIZES = ((1024, 1448), (2048, 2896), (4096, 5792))  # (W, H) of manga pages, A-s
 TINY_SIZES = ((128, 181), (256, 362))
 
 
-def _load(kind: str, experiment: str, runs_dir: str):
+def _load(kind: str, experiment: str, runs_dir: str, plan: dict | None = None):
     from dualflow.loader import load_page_colorizer
     from dualflow.manifest import stage_checkpoint
     from dualflow.stages.frozen import load_stage_net
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "dualflow":
-        model = load_page_colorizer(experiment, runs_dir, device=device)
+    if kind == "dualflow":  # ``plan``: overrides of the patch plan (loader.plan_settings)
+        model = load_page_colorizer(experiment, runs_dir, device=device, **(plan or {}))
         return lambda bw: model.colorize_page(bw)["rgb"]
     if kind == "dualflow_onnx":
         from dualflow.onnx_engine import load_onnx_colorizer
@@ -62,10 +62,10 @@ def export_folder(experiment: str, runs_dir: str) -> str:
     return str(folder)
 
 
-def _inference_worker(kind, experiment, runs_dir, size, repeats, threads, queue) -> None:
+def _inference_worker(kind, experiment, runs_dir, size, repeats, threads, queue, plan=None) -> None:
     try:
         torch.set_num_threads(threads)
-        run = _load(kind, experiment, runs_dir)
+        run = _load(kind, experiment, runs_dir, plan)
         w, h = size
         from dualflow.data.synth import PrintScale, SynthManga
 
@@ -100,11 +100,13 @@ def _context():
     return ctx
 
 
-def measure(kind: str, experiment: str, runs_dir: str, size, repeats: int) -> dict[str, Any]:
+def measure(kind: str, experiment: str, runs_dir: str, size, repeats: int, plan: dict | None = None) -> dict[str, Any]:
+    """Seconds a page of ``size`` (W, H) and peak memory of ``kind`` in a fresh process (``plan``: overrides of
+    the dual flow's patch plan)."""
     ctx = _context()
     queue = ctx.Queue()
     proc = ctx.Process(target=_inference_worker,
-                       args=(kind, experiment, runs_dir, size, repeats, torch.get_num_threads(), queue))
+                       args=(kind, experiment, runs_dir, size, repeats, torch.get_num_threads(), queue, plan))
     proc.start()
     proc.join()
     if proc.exitcode != 0 and queue.empty():

@@ -8,6 +8,7 @@ from typing import Any
 from dualflow.bench.coverage import coverage_table
 from dualflow.bench.hint_curve import hint_table
 from dualflow.bench.inference import above_start, peak_memory
+from dualflow.bench.profile import profile_table
 from dualflow.bench.quality import QUALITY_SEED
 from dualflow.bench.steps import PHASES
 from dualflow.stage_table import PIPELINE, STAGES
@@ -122,6 +123,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines += hint_table(name, curve)
     if results.get("coverage"):
         lines += coverage_table(results["coverage"])
+    if results.get("profile"):
+        lines += profile_table(results["profile"])
     q = next(iter(tables.values()), None)
     t = results.get("transfer")
     if q and t:

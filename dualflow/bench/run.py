@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dualflow.bench import ablation, costs, coverage, data, inference, quality, steps, volume
+from dualflow.bench import ablation, costs, coverage, data, inference, profile, quality, steps, volume
 from dualflow.bench.probes import machine
 from dualflow.bench.report import ablation_markdown, markdown
 
@@ -70,13 +70,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="priority patches per megapixel on the coverage curve, comma-separated (0: the trained "
                              "plan; default 0,12,40,80,140)")
     parser.add_argument("--only", choices=["all", "ablation", "breakdown", "coverage", "hints", "inference",
-                                           "quality", "volume"], default="all",
+                                           "profile", "quality", "volume"], default="all",
                         help="ablation: the --experiments side by side on the first --sizes page size, with the "
                              "oracles and each one's training and page cost (→ ablation.{json,md}); "
                              "breakdown: only the training-step breakdown (needs no trained experiment); "
                              "coverage: only the coverage/cost curve of the plan (→ coverage_curve.png); "
                              "hints: only the hint curve (quality_hints: clicks and random hints, 0-64 a page); "
                              "inference: only page inference time and memory (PyTorch and ONNX Runtime); "
+                             "profile: only torch.profiler on a page per --sizes size (steps' shares, top ops); "
                              "volume: only colorize's pages/min on a .cbz volume; quality: only the quality, "
                              "transfer and chapter-consistency figures (compares experiments in minutes)")
     parser.add_argument("--chroma_temperature", type=float, default=None,
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         results["data"].update(data.bench_sources(8 if args.tiny else 128, 64 if args.tiny else 256))
         _say("stages: each stage's training and inference throughput")
         results["stages"] = costs.bench_stages(args.experiment, args.runs_dir, args.repeats, sizes)
+    if args.only in ("all", "profile"):
+        _say("profile: where a page's time goes")
+        results["profile"] = profile.bench_profile(args.experiment, args.runs_dir, parse_sizes(args.sizes),
+                                                   args.dpi or None, args.seed)
+    if args.only == "profile":
+        return _write(results, args.out, argv)
     cache = None if args.cache in ("", "none") else args.cache
     if args.only in ("all", "coverage"):
         results["coverage"] = _coverage(args, cache)
@@ -126,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "hints":
         return _write(results, args.out, argv, "hint_curve")
     results["quality"] = {}
-    for size in args.sizes.split(","):
-        w, h = (int(v) for v in size.lower().split("x"))
+    for h, w in parse_sizes(args.sizes):
         results["quality"][f"{w}x{h}"] = quality.bench_quality(models, args.pages, (h, w), args.dpi or None,
                                                                2 if args.tiny else 16, cache,
                                                                seed=args.seed)
@@ -150,11 +156,10 @@ def _hint_curve(models: dict[str, Any], args: argparse.Namespace, cache: str | N
     models = {**models, "levin_propagation": LevinPropagation(models["dualflow"])}
 
     curves = {}
-    sizes = args.sizes.split(",")[:1] if args.tiny else args.sizes.split(",")
+    sizes = parse_sizes(args.sizes)[:1] if args.tiny else parse_sizes(args.sizes)
     counts = tuple(int(n) for n in args.hint_counts.split(",")) if args.hint_counts else (0, 16) if args.tiny \
         else COUNTS
-    for i, size in enumerate(sizes):
-        w, h = (int(v) for v in size.lower().split("x"))
+    for i, (h, w) in enumerate(sizes):
         pages = args.hint_pages or (args.pages if i == 0 else min(args.pages, 8))
         _say(f"hint curve {w}x{h}: {pages} pages")
         curves[f"{w}x{h}"] = bench_hints(models, pages, (h, w), args.dpi or None, cache, Path(args.out),
@@ -175,7 +180,7 @@ def _ablation(results: dict[str, Any], args: argparse.Namespace, argv: list[str]
     if len(experiments) < 2:
         print("error: --only ablation needs --experiments A,B[,...] (two or more experiments sharing stage 1)")
         return 2
-    w, h = (int(v) for v in ("128x181" if args.tiny else args.sizes.split(",")[0]).lower().split("x"))
+    [(h, w)] = parse_sizes("128x181" if args.tiny else args.sizes.split(",")[0])
     cache = None if args.cache in ("", "none") else args.cache
     results.pop("experiment")
     try:
@@ -199,7 +204,7 @@ def _export_check(args: argparse.Namespace) -> dict[str, Any]:
 
 def _volume(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """``colorize`` end to end on a .cbz volume, PyTorch and ONNX Runtime engines."""
-    w, h = (int(v) for v in ("128x181" if args.tiny else args.volume_size).lower().split("x"))
+    [(h, w)] = parse_sizes("128x181" if args.tiny else args.volume_size)
     _say("volume: colorize end to end on a .cbz, PyTorch and ONNX Runtime")
     results["onnx_export"] = _export_check(args)
     cache = None if args.cache in ("", "none") else args.cache
@@ -208,10 +213,15 @@ def _volume(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
     return results
 
 
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``"1024x1448,2048x2896"`` (W×H, comma-separated) → [(H, W), ...]."""
+    return [tuple(int(v) for v in size.lower().split("x"))[::-1] for size in text.split(",")]
+
+
 def _coverage(args: argparse.Namespace, cache: str | None) -> dict[str, Any]:
     """The coverage/cost curve of the plan (:mod:`dualflow.bench.coverage`), plotted into --out."""
     _say("coverage: the plan at several densities, quality against cost")
-    w, h = (int(v) for v in args.coverage_size.lower().split("x"))
+    [(h, w)] = parse_sizes(args.coverage_size)
     densities = [float(d) for d in args.densities.split(",")]
     result = coverage.bench_coverage(args.experiment, args.runs_dir, args.coverage_pages, (h, w), args.dpi or None,
                                      densities, 16 if args.tiny else 64, args.seed, cache, args.repeats)
