@@ -45,6 +45,20 @@ def test_composite_config_tests_the_full_pipeline(tiny_experiment):
     assert entry["metrics"]["test/color/delta_e2000"] == pytest.approx(metrics["test/color/delta_e2000"])
 
 
+def test_predict_colours_the_test_pages_as_colorize_does(tiny_experiment):
+    """``dualflow predict`` with the composite config: every test page coloured, the pages `colorize` would write."""
+    from dualflow.loader import load_page_colorizer
+
+    cli = main(["predict", "--config", str(REPO / "experiments" / "composite.yaml"), "--config",
+                str(CONF / "tiny_common.yaml"), "--config", str(CONF / "tiny_composite.yaml"),
+                "--experiment", "tiny", "--runs_dir", str(tiny_experiment)])
+    batches = cli.trainer.predict_loop.predictions
+    assert sum(b["rgb"].shape[0] for b in batches) == 4 and batches[0]["rgb"].shape[1:] == (3, 64, 64)
+    page = next(iter(cli.datamodule.predict_dataloader()))["bw"][0]
+    reference = load_page_colorizer("tiny", str(tiny_experiment), device="cpu").colorize_page(page)["rgb"]
+    assert (batches[0]["rgb"][0] - reference).abs().max() < 1e-4
+
+
 def test_a_missing_metric_backbone_is_one_message_not_a_traceback(tiny_experiment, capsys):
     """Offline, without the opt-in, the composite test stops before running: exit code 2 and what to fetch."""
     code = main(["test", "--config", str(REPO / "experiments" / "composite.yaml"), "--config",

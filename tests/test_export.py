@@ -22,8 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def exported(tiny_experiment, tmp_path_factory) -> Path:
+    """The tiny experiment exported from the command line (exit code 0 when the check passes)."""
+    from dualflow.cli import main as cli_main
+
     out = tmp_path_factory.mktemp("onnx")
-    export_experiment("tiny", out, runs_dir=str(tiny_experiment))
+    assert cli_main(["export", "tiny", "--runs_dir", str(tiny_experiment), "--out", str(out)]) == 0
     return out
 
 
@@ -70,9 +73,10 @@ def test_export_writes_manifest_and_engine_matches_pytorch(exported, tiny_experi
     assert float(diff.mean()) < 1 / 255 and float(diff.max()) < 4 / 255
 
 
-def test_failed_check_writes_no_manifest(tiny_experiment, tmp_path, monkeypatch):
+def test_failed_check_writes_no_manifest(tiny_experiment, tmp_path, monkeypatch, capsys):
     """An exported network that does not compute what PyTorch does (its weights tampered with after export) fails
-    the check at the default tolerance and leaves no manifest, so the engine refuses the folder."""
+    the check at the default tolerance (`dualflow export` exits 1 and says so) and leaves no manifest, so the
+    engine refuses the folder."""
     import onnx
     from onnx import numpy_helper
 
@@ -91,6 +95,9 @@ def test_failed_check_writes_no_manifest(tiny_experiment, tmp_path, monkeypatch)
     monkeypatch.setattr(export, "export_net", tampered)
     with pytest.raises(ExportCheckError, match="not usable"):
         export_experiment("tiny", tmp_path, runs_dir=str(tiny_experiment))
+    assert not (tmp_path / "manifest.json").exists()
+    assert export.main(["tiny", "--runs_dir", str(tiny_experiment), "--out", str(tmp_path)]) == 1
+    assert "not usable (no manifest written)" in capsys.readouterr().err
     assert not (tmp_path / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="no ONNX export here"):
         load_onnx_colorizer(tmp_path)

@@ -71,6 +71,18 @@ def test_volume_in_volume_out(model, tmp_path):
                for line in done.skipped), done.skipped
 
 
+def test_zip_volumes_held_in_folders_come_out_as_cbz_in_the_mirrored_folder(model, tmp_path):
+    shelf = tmp_path / "shelf"
+    (shelf / "series").mkdir(parents=True)
+    _volume(shelf / "series" / "vol 2.zip", {"p2.png": _png(2), "p1.png": _png(1)})
+    Image.open(io.BytesIO(_png(3))).save(shelf / "cover.png")
+    report = colorize([shelf], tmp_path / "out", model=model, progress=False)
+    assert not report.errors and report.volumes == [tmp_path / "out" / "series" / "vol 2.cbz"]
+    with zipfile.ZipFile(report.volumes[0]) as z:
+        assert z.namelist() == ["p1.png", "p2.png"]
+    assert (tmp_path / "out" / "cover.png").is_file()  # the loose page beside it, as ever
+
+
 def _encrypted(path: Path) -> Path:
     _volume(path, {"p1.png": _png(1)})
     data = bytearray(path.read_bytes())
@@ -86,6 +98,9 @@ def _encrypted(path: Path) -> Path:
     ("truncated", "not a readable zip archive"),
     ("traversal", "points outside"),
     ("absolute", "points outside"),
+    ("drive", "points outside"),
+    ("backslash", "points outside"),
+    ("nopages", "no pages"),
     ("bomb", "zip bomb"),
     ("encrypted", "encrypted"),
     ("duplicate", "appears 2 times"),
@@ -101,6 +116,12 @@ def test_bad_archives_are_refused_and_nothing_is_written(model, tmp_path, monkey
         _volume(src, {"p1.png": _png(1), "../x.png": _png(2)})
     elif kind == "absolute":
         _volume(src, {"/tmp/x.png": _png(2)})
+    elif kind == "drive":  # a Windows drive-relative name
+        _volume(src, {"p1.png": _png(1), "C:x.png": _png(2)})
+    elif kind == "backslash":  # a Windows parent reference
+        _volume(src, {"p1.png": _png(1), "..\\x.png": _png(2)})
+    elif kind == "nopages":
+        _volume(src, {"notes.txt": b"no pages here", "ch1/": b""})
     elif kind == "bomb":
         _volume(src, {"p1.png": _png(1), "p2.bmp": b"\0" * (2 << 20)})
     elif kind == "encrypted":

@@ -72,8 +72,7 @@ def _stage_checkpoint(stage: str, preset: str, tiny: bool, folder: Path) -> Path
     path = folder / f"{stage}.ckpt"
     if not path.is_file():
         module = _module(stage, preset, tiny, folder)
-        torch.save({"state_dict": {f"net.{k}": v for k, v in module.net.state_dict().items()},
-                    "dualflow": {"stage": module.stage, "net": dict(module.net_config), **module.extra_meta()}}, path)
+        torch.save({"state_dict": module.state_dict(), "dualflow": module.stage_meta()}, path)
     return path
 
 
