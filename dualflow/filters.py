@@ -120,16 +120,23 @@ def guided_filter(p: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> t
     return a * guide + b
 
 
-def _bilinear_matrix(n_in: int, n_out: int, starts: torch.Tensor, length: int, like: torch.Tensor) -> torch.Tensor:
-    """(N, length, n_in): for each start s, rows ``s:s+length`` of the (n_out, n_in) matrix of a bilinear
-    resize with ``align_corners=False`` (the sampling of ``F.interpolate``: half-pixel centres, clamped at the
-    first pixel)."""
+def _bilinear_taps(n_in: int, n_out: int, starts: torch.Tensor, length: int, like: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output positions ``s:s+length`` of each start s of a bilinear resize n_in → n_out with
+    ``align_corners=False`` (the sampling of ``F.interpolate``: half-pixel centres, clamped at the first pixel):
+    the two input taps (N, length) and the second one's weight."""
     dst = starts.to(like.device, like.dtype)[:, None] + torch.arange(length, device=like.device, dtype=like.dtype)
     src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
     i0 = src.floor().long().clamp(max=n_in - 1)
     i1 = (i0 + 1).clamp(max=n_in - 1)
-    frac = src - i0.to(src)
-    m = torch.zeros(*dst.shape, n_in, device=like.device, dtype=like.dtype)
+    return i0, i1, src - i0.to(src)
+
+
+def _bilinear_matrix(n_in: int, n_out: int, starts: torch.Tensor, length: int, like: torch.Tensor) -> torch.Tensor:
+    """(N, length, n_in): for each start s, rows ``s:s+length`` of the (n_out, n_in) matrix of the bilinear
+    resize (:func:`_bilinear_taps`)."""
+    i0, i1, frac = _bilinear_taps(n_in, n_out, starts, length, like)
+    m = torch.zeros(*i0.shape, n_in, device=like.device, dtype=like.dtype)
     m.scatter_add_(2, i0[..., None], (1 - frac)[..., None])
     m.scatter_add_(2, i1[..., None], frac[..., None])
     return m
@@ -160,8 +167,15 @@ def bilinear_window(x: torch.Tensor, size: tuple[int, int], window: tuple[int, i
 def bilinear_windows(x: torch.Tensor, size: tuple[int, int], boxes: torch.Tensor, page: torch.Tensor,
                      patch: tuple[int, int]) -> torch.Tensor:
     """Many windows at once: maps (B,C,h,w) → (N,C,ph,pw), box ``boxes[n]`` (y0, x0, y1, x1) of
-    ``F.interpolate(x[page[n]], size, mode="bilinear")``, as batched matrix products on the device."""
+    ``F.interpolate(x[page[n]], size, mode="bilinear")``: four gathers of each window's taps, on the device
+    (hundreds of windows cost their own pixels, not hundreds of passes over the map)."""
     h, w = x.shape[-2:]
-    rows = _bilinear_matrix(h, size[0], boxes[:, 0], patch[0], x)  # (N,ph,h)
-    cols = _bilinear_matrix(w, size[1], boxes[:, 1], patch[1], x)  # (N,pw,w)
-    return rows[:, None] @ x[page] @ cols[:, None].transpose(-1, -2)
+    rows, cols = _bilinear_taps(h, size[0], boxes[:, 0], patch[0], x), _bilinear_taps(w, size[1], boxes[:, 1],
+                                                                                      patch[1], x)
+    flat, page = x.flatten(2), page.to(x.device)[:, None, None]
+    out = x.new_zeros(boxes.shape[0], patch[0], patch[1], x.shape[1])
+    for ys, wy in ((rows[0], 1 - rows[2]), (rows[1], rows[2])):
+        for xs, wx in ((cols[0], 1 - cols[2]), (cols[1], cols[2])):
+            taps = flat[page, :, ys[:, :, None] * w + xs[:, None, :]]  # (N,ph,pw,C)
+            out += taps * (wy[:, :, None] * wx[:, None, :])[..., None]
+    return out.permute(0, 3, 1, 2)

@@ -18,7 +18,7 @@ from dualflow.color import AB_SCALE, L_SCALE, clamp_nlab, nlab_to_rgb
 from dualflow.filters import box, dilate, erode, guided_filter
 from dualflow.hints import propagate
 from dualflow.lineart import PAPER_RADIUS, outline_reach, outlines, strokes_on_paper
-from dualflow.patching import PatchPlan, crop, intersect, overlaps, paste
+from dualflow.patching import PatchPlan, crop, overlaps, paste
 from dualflow.pipeline import GuidedFill, StoredFill, canvas_from_patches
 from dualflow.precision import float32
 
@@ -75,35 +75,36 @@ def lab_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - b) * scale).pow(2).sum(dim=-3).sqrt()
 
 
-def coherence(patches: torch.Tensor, plan: PatchPlan, fill_patches: torch.Tensor) -> dict[str, float]:
+def coherence(patches: torch.Tensor, plan: PatchPlan, fill_patches: torch.Tensor, stripe: int = 256
+              ) -> dict[str, float]:
     """Global coherence check: colour disagreement (ΔE76) between overlapping patches and across the seams
     between the priority canvas and the fill, averaged over the pixels where each applies. Both live inside
-    the patch boxes (outside them the canvas is the fill), so they are summed box by box, each pixel counted
-    once, by the first box that holds it."""
+    the patch boxes (outside them the canvas is the fill), so they are summed over the boxes' union, ``stripe``
+    rows of the page at a time (memory), each pixel once however many boxes hold it."""
     if len(plan) == 0:
         return {"overlap_disagreement": 0.0, "seam_disagreement": 0.0}
     w = plan.weights.to(patches)
     stats = torch.cat([patches, patches.pow(2)], dim=1)  # weighted mean and second moment in one paste
+    # The fill on each box (identical where boxes overlap) and whether the patch weighs there, summed per pixel.
+    holds = torch.cat([fill_patches, (w > 0).to(w)], dim=1)
     scale2 = patches.new_tensor([L_SCALE, AB_SCALE, AB_SCALE]).pow(2).view(3, 1, 1)
-    band = crop(plan.transition.to(patches), plan.boxes) > 0
-    boxes = plan.boxes.tolist()
-    spread_sum = seam_sum = 0.0
-    overlap_n = 0
-    for k, bx in enumerate(boxes):
-        s, wsum = paste(stats, plan.boxes, w, plan.page_size, bx)
-        count, _ = paste(torch.ones_like(w), plan.boxes, (w > 0).to(w), plan.page_size, bx)
-        owned = torch.ones_like(wsum, dtype=torch.bool)
-        for earlier in boxes[:k]:
-            part = intersect(earlier, bx)
-            if part is not None:
-                owned[:, part[0] - bx[0]:part[2] - bx[0], part[1] - bx[1]:part[3] - bx[1]] = False
+    (h, width), spread_sum, seam_sum, overlap_n = plan.page_size, 0.0, 0.0, 0
+    for y in range(0, h, stripe):
+        window = (y, 0, min(h, y + stripe), width)
+        s, wsum = paste(stats, plan.boxes, w, plan.page_size, window)
+        held, boxes_n = paste(holds, plan.boxes, torch.ones_like(w), plan.page_size, window)
+        inside = boxes_n[0] > 0
+        if not bool(inside.any()):
+            continue
         mean = s[:3] / wsum.clamp_min(1e-6)
         var = (s[3:] / wsum.clamp_min(1e-6) - mean.pow(2)).clamp_min(0)
-        spread = (var * scale2).sum(0, keepdim=True).sqrt()
-        overlap = (count >= 2) & owned
+        spread = (var * scale2).sum(0).sqrt()
+        overlap = inside & (held[3] >= 2)
         spread_sum += float(spread[overlap].sum())
         overlap_n += int(overlap.sum())
-        seam_sum += float(lab_distance(mean, fill_patches[k])[None][band[k] & owned].sum())
+        fill = held[:3] / boxes_n.clamp_min(1)
+        band = (plan.transition[0, window[0]:window[2]] > 0).to(inside.device) & inside
+        seam_sum += float(lab_distance(mean, fill)[band].sum())
     band_n = int((plan.transition > 0).sum())
     return {"overlap_disagreement": spread_sum / overlap_n if overlap_n else 0.0,
             "seam_disagreement": seam_sum / band_n if band_n else 0.0}
@@ -191,7 +192,7 @@ def fill_crops(fill: GuidedFill | StoredFill, boxes: torch.Tensor) -> torch.Tens
     """The fill of one page on each patch box, (K,3,ph,pw)."""
     if boxes.shape[0] == 0:
         return torch.zeros(0, 3, 1, 1)
-    return torch.cat([fill.window(tuple(b)) for b in boxes.tolist()])
+    return fill.boxes(boxes)
 
 
 @dataclass

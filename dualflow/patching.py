@@ -186,20 +186,24 @@ def overlaps(boxes: torch.Tensor, window: tuple[int, int, int, int]) -> bool:
 def paste(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor, page_size: tuple[int, int],
           window: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted paste of (K,C,ph,pw) patches → (C,h,w) Σ w·patch and (1,h,w) Σ w (normalise outside), over
-    the whole page or only over ``window`` (y0, x0, y1, x1) of it (what stripes and patch boxes need)."""
+    the whole page or only over ``window`` (y0, x0, y1, x1) of it (what stripes need): the boxes that meet the
+    window in one scatter-add, pixels outside it sent to a slot that is dropped (no loop over patches: a plan
+    sized by the page holds hundreds)."""
     wy0, wx0, wy1, wx1 = window or (0, 0, *page_size)
-    acc = patches.new_zeros(patches.shape[1], wy1 - wy0, wx1 - wx0)
-    wsum = patches.new_zeros(1, wy1 - wy0, wx1 - wx0)
-    for k, box in enumerate(boxes.tolist()):  # a loop over at most `budget` patches, not over pixels
-        part = intersect(box, (wy0, wx0, wy1, wx1))
-        if part is None:
-            continue
-        y0, x0, y1, x1 = part
-        src = (slice(y0 - box[0], y1 - box[0]), slice(x0 - box[1], x1 - box[1]))
-        w = weights[k][:, src[0], src[1]]
-        acc[:, y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] += w * patches[k][:, src[0], src[1]]
-        wsum[:, y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] += w
-    return acc, wsum
+    h, w = wy1 - wy0, wx1 - wx0
+    c = patches.shape[1]
+    near = (boxes[:, 0] < wy1) & (boxes[:, 2] > wy0) & (boxes[:, 1] < wx1) & (boxes[:, 3] > wx0)
+    out = patches.new_zeros(c + 1, h * w + 1)
+    if bool(near.any()):
+        keep = near.nonzero()[:, 0]
+        iy, ix = box_grid(boxes[keep] - boxes.new_tensor([wy0, wx0, wy0, wx0]), tuple(patches.shape[-2:]))
+        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        pixel = torch.where(inside, iy * w + ix, h * w)  # (N,ph,pw); h·w: outside the window
+        weight = weights[keep]
+        values = torch.cat([weight * patches[keep], weight], dim=1)  # (N,C+1,ph,pw)
+        out.index_add_(1, pixel.reshape(-1), values.transpose(0, 1).reshape(c + 1, -1))
+    out = out[:, :h * w].view(c + 1, h, w)
+    return out[:c], out[c:]
 
 
 def box_grid(boxes: torch.Tensor, patch: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.color import clamp_nlab
-from dualflow.filters import area_matrix, bilinear_window, bilinear_windows, box, guided_coefficients
+from dualflow.filters import area_matrix, bilinear_window, bilinear_windows, box, guided_coefficients, window_sum
 from dualflow.patching import (
     PatchPlan,
     blend_ramps,
@@ -272,6 +272,22 @@ class GuidedFill:
     def full(self) -> torch.Tensor:
         return self.window((0, 0, *self.size))
 
+    @float32
+    def boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """Normalised Lab (K,3,ph,pw) of the first page's fill on each of the (K,4) ``boxes`` (all of one size),
+        in one batch: what :meth:`window` gives box by box."""
+        boxes = boxes.to(self.bw.device)
+        r, page = self.tone_radius, torch.zeros_like(boxes[:, 0])
+        patch = (int(boxes[0, 2] - boxes[0, 0]), int(boxes[0, 3] - boxes[0, 1]))
+        halo = (patch[0] + 2 * r, patch[1] + 2 * r)
+        # The tone guide: each box's (2r+1)² means over the pixels inside the page (zero padding, counted).
+        page_and_count = F.pad(torch.cat([self.bw[:1], torch.ones_like(self.bw[:1])], dim=1), (r, r, r, r))
+        sums = window_sum(crop_pages(page_and_count, boxes, page, halo), r)[..., r:r + patch[0], r:r + patch[1]]
+        guide = sums[:, :1] / sums[:, 1:]
+        out = (bilinear_windows(self.a[:1], self.size, boxes, page, patch) * guide
+               + bilinear_windows(self.b[:1], self.size, boxes, page, patch))
+        return clamp_nlab(out)
+
 
 @dataclass
 class StoredFill:
@@ -285,6 +301,11 @@ class StoredFill:
 
     def full(self) -> torch.Tensor:
         return self.lab
+
+    def boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        boxes = boxes.to(self.lab.device)
+        patch = (int(boxes[0, 2] - boxes[0, 0]), int(boxes[0, 3] - boxes[0, 1]))
+        return crop_pages(self.lab[:1], boxes, torch.zeros_like(boxes[:, 0]), patch)
 
 
 def secondary_input(bw: torch.Tensor, canvas: torch.Tensor, coverage: torch.Tensor, importance: torch.Tensor,
