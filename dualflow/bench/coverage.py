@@ -78,13 +78,12 @@ def plot_coverage_curve(r: dict[str, Any], path: Path) -> Path:
     from dualflow.bench.chart import Panel, line_charts
 
     settings = [k for k in r if k == "automatic" or k.startswith("clicks")]
-    share = {d: 100 * r["automatic"][row_name(d)]["coverage/page"] for d in r["densities"]}
+    share = {d: round(100 * r["automatic"][row_name(d)]["coverage/page"], 1) for d in r["densities"]}
     panels = []
     for metric, label in (("color/delta_e2000", "dE2000"), ("color/delta_e2000_detailed", "detailed dE2000")):
         lines = {s: [(share[d], r[s][row_name(d)][metric]) for d in r["densities"]] for s in settings}
         panels.append(Panel(f"{label} at {r['page_size']}, {r['pages']} pages (lower is better)", lines))
-    seconds = {"seconds a page": [(share[d], r["automatic"][row_name(d)]["seconds_per_page"])
-                                  for d in r["densities"]]}
+    seconds = {"automatic": [(share[d], r["automatic"][row_name(d)]["seconds_per_page"]) for d in r["densities"]]}
     panels.append(Panel(f"seconds a page at {r['page_size']}", seconds))
     path.parent.mkdir(parents=True, exist_ok=True)
     line_charts(panels, "% of the page in priority patches", log_x=False).save(path)
