@@ -165,3 +165,22 @@ def test_torn_or_mismatched_checkpoints_and_exports_name_the_file(exported, tiny
         assert main([str(tmp_path), *out, *flags]) == 2, flags
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (flags, err)
+
+
+def test_the_bench_exports_again_over_an_older_format(exported, tiny_experiment, tmp_path):
+    """An export of an older format (before the attention graph took a tile's origin) is refused by the engine
+    and replaced by the bench's ``export_folder``."""
+    import shutil
+
+    from dualflow.bench.inference import export_folder
+    from dualflow.onnx_engine import FORMAT, read_export_manifest
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_experiment / "tiny", runs / "tiny")
+    shutil.copytree(exported, runs / "tiny" / "onnx")
+    manifest = runs / "tiny" / "onnx" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(FORMAT, "dualflow-onnx/1"))
+    with pytest.raises(ValueError, match="format 'dualflow-onnx/1'"):
+        read_export_manifest(manifest.parent)
+    assert export_folder("tiny", str(runs)) == str(manifest.parent)
+    assert read_export_manifest(manifest.parent)["format"] == FORMAT

@@ -51,11 +51,16 @@ def _load(kind: str, experiment: str, runs_dir: str, plan: dict | None = None):
 
 
 def export_folder(experiment: str, runs_dir: str) -> str:
-    """The experiment's ONNX export (``runs/<exp>/onnx``), exported and checked first when it has none."""
+    """The experiment's ONNX export (``runs/<exp>/onnx``), exported and checked first when it has none or has one
+    of an older format."""
+    import json
     from pathlib import Path
 
+    from dualflow.onnx_engine import FORMAT
+
     folder = Path(runs_dir) / experiment / "onnx"
-    if not (folder / "manifest.json").is_file():
+    manifest = folder / "manifest.json"
+    if not manifest.is_file() or json.loads(manifest.read_text()).get("format") != FORMAT:
         from dualflow.export import export_experiment
 
         export_experiment(experiment, folder, runs_dir)
