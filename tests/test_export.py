@@ -176,7 +176,7 @@ def test_the_bench_exports_again_over_an_older_format(exported, tiny_experiment,
     from dualflow.onnx_engine import FORMAT, read_export_manifest
 
     runs = tmp_path / "runs"
-    shutil.copytree(tiny_experiment / "tiny", runs / "tiny")
+    shutil.copytree(tiny_experiment / "tiny", runs / "tiny", ignore=shutil.ignore_patterns("onnx"))
     shutil.copytree(exported, runs / "tiny" / "onnx")
     manifest = runs / "tiny" / "onnx" / "manifest.json"
     manifest.write_text(manifest.read_text().replace(FORMAT, "dualflow-onnx/1"))
