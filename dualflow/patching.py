@@ -171,16 +171,15 @@ def window_sums(ry: torch.Tensor, rx: torch.Tensor, boxes: torch.Tensor, page_si
     return (rows.transpose(1, 2) @ cols)[:, None]
 
 
-def intersect(box: list[int], window: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
-    """Intersection (y0, x0, y1, x1) of two boxes, or None when they do not overlap."""
-    y0, x0 = max(box[0], window[0]), max(box[1], window[1])
-    y1, x1 = min(box[2], window[2]), min(box[3], window[3])
-    return (y0, x0, y1, x1) if y0 < y1 and x0 < x1 else None
+def meets(boxes: torch.Tensor, window: tuple[int, int, int, int]) -> torch.Tensor:
+    """(K,) bool: which of the (K,4) ``boxes`` overlap ``window`` (y0, x0, y1, x1) by at least a pixel."""
+    y0, x0, y1, x1 = window
+    return (boxes[:, 0] < y1) & (boxes[:, 2] > y0) & (boxes[:, 1] < x1) & (boxes[:, 3] > x0)
 
 
 def overlaps(boxes: torch.Tensor, window: tuple[int, int, int, int]) -> bool:
     """Whether any of the (K,4) ``boxes`` overlaps ``window`` (y0, x0, y1, x1)."""
-    return any(intersect(b, window) is not None for b in boxes.tolist())
+    return bool(meets(boxes, window).any())
 
 
 def paste(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor, page_size: tuple[int, int],
@@ -192,7 +191,7 @@ def paste(patches: torch.Tensor, boxes: torch.Tensor, weights: torch.Tensor, pag
     wy0, wx0, wy1, wx1 = window or (0, 0, *page_size)
     h, w = wy1 - wy0, wx1 - wx0
     c = patches.shape[1]
-    near = (boxes[:, 0] < wy1) & (boxes[:, 2] > wy0) & (boxes[:, 1] < wx1) & (boxes[:, 3] > wx0)
+    near = meets(boxes, (wy0, wx0, wy1, wx1))
     out = patches.new_zeros(c + 1, h * w + 1)
     if bool(near.any()):
         keep = near.nonzero()[:, 0]
