@@ -118,16 +118,6 @@ def compare_pages(reference: PageColorizer, exported: PageColorizer, bw: torch.T
             "onnx_s": end - mid}
 
 
-def _trained_page(experiment: str, runs_dir: str) -> tuple[tuple[int, int], float]:
-    """(H, W) and dpi of the pages stage 3 was trained on, from the manifest's resolved config."""
-    from dualflow.manifest import read_manifest
-
-    data = read_manifest(experiment, runs_dir)["stages"].get("secondary", {}).get("config", {}).get("data", {})
-    size = data.get("image_size", [1448, 1024])
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    return size, float(data.get("dpi") or 0)
-
-
 def export_experiment(experiment: str, out: str | Path, runs_dir: str = "runs", opset: int = OPSET,
                       page: torch.Tensor | None = None, tolerance: tuple[float, float] = (TOLERANCE_MEAN,
                                                                                           TOLERANCE_MAX),
@@ -159,7 +149,9 @@ def export_experiment(experiment: str, out: str | Path, runs_dir: str = "runs", 
         "composite": {"patch_batch": reference.patch_batch, "attention_tile": reference.attention_tile,
                       "max_working_size": reference.max_working_size, "primary_hints": reference.primary_hints},
     }
-    size, dpi = _trained_page(experiment, runs_dir)
+    from dualflow.manifest import trained_page
+
+    size, dpi = trained_page(experiment, runs_dir)
     bw = page if page is not None else check_page(size, dpi)
     exported = load_onnx_colorizer(out, manifest=manifest)
     check = compare_pages(reference, exported, bw)

@@ -132,16 +132,6 @@ def _bilinear_taps(n_in: int, n_out: int, starts: torch.Tensor, length: int, lik
     return i0, i1, src - i0.to(src)
 
 
-def _bilinear_matrix(n_in: int, n_out: int, starts: torch.Tensor, length: int, like: torch.Tensor) -> torch.Tensor:
-    """(N, length, n_in): for each start s, rows ``s:s+length`` of the (n_out, n_in) matrix of the bilinear
-    resize (:func:`_bilinear_taps`)."""
-    i0, i1, frac = _bilinear_taps(n_in, n_out, starts, length, like)
-    m = torch.zeros(*i0.shape, n_in, device=like.device, dtype=like.dtype)
-    m.scatter_add_(2, i0[..., None], (1 - frac)[..., None])
-    m.scatter_add_(2, i1[..., None], frac[..., None])
-    return m
-
-
 def area_matrix(n_in: int, n_out: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(n_out, n_in) matrix of ``F.adaptive_avg_pool`` along one axis (bin i averages inputs
     floor(i·n_in/n_out) … ceil((i+1)·n_in/n_out) - 1): pooling by parts is a sum of column blocks."""
@@ -155,12 +145,18 @@ def area_matrix(n_in: int, n_out: int, device: torch.device | str = "cpu") -> to
 @float32
 def bilinear_window(x: torch.Tensor, size: tuple[int, int], window: tuple[int, int, int, int]) -> torch.Tensor:
     """The ``window`` (y0, x0, y1, x1) of ``F.interpolate(x, size, mode="bilinear")`` without computing the
-    rest: (...,h,w) → (..., y1-y0, x1-x0), as two small matrix products (differentiable)."""
+    rest: (...,h,w) → (..., y1-y0, x1-x0): two taps a row for the window's rows, then the rows resized to the
+    page's width (differentiable; the cost of the window's rows, where dense resize matrices cost its area times
+    the map's side)."""
     y0, x0, y1, x1 = window
     h, w = x.shape[-2:]
-    rows = _bilinear_matrix(h, size[0], x.new_full((1,), y0), y1 - y0, x)[0]
-    cols = _bilinear_matrix(w, size[1], x.new_full((1,), x0), x1 - x0, x)[0]
-    return rows @ x @ cols.T
+    if (y0, x0, y1, x1) == (0, 0, *size) and x.dim() == 4:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    r0, r1, fy = (t[0] for t in _bilinear_taps(h, size[0], x.new_full((1,), y0), y1 - y0, x))
+    rows = x.index_select(-2, r0) * (1 - fy)[:, None] + x.index_select(-2, r1) * fy[:, None]
+    wide = F.interpolate(rows.reshape(1, -1, y1 - y0, w), size=(y1 - y0, size[1]), mode="bilinear",
+                         align_corners=False)
+    return wide.reshape(*x.shape[:-2], y1 - y0, size[1])[..., x0:x1]
 
 
 @float32

@@ -202,6 +202,12 @@ class FusionResult:
     report: dict[str, float]
 
 
+def laid_over(lab: torch.Tensor, hinted: torch.Tensor) -> torch.Tensor:
+    """Normalised Lab (3,h,w) with the propagated hints ``hinted`` (4,h,w, :func:`hints.propagate`) laid over
+    the regions they fill."""
+    return torch.where(hinted[3:] > 0.5, hinted[:3].to(lab), lab)
+
+
 @dataclass
 class FusionConfig:
     """Every switch of the fusion step (the composite nests it: ``--model.fusion.descreen=false``)."""
@@ -274,8 +280,7 @@ class Fusion(nn.Module):
                                     margins=None if margins is None else margins[:, y0:y1])
             part = fused[:, y - y0:y - y0 + min(c.stripe, h - y)]
             if hinted is not None:
-                rows = hinted[:, y:y + part.shape[1]]
-                part = torch.where(rows[3:] > 0.5, rows[:3], part)
+                part = laid_over(part, hinted[:, y:y + part.shape[1]])
             part = clamp_nlab(part)
             out[:, y:y + part.shape[1]] = nlab_to_rgb(part[None])[0] if rgb else part
         return out

@@ -86,6 +86,14 @@ def downsample(hints: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.cat([colour * present, present], dim=1)
 
 
+def resample(hints: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Hint maps (B,4,H,W) at another page size, no hint lost: :func:`downsample` when shrinking, nearest pixel
+    when enlarging."""
+    if size[0] <= hints.shape[-2] and size[1] <= hints.shape[-1]:
+        return downsample(hints, size)
+    return F.interpolate(hints, size=size, mode="nearest")
+
+
 def for_net(hints: torch.Tensor | None, bw: torch.Tensor, takes_hints: bool) -> torch.Tensor | None:
     """The hint map given to a net for pages ``bw`` (B,1,H,W): ``hints`` (B,4,H,W), or zeros where there are
     none (the automatic case), for a net trained with hints; None for a net trained without them."""

@@ -29,6 +29,7 @@ from dualflow.data.io import DEFAULT_MAX_PIXELS, save_image
 from dualflow.hints import HintError, hint_file_for, read_hints, read_palette
 from dualflow.loader import load_page_colorizer, stage_paths
 from dualflow.pages import Page, collect, read_ahead
+from dualflow.scan_dpi import DPI_LIMITS, resolve_dpi
 from dualflow.volumes import pack_volume
 
 
@@ -153,12 +154,13 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
              max_pixels: int | None = DEFAULT_MAX_PIXELS, skip_existing: bool = False, strict: bool = False,
              precision: str = "32-true", layers: bool = False, writers: int = 2, compress_level: int = 6,
              hints: HintSource | None = None, on_page: Callable[[int, int], None] | None = None,
-             **load_kwargs) -> BatchReport:
+             dpi: float | None = None, **load_kwargs) -> BatchReport:
     """Colorize files, folders and volumes into ``out``; never stops at a bad page unless ``strict`` (then the
     first failure is raised with its traceback). Decoding (a thread ahead), colouring and encoding (``writers``
     threads) overlap; ``layers`` adds flats, line art and a PSD per page; ``hints``: where colour hints come
     from (default: ``<stem>_hints.png`` / ``.json`` beside each page); ``on_page(done, estimated total)`` after
-    each page (the browser's progress bar)."""
+    each page (the browser's progress bar); ``dpi``: the scan resolution of every page (None: each page's own,
+    read from its screentone; models trained on thumbnail pages take pages as they are)."""
     from dualflow.progress import ProgressLog
 
     out = Path(out)
@@ -176,7 +178,8 @@ def colorize(inputs: list[str | Path], out: str | Path, model=None, debug: bool 
     try:
         for page in read_ahead(found.sources, max_pixels, skip_existing):
             if _claim(page, written, layers, debug, report):
-                _colorize_one(page, model, writer, report, debug, strict, precision, layers, compress_level, hints)
+                _colorize_one(page, model, writer, report, debug, strict, precision, layers, compress_level, hints,
+                              dpi)
             bar.step(page.source.name)
             if on_page is not None:
                 on_page(bar.done, len(found.sources))
@@ -224,8 +227,9 @@ def _claim(page: Page, written: dict[Path, Path], layers: bool, debug: bool, rep
 
 
 def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, debug: bool, strict: bool,
-                  precision: str, layers: bool, compress_level: int, hints: HintSource) -> None:
-    """Colour one decoded page and hand it to the writer, or record why it was skipped or failed."""
+                  precision: str, layers: bool, compress_level: int, hints: HintSource, dpi: float | None) -> None:
+    """Colour one decoded page and hand it to the writer, or record why it was skipped or failed; ``dpi``: the
+    pages' scan resolution (None: each page's estimate, :func:`scan_dpi.resolve_dpi`)."""
     if page.skipped:
         report.skipped.append(f"{page.source}: {page.output} exists (--skip_existing)")
         return
@@ -253,8 +257,12 @@ def _colorize_one(page: Page, model, writer: PageWriter, report: BatchReport, de
     try:
         bw = torch.from_numpy(page.bw)
         began = time.perf_counter()
+        page_dpi = None
+        if pipeline.trained_dpi:  # the page's scale: given, or read from its screentone
+            page_dpi, line = resolve_dpi(bw, dpi, pipeline.trained_dpi)
+            print(f"{page.source}: {line}", file=sys.stderr)
         with _autocast(model, precision):
-            result = model.colorize_page(bw, debug=debug, hints=hint_map)
+            result = model.colorize_page(bw, debug=debug, hints=hint_map, dpi=page_dpi)
         rgb = result["rgb"].permute(1, 2, 0).float().cpu().numpy()
         panel = model.debug_panel(bw, result) if debug else None
         if debug:
@@ -303,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a fixed number of priority patches a page (overrides the trained plan; 0: none)")
     parser.add_argument("--density", type=float, default=None,
                         help="priority patches per megapixel of the page (overrides the trained plan)")
+    parser.add_argument("--dpi", type=float, default=None,
+                        help="the pages' scan resolution, when known (default: read from each page's screentone; "
+                             f"{DPI_LIMITS[0]:g}-{DPI_LIMITS[1]:g}); pages are coloured at the trained scale")
     parser.add_argument("--max_working_size", type=int, default=None,
                         help="cap on the secondary's working long side on large pages (default 512; memory)")
     parser.add_argument("--chroma_temperature", type=float, default=None,
@@ -332,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png_compression", type=int, default=6, choices=range(10), metavar="0-9",
                         help="zlib level of the PNGs (1: fastest, 9: smallest; default 6)")
     args = parser.parse_args(argv)
+    if args.dpi is not None and not DPI_LIMITS[0] <= args.dpi <= DPI_LIMITS[1]:
+        parser.error(f"--dpi {args.dpi:g} is outside {DPI_LIMITS[0]:g}-{DPI_LIMITS[1]:g}: downscale a larger scan "
+                     f"to 300-600 dpi; a page under {DPI_LIMITS[0]:g} dpi has no line art left to colour")
     overrides = {k: v for k, v in (("patch_budget", args.budget), ("patch_density", args.density),
                                    ("max_working_size", args.max_working_size),
                                    ("chroma_temperature", args.chroma_temperature)) if v is not None}
@@ -356,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         report = colorize(args.inputs, args.out, model=model, debug=args.debug,
                           max_pixels=args.max_pixels or None, skip_existing=args.skip_existing, strict=args.strict,
                           precision=precision, layers=args.layers, writers=args.writers,
-                          compress_level=args.png_compression, hints=hints)
+                          compress_level=args.png_compression, hints=hints, dpi=args.dpi)
     except OutputConflictError as e:
         for line in e.conflicts:
             print(f"error: {line}", file=sys.stderr)

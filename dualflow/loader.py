@@ -72,6 +72,10 @@ def load_page_colorizer(experiment: str = "default", runs_dir: str = "runs", ckp
         nets[stage], metas[stage] = load_stage_net(paths[STAGES[stage].ckpt_arg], stage)
     if chroma_temperature is not None:
         set_chroma_temperature([nets["primary"], nets["secondary"]], chroma_temperature)
+    if "trained_dpi" not in metas["secondary"] and not ckpts:  # checkpoints from before the page's dpi was kept
+        from dualflow.manifest import trained_page
+
+        metas["secondary"]["trained_dpi"] = trained_page(experiment, runs_dir)[1]
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     for net in nets.values():
         net.to(target)

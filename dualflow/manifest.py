@@ -93,3 +93,14 @@ def git_commit() -> str | None:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def trained_page(experiment: str, runs_dir: str = "runs", stage: str = "secondary") -> tuple[tuple[int, int], float]:
+    """(H, W) of the pages ``stage`` was trained on and the dpi its nets work at (:func:`data.scan.nets_dpi`; 0:
+    thumbnail pages), from the manifest's resolved config."""
+    from dualflow.data.scan import nets_dpi
+
+    data = read_manifest(experiment, runs_dir)["stages"].get(stage, {}).get("config", {}).get("data", {})
+    size = data.get("image_size", [1448, 1024])
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return size, nets_dpi(data.get("dpi") or 0)

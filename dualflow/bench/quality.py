@@ -20,7 +20,7 @@ def bench_models(experiment: str, runs_dir: str, chroma_temperature: float | Non
     the composite's fusion step (:class:`SingleFlowColorizer`: every row is post-processed alike).
     ``chroma_temperature``: decoding temperature of models with a chroma grid (None: the trained one)."""
     from dualflow.loader import load_page_colorizer, set_chroma_temperature
-    from dualflow.manifest import read_manifest, stage_checkpoint
+    from dualflow.manifest import read_manifest, stage_checkpoint, trained_page
     from dualflow.stages.baseline import SingleFlowColorizer
     from dualflow.stages.frozen import load_stage_net
 
@@ -31,6 +31,8 @@ def bench_models(experiment: str, runs_dir: str, chroma_temperature: float | Non
     for name in BASELINES:
         if name in trained:
             net, meta = load_stage_net(stage_checkpoint(experiment, name, runs_dir, None), name)
+            if "trained_dpi" not in meta:  # checkpoints from before the page's dpi was kept
+                meta["trained_dpi"] = trained_page(experiment, runs_dir, name)[1]
             if chroma_temperature is not None and net.chroma is not None:
                 set_chroma_temperature([net], chroma_temperature)
             models[name] = SingleFlowColorizer(net, meta, models["dualflow"].fusion.config,
@@ -89,11 +91,21 @@ def oracle_references(oracle_pages: int, size: tuple[int, int], scale, cache: st
 def bench_transfer(models: dict[str, Any], size: int, crops: int) -> dict[str, Any]:
     """The same suite on real colour photographs rendered B&W by mangafy (:mod:`dualflow.data.real`): what the
     models carry from SynthManga to pictures they were not drawn from."""
+    from dualflow.data.mangafy import MangafyOptions
     from dualflow.data.real import REAL_IMAGES, real_pages
+    from dualflow.data.synth import PEN_DPI
+    from dualflow.scan_dpi import FINE_UNITS, estimate_dpi, resolve_dpi
 
     pages = real_pages(size, crops)
+    trained = getattr(models["dualflow"], "trained_dpi", 0)
+    estimates = [estimate_dpi(p["bw"]).dpi for p in pages]
+    if trained:  # each photograph at its own size, coloured at the scale its screentone reads (as colorize does)
+        pages = [{**p, "dpi": resolve_dpi(p["bw"], None, trained)[0]} for p in pages]
     result = _quality(pages, models, progress=ProgressLog("bench transfer", len(pages)))
     result["pages"], result["page_size"], result["images"] = len(pages), size, list(REAL_IMAGES)
+    # Mangafy's screen period read as the middle fine ruling: the dpi the estimate should find.
+    result["screen_dpi"] = MangafyOptions().period * PEN_DPI / FINE_UNITS
+    result["estimated_dpi"] = [round(e, 1) if e else None for e in estimates]
     return result
 
 
@@ -144,9 +156,12 @@ class Coverage:
 
 def _colour(model, sample: dict) -> dict[str, Any]:
     """``model.colorize_page`` on a sample, with its ``hints`` (the hint curve) when the model was trained with
-    hints; a model trained without them colours the page automatically."""
+    hints (a model trained without them colours the page automatically), and at its ``dpi`` where it has one."""
     hints = sample.get("hints") if getattr(model, "takes_hints", False) else None
-    return model.colorize_page(sample["bw"], hints=hints) if hints is not None else model.colorize_page(sample["bw"])
+    extra = {"hints": hints} if hints is not None else {}
+    if sample.get("dpi"):  # a page scanned at another resolution (bench --only dpi)
+        extra["dpi"] = sample["dpi"]
+    return model.colorize_page(sample["bw"], **extra)
 
 
 def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None = None,
@@ -169,14 +184,16 @@ def _quality(samples, models: dict[str, Any], references: dict[str, Any] | None 
         for s in samples:
             batch = {k: s[k][None] for k in ("bw", "color", "labels", "detailed") if k in s}
             outs = {name: _colour(m, s) for name, m in models.items()}
-            common = page_inputs(batch, [outs[lead]["plan"]])
+            # A page coloured at the nets' scale has its plan there: no transition or seam to score on its pixels.
+            common = page_inputs(batch, None if "scale" in outs[lead] else [outs[lead]["plan"]])
             preds = {}
             for name, out in outs.items():
                 preds[name] = out["rgb"][None]
                 start = time.perf_counter()
                 update_suite(suites[name], preds=preds[name], **common)
                 metric_seconds.append(time.perf_counter() - start)
-                coverage[name].update(out["plan"], s.get("detailed"))
+                if "scale" not in out:
+                    coverage[name].update(out["plan"], s.get("detailed"))
             for name, reference in references.items():
                 preds[name] = reference(s)
                 update_suite(suites[name], preds=preds[name], **common)

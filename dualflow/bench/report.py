@@ -10,6 +10,7 @@ from dualflow.bench.hint_curve import hint_table
 from dualflow.bench.inference import above_start, peak_memory
 from dualflow.bench.profile import profile_table
 from dualflow.bench.quality import QUALITY_SEED
+from dualflow.bench.scales import dpi_table
 from dualflow.bench.steps import PHASES
 from dualflow.stage_table import PIPELINE, STAGES
 
@@ -123,6 +124,11 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines += hint_table(name, curve)
     if results.get("coverage"):
         lines += coverage_table(results["coverage"])
+    if results.get("scan_resolutions"):
+        r = results["scan_resolutions"]
+        lines += ["", f"**Scan resolutions** ({r['pages']} layouts of {r['page_size_at_300dpi']} at 300 dpi, seed "
+                      f"{r['seed']}, ΔE2000 / detailed; models trained at {r['trained_dpi']:g} dpi):", ""]
+        lines += dpi_table(r, results["quality_dpi"])
     if results.get("profile"):
         lines += profile_table(results["profile"])
     q = next(iter(tables.values()), None)

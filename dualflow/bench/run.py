@@ -14,15 +14,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dualflow.bench import ablation, costs, coverage, data, inference, profile, quality, steps, volume
+from dualflow.bench import ablation, costs, coverage, data, inference, profile, quality, scales, steps, volume
 from dualflow.bench.probes import machine
 from dualflow.bench.report import ablation_markdown, markdown
 
 DEFAULTS = {"pages": 24, "sizes": "1024x1448,2048x2896", "dpi": 300.0, "cache": "runs/cache", "transfer_size": 512,
-            "repeats": 3, "coverage_pages": 6, "coverage_size": "2048x2896",
+            "repeats": 3, "coverage_pages": 6, "coverage_size": "2048x2896", "dpis": "150,200,300,600", "dpi_pages": 24,
             "densities": ",".join(f"{d:g}" for d in coverage.DENSITIES)}
 TINY_DEFAULTS = {"pages": 2, "sizes": "64x64,48x72", "dpi": 0.0, "cache": "none", "transfer_size": 64, "repeats": 1,
-                 "coverage_pages": 2, "coverage_size": "64x96", "densities": "0,2000"}
+                 "coverage_pages": 2, "coverage_size": "64x96", "densities": "0,2000", "dpis": "150,300",
+                 "dpi_pages": 1}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--densities", default=None,
                         help="priority patches per megapixel on the coverage curve, comma-separated (0: the trained "
                              "plan; default 0,12,40,80,140)")
-    parser.add_argument("--only", choices=["all", "ablation", "breakdown", "coverage", "hints", "inference",
+    parser.add_argument("--dpis", default=None,
+                        help="scan resolutions of the resolution table, comma-separated (default 150,200,300,600)")
+    parser.add_argument("--dpi_pages", type=int, default=None,
+                        help="layouts of the resolution table (default 24; its page size is the first --sizes at "
+                             "300 dpi)")
+    parser.add_argument("--only", choices=["all", "ablation", "breakdown", "coverage", "dpi", "hints", "inference",
                                            "profile", "quality", "volume"], default="all",
                         help="ablation: the --experiments side by side on the first --sizes page size, with the "
                              "oracles and each one's training and page cost (→ ablation.{json,md}); "
                              "breakdown: only the training-step breakdown (needs no trained experiment); "
                              "coverage: only the coverage/cost curve of the plan (→ coverage_curve.png); "
+                             "dpi: only the resolution table (quality_dpi: the layouts scanned at --dpis, coloured by "
+                             "the estimated dpi and as scanned; the estimate's error; 600 against 300 dpi cost); "
                              "hints: only the hint curve (quality_hints: clicks and random hints, 0-64 a page); "
                              "inference: only page inference time and memory (PyTorch and ONNX Runtime); "
                              "profile: only torch.profiler on a page per --sizes size (steps' shares, top ops); "
@@ -128,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "coverage":
         return _write(results, args.out, argv)
     models = quality.bench_models(args.experiment, args.runs_dir, args.chroma_temperature)
+    if args.only in ("all", "dpi") and (models["dualflow"].trained_dpi or args.only == "dpi"):
+        _say("scan resolutions: the layouts at several dpi")
+        [(h, w)] = parse_sizes(args.sizes.split(",")[0])
+        scan = scales.bench_dpi(models, args.dpi_pages, (h, w), [float(d) for d in args.dpis.split(",")],
+                                args.seed, cache, args.repeats)
+        results["quality_dpi"], results["scan_resolutions"] = scan.pop("quality_dpi"), scan
+    if args.only == "dpi":
+        return _write(results, args.out, argv)
     if args.only in ("all", "hints"):
         results["quality_hints"] = _hint_curve(models, args, cache)
     if args.only == "hints":

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dualflow.data.datasets import ColorFolderDataset, PairedFolderDataset, SynthMangaDataset, collate_skipping
 from dualflow.data.io import DEFAULT_MAX_PIXELS
 from dualflow.data.mangafy import MangafyOptions
+from dualflow.data.scan import DpiRange, dpi_setting, nets_dpi
 from dualflow.data.synth import PrintScale
 
 
@@ -65,7 +66,9 @@ class MangaDataModule(L.LightningDataModule):
         image_size: SynthManga page size: a square side or ``[height, width]`` (e.g. ``[1448, 1024]``).
         dpi: SynthManga drawing scale: 0 draws a thumbnail page (the drawing grows with the page, as a 256-px
             page enlarged); > 0 draws at print scale, a page scanned at that many dots per inch
-            (:meth:`synth.PrintScale.at_dpi`: strokes, screentone rulings and lettering of a printed page).
+            (:meth:`synth.PrintScale.at_dpi`: strokes, screentone rulings and lettering of a printed page);
+            ``[low, high]`` scans each training page at its own dpi in that range and brings it to 300 dpi by the
+            dpi its screentone reads (:class:`data.scan.DpiRange`, what inference does), held-out pages at 300.
         cache: a folder for drawn SynthManga pages (:class:`datasets.PageCache`): each page is drawn once, by
             ``cache_workers`` processes before a stage starts, then read (what print-scale pages need: drawing
             one costs far more than a training step can wait for). None: draw on the fly.
@@ -94,8 +97,8 @@ class MangaDataModule(L.LightningDataModule):
     """
 
     def __init__(self, source: str = "synth", root: str | None = None, image_size: int | list[int] = 256,
-                 dpi: float = 0.0, cache: str | None = None, cache_workers: int = 2, crop_size: int | None = None,
-                 eval_size: int = 256, n_train: int = 2000, n_val: int = 32,
+                 dpi: float | list[float] = 0.0, cache: str | None = None, cache_workers: int = 2,
+                 crop_size: int | None = None, eval_size: int = 256, n_train: int = 2000, n_val: int = 32,
                  n_test: int = 64, n_fid: int = 0, batch_size: int = 8, eval_batch_size: int | None = None,
                  num_workers: int = 2, seed: int = 0, strict: bool = False, hflip: bool = True, min_scale: float = 1.0,
                  degrade_p: float = 0.0, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -111,6 +114,7 @@ class MangaDataModule(L.LightningDataModule):
             raise ValueError(f"data.source={source} needs data.root (a folder)")
         if hints not in ("mix", "none"):
             raise ValueError(f"data.hints must be mix (simulated colour hints) or none (automatic only), got {hints!r}")
+        dpi_setting(dpi)  # a bad dpi fails here, not in a worker
         if eval_hints < 0 or val_hint_clicks < 0:
             raise ValueError(f"data.eval_hints and data.val_hint_clicks are numbers of clicks (0: none), got "
                              f"{eval_hints} and {val_hint_clicks}")
@@ -142,10 +146,13 @@ class MangaDataModule(L.LightningDataModule):
         hp = self.hp
         if hp.source == "synth":
             size = self.page_size()
-            scale = PrintScale.at_dpi(hp.dpi) if hp.dpi > 0 else None
+            setting = dpi_setting(hp.dpi)
+            # A dpi range scans the training pages across it; held-out pages stay at the scale the nets work at.
+            held = PrintScale.at_dpi(nets_dpi(hp.dpi)) if setting else None
+            drawn = setting if isinstance(setting, DpiRange) else held
 
             def synth(n: int, seed: int, train: bool, validation: bool = False) -> SynthMangaDataset:
-                return SynthMangaDataset(n, size, seed, 0, hp.chapter, scale, hp.cache,
+                return SynthMangaDataset(n, size, seed, 0, hp.chapter, drawn if train else held, hp.cache,
                                          **self._kwargs(train, validation))
 
             self.train_set = synth(hp.n_train, hp.seed, True)

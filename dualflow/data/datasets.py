@@ -14,7 +14,8 @@ from torch.utils.data import Dataset, default_collate
 
 from dualflow.data.io import DEFAULT_MAX_PIXELS, ImageReadError, list_images, read_image
 from dualflow.data.mangafy import MangafyOptions, scan
-from dualflow.data.palette import DETAILED_IDS
+from dualflow.data.palette import CLASS_ID, DETAILED_IDS
+from dualflow.data.scan import DpiRange, draw_dpi, size_at
 from dualflow.data.synth import PrintScale, SynthManga, SynthPage
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class _Transformed(Dataset):
 class SynthMangaDataset(_Transformed):
     """``n`` SynthManga pages drawn on the fly from (seed, offset + index): identical in every worker and run.
     ``chapter`` > 0: consecutive runs of that many pages are chapters, each with its own recurring cast.
-    ``scale``: the drawing scale (:meth:`SynthManga.__call__`; a :class:`PrintScale` for print-scale pages).
+    ``scale``: the drawing scale (:meth:`SynthManga.__call__`; a :class:`PrintScale` for print-scale pages; a
+    :class:`scan.DpiRange` scans each page at its own dpi, then brings it to 300 dpi and to ``size``).
     ``cache``: a folder where drawn pages are kept (:class:`PageCache`), so a page is drawn once per
     generator version, not once per epoch and stage."""
 
@@ -128,12 +130,22 @@ class SynthMangaDataset(_Transformed):
         return self.draw(k)
 
     def draw(self, k: int) -> SynthPage:
+        size, scale = self.size, self.scale
+        if isinstance(scale, DpiRange):  # drawn at the page's scan dpi (300 and up; see scan.scanned)
+            at = draw_dpi(scale.dpi(self.gen.seed, k))
+            size, scale = size_at(self._hw, at), PrintScale.at_dpi(at)
         if self.chapter:
-            return self.gen.chapter_page(*divmod(k, self.chapter), self.chapter, self.size, self.scale)
-        return self.gen(k, self.size, self.scale)
+            return self.gen.chapter_page(*divmod(k, self.chapter), self.chapter, size, scale)
+        return self.gen(k, size, scale)
+
+    @property
+    def _hw(self) -> tuple[int, int]:
+        return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
 
     def load(self, i: int) -> dict:
         page = self.page(i)
+        if isinstance(self.scale, DpiRange):
+            page = self.scale.normalised(self.gen, self.offset + i, self._hw, page, CLASS_ID["gutter"])
         return self.finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels, i)
 
     def fill_cache(self, workers: int) -> int:
@@ -175,6 +187,8 @@ class PageCache:
         h, w = (size, size) if isinstance(size, int) else size
         if isinstance(scale, PrintScale):
             tag = f"pen{scale.pen:.4f}_letter{scale.letter:.4f}"
+        elif isinstance(scale, DpiRange):  # each page drawn at its own dpi (the file keeps its shape)
+            tag = f"dpi{scale.low:g}-{scale.high:g}"
         else:
             tag = "thumb" if scale is None else f"scale{float(scale):.4f}"
         self.folder = Path(root) / f"seed{seed}_{w}x{h}_{tag}_ch{chapter}_{_generator_version()}"

@@ -21,10 +21,11 @@ from dualflow.data.synth_figures import Look, draw_figures, random_look
 from dualflow.data.synth_layout import balloon, panels, sound_effect
 from dualflow.data.synth_scenes import OUTDOOR, SCENE_P, SCENES
 
-__all__ = ["CLASSES", "CLASS_ID", "DETAILED_CLASSES", "DETAILED_IDS", "PRINT_DPI", "STYLE", "Look", "PrintScale",
-           "Screens", "SynthManga", "SynthPage", "TONE_LEVELS", "render_bw", "screen_tone", "tone_level"]
+__all__ = ["CLASSES", "CLASS_ID", "DETAILED_CLASSES", "DETAILED_IDS", "PEN_DPI", "PRINT_DPI", "STYLE", "Look",
+           "PrintScale", "Screens", "SynthManga", "SynthPage", "TONE_LEVELS", "render_bw", "screen_tone", "tone_level"]
 
 PRINT_DPI = 300.0  # the scan resolution print-scale pages are drawn at (dpi)
+PEN_DPI = 227.0  # a pen unit is dpi/227 px: the fine dot screen's 3.5 units are a 65-lpi ruling
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class PrintScale:
         dpi/227 px (fine tones 57–75 lpi, coarse 38–45 lpi, outlines 1.5 units = 0.17 mm). Letter: a lettering
         cell is 5 units and tankōbon dialogue is set at about 7.5 pt (2.6 mm) → dpi/49 px (gutters 6 units =
         3.1 mm, balloons up to 40 units = 21 mm tall)."""
-        return PrintScale(pen=dpi / 227.0, letter=dpi / 49.0)
+        return PrintScale(pen=dpi / PEN_DPI, letter=dpi / 49.0)
 
 
 @dataclass

@@ -79,7 +79,13 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
         self.disc = PatchDiscriminator(in_channels=4) if gan_weight > 0 else None
         self.automatic_optimization = self.disc is None
 
+    trained_dpi = 0.0  # the resolution the pages of this fit are brought to (data.scan.nets_dpi; 0: thumbnails)
+
     def on_fit_start(self) -> None:
+        from dualflow.data.scan import nets_dpi
+
+        data = getattr(self.trainer, "datamodule", None)
+        self.trained_dpi = nets_dpi(data.hparams.get("dpi", 0)) if data is not None else 0.0
         if getattr(self, "disc", None) is not None and str(self.trainer.precision).startswith("16"):
             raise ValueError("gan_weight > 0 needs precision 32-true or bf16-mixed: the discriminator steps "
                              "outside Lightning's fp16 gradient scaler")
@@ -221,11 +227,12 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
 
     def working_meta(self) -> dict[str, Any]:
         """What inference needs of a colorizer that works at a reduced resolution: its working size, the guided
-        filter's settings, the page long side it trained on (``self.trained_long_side``) and whether it takes
-        hints."""
+        filter's settings, the page long side and resolution it trained on (``self.trained_long_side``,
+        ``self.trained_dpi``) and whether it takes hints."""
         hp = self.hparams
         return {"working_size": hp.working_size, "guide_radius": hp.guide_radius, "guide_eps": hp.guide_eps,
-                "tone_radius": hp.tone_radius, "trained_long_side": self.trained_long_side, "hints": hp.hints}
+                "tone_radius": hp.tone_radius, "trained_long_side": self.trained_long_side, "hints": hp.hints,
+                "trained_dpi": self.trained_dpi}
 
     # ---- FID during training (stage 3 and the baseline) ----------------------------------------------
     def build_val_fid(self, every_n_val: int, allow_random_backbone: bool) -> None:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualflow.color import nlab_to_rgb
+from dualflow.colorizer import at_trained_scale
 from dualflow.fusion import Fusion, FusionConfig
 from dualflow.hints import HINT_CHANNELS, downsample, for_net
 from dualflow.metrics.suite import page_inputs, update_suite
@@ -129,14 +130,24 @@ class SingleFlowColorizer(nn.Module):
         """Whether the net was trained with colour hints."""
         return bool(self.meta.get("hints", False))
 
+    @property
+    def trained_dpi(self) -> float:
+        """The scan resolution the net was trained at (0: thumbnail pages)."""
+        return float(self.meta.get("trained_dpi") or 0)
+
     @torch.inference_mode()
-    def colorize_page(self, bw: torch.Tensor, hints: torch.Tensor | None = None) -> dict[str, Any]:
+    def colorize_page(self, bw: torch.Tensor, hints: torch.Tensor | None = None, dpi: float | None = None
+                      ) -> dict[str, Any]:
         """One page (1,H,W) or (1,1,H,W) in [0,1] (and its hint map (4,H,W)) → ``rgb`` (3,H,W) and the (empty)
-        ``plan``."""
+        ``plan``; a page scanned at ``dpi`` is coloured at the trained scale, as the dual flow does
+        (:func:`colorizer.at_trained_scale`)."""
         bw = bw.reshape(1, 1, *bw.shape[-2:]).float()
+        hints = None if hints is None else hints.reshape(1, HINT_CHANNELS, *bw.shape[-2:]).float()
+        return at_trained_scale(self._colorize, bw, hints, dpi, self.trained_dpi, self.meta)
+
+    def _colorize(self, bw: torch.Tensor, debug: bool, hints: torch.Tensor | None, overlay: bool) -> dict[str, Any]:
         size, m = tuple(bw.shape[-2:]), self.meta
-        hints = for_net(None if hints is None else hints.reshape(1, HINT_CHANNELS, *size), bw,
-                        bool(m.get("hints", False)))
+        hints = for_net(hints, bw, bool(m.get("hints", False)))
         x = F.adaptive_avg_pool2d(bw, working_size(size, inference_long_side(size, m, self.max_working_size))) \
             if m.get("working_size") else bw
         low = self.net(x if hints is None else torch.cat([x, downsample(hints, tuple(x.shape[-2:]))], dim=1))
@@ -146,5 +157,5 @@ class SingleFlowColorizer(nn.Module):
             fill = StoredFill(low.float())
         plan = plan_patches(torch.zeros(1, 1), size, budget=0)
         page = self.fusion(torch.zeros(0, 3, 1, 1), plan, fill, bw[0], rgb=True,
-                           hints=None if hints is None else hints[0]).page
+                           hints=None if hints is None or not overlay else hints[0]).page
         return {"rgb": page, "plan": plan}

@@ -77,9 +77,9 @@ class DualFlowColorizer(StageModule):
         return self.page_colorizer().takes_hints
 
     def colorize_page(self, bw: torch.Tensor, debug: bool = False, hints: torch.Tensor | None = None,
-                      ) -> dict[str, Any]:
+                      dpi: float | None = None) -> dict[str, Any]:
         """One page through :meth:`PageColorizer.colorize_page`."""
-        return self.page_colorizer().colorize_page(bw, debug, hints)
+        return self.page_colorizer().colorize_page(bw, debug, hints, dpi)
 
     def forward(self, bw: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
         """(B,1,H,W) pages (with their hint maps (B,4,H,W)) → (B,3,H,W) RGB pages."""
