@@ -73,9 +73,11 @@ def training_scale(experiment: str, runs_dir: str) -> list[str]:
     """``dualflow synth`` options that draw sample pages at the detail scale stage 3 was trained at (its print
     dpi, or its page size / 256 for thumbnail pages), whatever their size: the models only know the detail
     sizes they were trained on."""
+    from dualflow.data.scan import nets_dpi
+
     data = manifest.read_manifest(experiment, runs_dir)["stages"]["secondary"]["config"].get("data", {})
-    if data.get("dpi"):
-        return ["--dpi", str(data["dpi"])]
+    if data.get("dpi"):  # a dpi range's nets work at 300 dpi
+        return ["--dpi", f"{nets_dpi(data['dpi']):g}"]
     size = data.get("image_size", 256)
     return ["--scale", str(min(size if isinstance(size, list) else [size]) / 256.0)]
 

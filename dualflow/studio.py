@@ -7,6 +7,7 @@ and the problem, for the page to show."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import time
@@ -34,7 +35,10 @@ from dualflow.hints import (
 )
 from dualflow.layers import write_layers
 from dualflow.pages import Page, Source, collect, pages_of
+from dualflow.scan_dpi import resolve_dpi
 from dualflow.volumes import is_archive
+
+log = logging.getLogger(__name__)
 
 PREVIEW_SIDE = 512  # long side of the preview page: about the secondary's working resolution
 
@@ -155,8 +159,12 @@ class Studio:
             small = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
             page = F.adaptive_avg_pool2d(page[None, None], small)[0, 0]
             hints = None if hints is None else downsample(hints.reshape(1, HINT_CHANNELS, *size), small)[0]
+        dpi, trained = None, getattr(self.colorizer, "trained_dpi", 0)
+        if trained and tuple(page.shape) == size:  # the page's scale, as colorize reads it (not for a preview)
+            dpi, line = resolve_dpi(page, None, trained)
+            log.info("%s", line)
         with torch.inference_mode():
-            out = self.colorizer.colorize_page(page, debug=debug, hints=hints)
+            out = self.colorizer.colorize_page(page, debug=debug, hints=hints, dpi=dpi)
         rgb = out["rgb"].float().cpu()
         if tuple(rgb.shape[-2:]) != size:
             rgb = F.interpolate(rgb[None], size=size, mode="bilinear", align_corners=False)[0]

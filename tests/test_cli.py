@@ -125,6 +125,17 @@ def test_sample_pages_are_drawn_at_the_scale_stage_3_was_trained_at(tiny_experim
     assert training_scale("tiny", str(tiny_experiment)) == ["--scale", "0.25"]
 
 
+def test_sample_pages_of_a_dpi_range_are_drawn_at_the_300_dpi_its_nets_work_at(tiny_experiment, tmp_path):
+    from dualflow.orchestrator import training_scale
+
+    for dpi, drawn in ((450, "450"), ([150, 600], "300")):
+        manifest = json.loads((tiny_experiment / "tiny" / "manifest.json").read_text())
+        manifest["stages"]["secondary"]["config"]["data"]["dpi"] = dpi
+        (tmp_path / "tiny").mkdir(exist_ok=True)
+        (tmp_path / "tiny" / "manifest.json").write_text(json.dumps(manifest))
+        assert training_scale("tiny", str(tmp_path)) == ["--dpi", drawn]
+
+
 def test_compare_lists_headline_figures_and_differing_config(tiny_experiment, tmp_path, capsys):
     import shutil
 

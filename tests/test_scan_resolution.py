@@ -159,3 +159,32 @@ def test_colorize_reports_each_pages_dpi_and_refuses_one_out_of_range(tiny_exper
     assert "blank.png: no screentone to read the scale from: coloured as 300 dpi" in err
     report = colorize([pages / "blank.png"], tmp_path / "given", model=model, progress=False, dpi=150.0)
     assert "blank.png: 150 dpi as given" in capsys.readouterr().err and len(report.written) == 1
+
+
+def test_the_resolution_table_scores_every_model_at_each_dpi(tiny_experiment, tmp_path):
+    from dualflow.bench.report import markdown
+    from dualflow.bench.run import main as bench_main
+    from dualflow.bench.scales import bench_dpi
+    from dualflow.loader import load_page_colorizer
+
+    # Models of thumbnail pages have no scale to bring a page to: the table is refused, with a reason.
+    assert bench_main(["--experiment", "tiny", "--runs_dir", str(tiny_experiment), "--out", str(tmp_path),
+                       "--only", "dpi", "--tiny"]) == 2
+    models = {name: load_page_colorizer("tiny", str(tiny_experiment), device="cpu", **kw)
+              for name, kw in (("dualflow", {}), ("secondary_only", {"patch_budget": 0}))}
+    for model in models.values():
+        model.secondary_meta["trained_dpi"] = 300.0
+    r = bench_dpi(models, 1, (724, 512), (150.0, 300.0), seed=9, repeats=1)
+    q = r.pop("quality_dpi")
+    assert set(q) == {"150", "300"} and set(q["150"]) == {"estimated", "as_scanned"}
+    for setting in q["150"].values():
+        assert set(models) <= set(setting) and setting["dualflow"]["color/delta_e2000"] > 0
+    # At 150 dpi the page is coloured at 300 and brought back: not the figures of colouring it as scanned.
+    assert q["150"]["estimated"]["dualflow"] != q["150"]["as_scanned"]["dualflow"]
+    assert q["300"]["estimated"]["dualflow"] == q["300"]["as_scanned"]["dualflow"]  # nothing to resample
+    assert r["estimate"]["150"]["within_15pct"] == 1.0 and r["estimate"]["300"]["pages"] == 1
+    assert r["cost"]["ratio_600_to_300_dpi_given"] > 0
+    from dualflow.bench.probes import machine
+
+    table = markdown({"machine": machine(), "experiment": "tiny", "quality_dpi": q, "scan_resolutions": r}, "bench")
+    assert "Scan resolutions" in table and "| 150 | 100% (" in table

@@ -139,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in ("all", "dpi") and (models["dualflow"].trained_dpi or args.only == "dpi"):
         _say("scan resolutions: the layouts at several dpi")
         [(h, w)] = parse_sizes(args.sizes.split(",")[0])
-        scan = scales.bench_dpi(models, args.dpi_pages, (h, w), [float(d) for d in args.dpis.split(",")],
-                                args.seed, cache, args.repeats)
+        try:
+            scan = scales.bench_dpi(models, args.dpi_pages, (h, w), [float(d) for d in args.dpis.split(",")],
+                                    args.seed, cache, args.repeats)
+        except ValueError as e:
+            print(f"error: {e}")
+            return 2
         results["quality_dpi"], results["scan_resolutions"] = scan.pop("quality_dpi"), scan
     if args.only == "dpi":
         return _write(results, args.out, argv)

@@ -116,7 +116,7 @@ def dpi_table(r: dict[str, Any], quality_dpi: dict[str, Any]) -> list[str]:
     the trained scale and as scanned, and the estimate's accuracy."""
     first = next(iter(quality_dpi.values()))["estimated"]
     models = [k for k, v in first.items() if isinstance(v, dict)]
-    head = ["dpi", "estimate within ±15 % (median |err|)"] + [f"{m} at trained scale" for m in models] + [
+    head = ["dpi", "estimate within ±15 % (median error)"] + [f"{m} at trained scale" for m in models] + [
         f"{m} as scanned" for m in models]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for dpi, q in quality_dpi.items():

@@ -118,6 +118,7 @@ class SynthMangaDataset(_Transformed):
         self.n, self.size, self.offset, self.chapter = int(n), size, int(offset), int(chapter)
         self.gen, self.scale = SynthManga(seed), scale
         self.cache = PageCache(cache, seed, size, scale, chapter) if cache else None
+        self._read: dict[int, float] = {}  # the dpi each page of a DpiRange reads, estimated once per worker
 
     def __len__(self) -> int:
         return self.n
@@ -145,7 +146,7 @@ class SynthMangaDataset(_Transformed):
     def load(self, i: int) -> dict:
         page = self.page(i)
         if isinstance(self.scale, DpiRange):
-            page = self.scale.normalised(self.gen, self.offset + i, self._hw, page, CLASS_ID["gutter"])
+            page = self.scale.normalised(self.gen, self.offset + i, self._hw, page, CLASS_ID["gutter"], self._read)
         return self.finish(page.bw, page.color, f"synth_{self.gen.seed}_{self.offset + i:06d}", page.labels, i)
 
     def fill_cache(self, workers: int) -> int:

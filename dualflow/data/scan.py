@@ -85,12 +85,17 @@ class DpiRange:
         return float(np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low))))
 
     def normalised(self, gen: SynthManga, index: int, size: tuple[int, int], drawn: SynthPage,
-                   paper_label: int) -> SynthPage:
+                   paper_label: int, read: dict[int, float] | None = None) -> SynthPage:
         """Page ``index`` scanned at its dpi (``drawn``: its drawing at :func:`draw_dpi`), resampled to 300 dpi
-        by the estimate (the scan's own dpi when the page has no screen to read) and fitted to ``size``."""
+        by the estimate (the scan's own dpi when the page has no screen to read) and fitted to ``size``.
+        ``read``: the estimates already made, by index (a page's estimate never changes: epochs reuse it)."""
         dpi = self.dpi(gen.seed, index)
         page = scanned(gen, index, size, dpi, drawn)
-        estimate = estimate_dpi(page.bw).dpi or dpi
+        estimate = read.get(index) if read is not None else None
+        if estimate is None:
+            estimate = estimate_dpi(page.bw).dpi or dpi
+            if read is not None:
+                read[index] = estimate
         return fit(_resampled(page, size_at(page.bw.shape, PRINT_DPI, estimate)), size, paper_label)
 
 
