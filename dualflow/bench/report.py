@@ -126,8 +126,9 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines += coverage_table(results["coverage"])
     if results.get("scan_resolutions"):
         r = results["scan_resolutions"]
-        lines += ["", f"**Scan resolutions** ({r['pages']} layouts of {r['page_size_at_300dpi']} at 300 dpi, seed "
-                      f"{r['seed']}, ΔE2000 / detailed; models trained at {r['trained_dpi']:g} dpi):", ""]
+        lines += ["", f"**Scan resolutions** ({r['pages']} layouts of {r['page_size_at_300dpi']} at 300 dpi, drawn "
+                      f"at {r['drawn_at_dpi']:g} dpi and scanned at each, seed {r['seed']}, ΔE2000 / detailed; "
+                      f"models trained at {r['trained_dpi']:g} dpi):", ""]
         lines += dpi_table(r, results["quality_dpi"])
     if results.get("profile"):
         lines += profile_table(results["profile"])

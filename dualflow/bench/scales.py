@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dualflow.data.synth import PRINT_DPI
 from dualflow.progress import ProgressLog
 
 DPIS = (150.0, 200.0, 300.0, 600.0)
@@ -21,16 +22,17 @@ WITHIN = 0.15  # the estimate's goal: within ±15 % of the scan's dpi
 
 
 def scan_samples(pages: int, size: tuple[int, int], dpi: float, seed: int, cache: str | None,
-                 trained_dpi: float, record: list[dict]) -> Iterator[dict]:
-    """Samples of ``pages`` layouts of ``size`` (H, W) at 300 dpi, scanned at ``dpi``, with the dpi each is
+                 trained_dpi: float, record: list[dict], drawn_at: float) -> Iterator[dict]:
+    """Samples of ``pages`` layouts of ``size`` (H, W) at 300 dpi, drawn at ``drawn_at`` dpi and scanned at
+    ``dpi`` (area averages: one print scanned at every resolution is one layout at each), with the dpi each is
     coloured at (given none: the estimate, or the trained dpi where it has nothing to go on); each page's
     estimate is appended to ``record``."""
     from dualflow.data.datasets import SynthMangaDataset, to_sample
-    from dualflow.data.scan import draw_dpi, scanned, size_at
+    from dualflow.data.scan import scanned, size_at
     from dualflow.data.synth import PrintScale
     from dualflow.scan_dpi import estimate_dpi, resolve_dpi
 
-    at = draw_dpi(dpi)
+    at = drawn_at
     drawings = SynthMangaDataset(pages, size_at(size, at), seed=seed, scale=PrintScale.at_dpi(at), cache=cache)
     drawings.fill_cache(2)
     for i in range(pages):
@@ -60,22 +62,27 @@ def bench_dpi(models: dict[str, Any], pages: int, size: tuple[int, int], dpis=DP
               cache: str | None = None, repeats: int = 3) -> dict[str, Any]:
     """``quality_dpi[dpi]``: colour metrics of every model on the layouts scanned at each of ``dpis``, coloured
     at the trained scale by the estimate (``estimated``) and as scanned (``as_scanned``, what colouring did
-    before pages had a scale); the estimate's errors; and the cost ratio of 600 to 300 dpi."""
+    before pages had a scale); the estimate's errors; and the cost ratio of 600 to 300 dpi. Each layout is
+    drawn once, at the highest of ``dpis`` (300 at least), and scanned at every one: SynthManga's layouts
+    depend on the page's pixels, so a layout drawn at 600 dpi is not the one drawn at 300."""
     from dualflow.bench.quality import CORE_METRICS, _quality
 
     trained = models["dualflow"].trained_dpi
     if not trained:
         raise ValueError("bench --only dpi needs models trained at print scale (data.dpi > 0); these were trained "
                          "on thumbnail pages")
+    drawn_at = max(PRINT_DPI, *dpis)
     result: dict[str, Any] = {"pages": pages, "page_size_at_300dpi": f"{size[1]}x{size[0]}", "seed": seed,
-                              "trained_dpi": trained, "dpis": list(dpis), "quality_dpi": {}, "estimate": {}}
+                              "trained_dpi": trained, "dpis": list(dpis), "drawn_at_dpi": drawn_at,
+                              "quality_dpi": {}, "estimate": {}}
     for dpi in dpis:
         record: list[dict] = []
         label = f"{dpi:g}"
         progress = ProgressLog(f"bench dpi {label}", pages)
-        estimated = _quality(scan_samples(pages, size, dpi, seed, cache, trained, record), models,
+        estimated = _quality(scan_samples(pages, size, dpi, seed, cache, trained, record, drawn_at), models,
                              only=CORE_METRICS, progress=progress)
-        as_scanned = _quality(({**s, "dpi": None} for s in scan_samples(pages, size, dpi, seed, cache, trained, [])),
+        scans = scan_samples(pages, size, dpi, seed, cache, trained, [], drawn_at)
+        as_scanned = _quality(({**s, "dpi": None} for s in scans),
                               models, only=CORE_METRICS, progress=ProgressLog(f"bench dpi {label} as scanned", pages))
         result["quality_dpi"][label] = {"estimated": estimated, "as_scanned": as_scanned}
         result["estimate"][label] = estimate_errors(record)

@@ -46,10 +46,13 @@ def draw_dpi(dpi: float) -> float:
 def scanned(gen: SynthManga, index: int, size: tuple[int, int], dpi: float,
             drawn: SynthPage | None = None) -> SynthPage:
     """Page ``index`` of a physical page that is ``size`` (H, W) at 300 dpi, scanned at ``dpi``: drawn at
-    :func:`draw_dpi` (or ``drawn``, that drawing from a cache) and area-downsampled below 300 dpi."""
-    at = draw_dpi(dpi)
-    page = drawn if drawn is not None else gen(index, size_at(size, at), PrintScale.at_dpi(at))
-    return page if at == dpi else _resampled(page, size_at(size, dpi))
+    :func:`draw_dpi` and area-downsampled below 300 dpi; or ``drawn``, a drawing of it at ``dpi`` or above (from
+    a cache; one drawing scanned at several dpi is one layout at each)."""
+    target = size_at(size, dpi)
+    if drawn is None:
+        at = draw_dpi(dpi)
+        drawn = gen(index, size_at(size, at), PrintScale.at_dpi(at))
+    return drawn if drawn.bw.shape == target else _resampled(drawn, target)
 
 
 def fit(page: SynthPage, size: tuple[int, int], paper_label: int) -> SynthPage:
