@@ -128,16 +128,17 @@ def estimate_dpi(bw: np.ndarray | torch.Tensor, crop: int = 2048) -> DpiEstimate
     return DpiEstimate(period * PEN_DPI / FINE_UNITS, period, share)
 
 
-def resolve_dpi(bw: np.ndarray | torch.Tensor, given: float | None, trained: float) -> tuple[float, str]:
+def resolve_dpi(bw: np.ndarray | torch.Tensor, given: float | None, trained: float,
+                estimate: DpiEstimate | None = None) -> tuple[float, str]:
     """The dpi a page is coloured as, and a line for the log saying where it came from. A ``given`` dpi is
     checked against :data:`DPI_LIMITS` (:class:`DpiError`) and wins over the estimate (a contradiction is said);
     with no given dpi the estimate is used, and where it has nothing to go on or reads outside the limits, the
-    ``trained`` dpi (nothing is resampled)."""
+    ``trained`` dpi (nothing is resampled). ``estimate``: the page's, when already made."""
     low, high = DPI_LIMITS
     if given is not None and not low <= given <= high:
         raise DpiError(f"{given:g} dpi is outside the {low:g}–{high:g} dpi this colorizer takes: downscale a larger "
                        f"scan to 300–600 dpi; a page under {low:g} dpi has no line art left to colour")
-    estimate = estimate_dpi(bw)
+    estimate = estimate or estimate_dpi(bw)
     read = (f"{estimate.dpi:.0f} dpi estimated from a {estimate.period:.2f}-px screentone on {estimate.share:.0%} "
             f"of the page") if estimate.dpi else ""
     if given is not None:

@@ -40,7 +40,7 @@ def scan_samples(pages: int, size: tuple[int, int], dpi: float, seed: int, cache
         start = time.perf_counter()
         estimate = estimate_dpi(page.bw)
         seconds = time.perf_counter() - start
-        coloured_at, _ = resolve_dpi(page.bw, None, trained_dpi)
+        coloured_at, _ = resolve_dpi(page.bw, None, trained_dpi, estimate)
         record.append({"dpi": dpi, "estimate": estimate.dpi, "seconds": seconds, "coloured_at": coloured_at})
         sample = to_sample(np.clip(page.bw, 0, 1), np.clip(page.color, 0, 1), f"scan{dpi:g}_{i}", page.labels)
         yield {**sample, "identity": page.identity, "dpi": coloured_at}
