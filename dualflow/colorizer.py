@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dualflow.color import nlab_to_rgb
-from dualflow.fusion import Fusion, priority_canvas
+from dualflow.fusion import Fusion, laid_over, priority_canvas
 from dualflow.hints import HINT_CHANNELS, HintError, for_net, propagate, resample
 from dualflow.panels import draw_boxes, panel
 from dualflow.pipeline import (
@@ -58,7 +58,7 @@ def at_trained_scale(colorize: Callable[..., dict[str, Any]], bw: torch.Tensor, 
         page = to_scale(rgb, size)[0].clamp(0, 1)
         if hints is not None:
             hinted = propagate(bw[0], hints[0]).to(page.device)
-            page = torch.where(hinted[3:] > 0.5, nlab_to_rgb(hinted[None, :3])[0], page)
+            page = laid_over(page, torch.cat([nlab_to_rgb(hinted[None, :3])[0], hinted[3:]]))  # in RGB
     out.update(rgb=page, bw=net_bw[0], scale={"dpi": float(dpi), "net_dpi": trained_dpi, "net_size": scaled})
     return out
 
