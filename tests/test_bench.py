@@ -1,6 +1,5 @@
 """`dualflow bench` on a tiny configuration: it runs and writes valid JSON with every field."""
 
-import contextlib
 import json
 import shutil
 import time
@@ -126,29 +125,36 @@ def test_bench_breakdown_alone_needs_no_experiment(tmp_path):
 
 
 @pytest.mark.parametrize("stage", ["attention", "secondary"])
-def test_step_flops_count_the_trained_networks_forward_and_backward(stage, tmp_path):
+def test_step_flops_count_the_trained_networks_forward_and_backward(stage, tmp_path, monkeypatch):
     """Forward and backward of the trained network cost two to three forwards (the backward pass computes
     input and weight gradients, except the input gradient of the first layer), plus a little for the loss's own
     ops (stage 3's guided filter and colour conversions); the frozen stages that build the step's inputs, which
-    cost over two more forwards in the tiny stage 3, are not counted."""
+    cost over two more forwards in the tiny stage 3, are not counted. The steps run through ``dualflow fit``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dualflow.bench.steps import _loader, _module, step_flops
+    from dualflow.bench.steps import StepPhases, _overrides, fit_steps
+    from dualflow.stage_table import STAGES, config_files
 
-    module = _module(stage, "gpu", True, tmp_path).train()
-    batch = next(iter(_loader(stage, "gpu", True)[0]))
-    inputs = []  # what the trained network was given (a stage calls its forward, or its features)
-    wrapped = [name for name in ("forward", "features") if hasattr(module.net, name)]
-    for name in wrapped:
-        original = getattr(module.net, name)
-        setattr(module.net, name, lambda *args, _original=original: inputs.append(args) or _original(*args))
-    total = step_flops(module, batch, contextlib.nullcontext)
-    for name in wrapped:
-        delattr(module.net, name)
+    inputs = []  # what the trained network was given on each step (a stage calls its forward, or its features)
+    start = StepPhases.on_train_start
+
+    def watching(self, trainer, module):
+        start(self, trainer, module)
+        for name in ("forward", "features"):
+            if hasattr(module.net, name):
+                original = getattr(module.net, name)
+                setattr(module.net, name, lambda *args, _original=original: inputs.append(args) or _original(*args))
+
+    monkeypatch.setattr(StepPhases, "on_train_start", watching)
+    for earlier in STAGES[stage].needs:  # the earlier stages' checkpoints, written by their own short runs
+        fit_steps(config_files(earlier, "gpu"), _overrides(earlier, True, tmp_path), 1, tmp_path)[0] \
+            .trainer.save_checkpoint(tmp_path / f"{earlier}.ckpt")
+    cli, phases = fit_steps(config_files(stage, "gpu"), _overrides(stage, True, tmp_path), 1, tmp_path)
+    assert len(phases.times["forward_backward"]) == 1  # the warm-up step and the counted one are not timed
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        module.net(*inputs[0])
+        cli.model.net(*inputs[-1])  # the counted step is the last
     forward = counter.get_total_flops()
-    assert forward > 0 and 2 * forward <= total <= 3.5 * forward
+    assert forward > 0 and 2 * forward <= phases.flops <= 3.5 * forward
 
 
 def test_bench_only_quality_and_only_inference_write_just_their_figures(tiny_experiment, tmp_path):

@@ -4,6 +4,8 @@ the metric suite per page, and each stage's training throughput at its trained c
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,9 +14,9 @@ from dualflow.bench.probes import timed
 from dualflow.hints import without_hints
 
 
-def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int = 4) -> dict[str, Any]:
+def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes) -> dict[str, Any]:
     """Stage-1 inference (tiled) per page size, stage-2 inference per patch batch, and training throughput
-    of each stage (optimizer steps on SynthManga batches at the trained configuration)."""
+    of each stage at its trained configuration (:func:`train_throughput`)."""
     from dualflow.manifest import read_manifest
     from dualflow.pipeline import importance_tiled
     from dualflow.stages.frozen import load_stage_net
@@ -32,30 +34,9 @@ def bench_stages(experiment: str, runs_dir: str, repeats: int, sizes, batch: int
         out["stage2_inference_seconds_per_16_patches"] = timed(lambda: primary(x), repeats)
         out["metric_suite_seconds_per_page_512"] = _metric_cost(repeats)
     for name in ("attention", "primary", "secondary", "baseline", "resize_baseline"):
-        if name not in stages or not stages[name].get("best_ckpt"):
-            continue
-        batches = _trained_batches(stages[name]["config"].get("data", {}), batch)
-        out[f"train_{name}"] = _train_throughput(stages[name], batches, repeats)
+        if name in stages and stages[name].get("best_ckpt"):
+            out[f"train_{name}"] = train_throughput(stages[name], repeats)
     return out
-
-
-def _trained_batches(data: dict, batch: int) -> list[dict]:
-    """Three batches of the pages a stage was trained on: its page size and drawing scale, cropped to its
-    training crop (from the top-left corner), read through the page cache it used."""
-    from dualflow.data.datasets import SynthMangaDataset, collate_skipping
-    from dualflow.data.synth import PrintScale
-
-    size = data.get("image_size", 256)
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    scale = PrintScale.at_dpi(data["dpi"]) if data.get("dpi") else None
-    pages = SynthMangaDataset(batch * 3, size, seed=5, scale=scale, cache=data.get("cache"))
-    crop = data.get("crop_size")
-
-    def sample(i: int) -> dict:
-        s = pages[i]
-        return {k: v[..., :crop, :crop] if crop and torch.is_tensor(v) else v for k, v in s.items()}
-
-    return [collate_skipping([sample(i) for i in range(j * batch, (j + 1) * batch)]) for j in range(3)]
 
 
 def _metric_cost(repeats: int) -> float:
@@ -70,30 +51,23 @@ def _metric_cost(repeats: int) -> float:
                                       detailed=masks), repeats)
 
 
-def _train_throughput(entry: dict, batches: list[dict], repeats: int) -> dict[str, float]:
-    from dualflow.stage_table import load_class
+def train_throughput(entry: dict, steps: int) -> dict[str, float]:
+    """Training pages/s of a trained stage at its own configuration (the ``config.yaml`` its run saved, its pages
+    and crops; the data wait excluded): ``steps`` optimizer steps through ``dualflow fit`` after a warm-up, and
+    for the primary the patches a step trains on."""
+    from dualflow.bench.steps import fit_steps
+    from dualflow.stages.primary import PrimaryModule
 
-    cfg = entry["config"]["model"]
-    module = load_class(cfg["class_path"])(**cfg["init_args"])
-    module.train()
-    opt = torch.optim.AdamW([p for p in module.net.parameters() if p.requires_grad], lr=1e-4)
-
-    def step():
-        for i, b in enumerate(batches):
-            loss = module.training_step(b, i)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # self.log outside a Trainer
-        seconds = timed(step, repeats)
-    pages = sum(b["bw"].shape[0] for b in batches) / seconds
-    plan = getattr(module, "plan_settings", None)
-    if entry["config"]["model"]["class_path"].endswith("PrimaryModule"):
-        planned = plan.budget(tuple(batches[0]["bw"].shape[-2:]))
-        per_page = planned + math.ceil(planned * module.hparams.random_share)
-        return {"pages_per_s": pages, "patches_per_s": pages * per_page}
-    return {"pages_per_s": pages}
+    config = Path(entry["best_ckpt"]).parent.parent / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: the stage's saved config is missing (written by every `dualflow fit`)")
+    with tempfile.TemporaryDirectory(prefix="dualflow-costs-") as folder:
+        cli, phases = fit_steps([config], [], steps, Path(folder))
+    seconds = phases.medians()
+    pages = cli.datamodule.hparams.batch_size / (sum(seconds.values()) - seconds["data"])
+    module, data = cli.model, cli.datamodule.hparams
+    if not isinstance(module, PrimaryModule):
+        return {"pages_per_s": pages}
+    size = data.image_size if isinstance(data.image_size, (list, tuple)) else (data.image_size, data.image_size)
+    planned = module.plan_settings.budget((data.crop_size, data.crop_size) if data.crop_size else tuple(size))
+    return {"pages_per_s": pages, "patches_per_s": pages * (planned + math.ceil(planned * module.hparams.random_share))}

@@ -4,13 +4,17 @@ trained network's forward and backward pass, and the optimizer; the FLOPs of tha
 (``torch.utils.flop_counter``) and the FLOP/s achieved against the device's measured matmul peak; and the data
 loader alone, which should deliver at least twice what the step consumes.
 
-Networks are randomly initialised at the preset's sizes (the timing does not depend on their weights), so
-this runs on any machine without a trained experiment; metric backbones are random for the same reason.
+Each stage runs as ``dualflow fit`` runs it: the CLI merges its config files, a Lightning ``Trainer`` drives
+the steps, and :class:`StepPhases` (a callback) times them. Stage N's checkpoint, written by that Trainer after
+its few steps, is what stage N+1 loads, as in training. Networks start randomly initialised at the preset's
+sizes (the timing does not depend on their weights), so this runs on any machine without a trained experiment;
+metric backbones are random for the same reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import statistics
 import tempfile
@@ -19,86 +23,23 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from dualflow.bench.probes import matmul_peak, sync
-from dualflow.progress import clock
-from dualflow.stage_table import EXPERIMENTS, PIPELINE, STAGES, config_files
+from dualflow.stage_table import PIPELINE, STAGES, config_files
 
 PHASES = ("data", "frozen", "inputs", "forward_backward", "optimizer")
 
-# Small models and pages for tests (`dualflow bench --tiny`).
+# Small models and pages for tests (`dualflow bench --tiny`), as CLI overrides.
 TINY = {
     "model": {"attention": dict(dim=16, depth=1, heads=2, window=4, stem_channels=8),
               "primary": dict(base=8, depth=2, attn_heads=2, window=4, patch_size=32, patch_budget=2, lpips_weight=0.0),
               "secondary": dict(base=8, depth=2, attn_heads=2, window=4, working_size=32)},
-    "data": dict(image_size=64, crop_size=64, batch_size=2, num_workers=0, n_train=16, dpi=0, cache=None),
+    "data": dict(image_size=64, crop_size=64, batch_size=2, num_workers=0, n_train=16, dpi=0, cache="null"),
 }
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def preset_config(stage: str, preset: str) -> dict[str, Any]:
-    """base.yaml ⊕ the stage's file ⊕ the preset's file for it, as LightningCLI would merge them."""
-    cfg: dict[str, Any] = {}
-    for path in (EXPERIMENTS / "base.yaml", *config_files(stage, preset)):
-        if path.is_file():
-            cfg = _merge(cfg, yaml.safe_load(path.read_text()) or {})
-    return cfg
-
-
-def _module(stage: str, preset: str, tiny: bool, folder: Path):
-    """The stage's LightningModule at the preset's sizes, its earlier stages randomly initialised and saved
-    as stage checkpoints in ``folder`` (as later stages load them)."""
-    from dualflow.stage_table import load_class
-
-    cfg = preset_config(stage, preset)["model"]
-    init = {**cfg.get("init_args", {}), **(TINY["model"][stage] if tiny else {})}
-    if STAGES[stage].needs:
-        init["allow_random_backbone"] = True
-    for earlier in STAGES[stage].needs:
-        init[STAGES[earlier].ckpt_arg] = str(_stage_checkpoint(earlier, preset, tiny, folder))
-    return load_class(cfg["class_path"])(**init)
-
-
-def _stage_checkpoint(stage: str, preset: str, tiny: bool, folder: Path) -> Path:
-    path = folder / f"{stage}.ckpt"
-    if not path.is_file():
-        module = _module(stage, preset, tiny, folder)
-        torch.save({"state_dict": module.state_dict(), "dualflow": module.stage_meta()}, path)
-    return path
-
-
-def _loader(stage: str, preset: str, tiny: bool):
-    from dualflow.data.datamodule import MangaDataModule
-
-    data = dict(preset_config(stage, preset).get("data", {}))
-    data = {**data, **(TINY["data"] if tiny else {})}
-    data["num_workers"] = min(int(data.get("num_workers", 0)), os.cpu_count() or 1)
-    # The pages the timed steps and the loader measurement use (several epochs of them), drawn into the page
-    # cache before timing as training does: the loader is timed reading what a training run reads.
-    data["n_train"] = min(int(data.get("n_train", 16)), 16 * int(data.get("batch_size", 1)))
-    data["cache_workers"] = min(int(data.get("cache_workers", 1)), os.cpu_count() or 1)
-    dm = MangaDataModule(**data)
-    dm.setup("fit")
-    return dm.train_dataloader(), data
-
-
-def _endless(loader):
-    """Batches of ``loader`` epoch after epoch (a benchmark may need more than one epoch holds)."""
-    while True:
-        yield from loader
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 class FrozenTimer:
@@ -129,85 +70,186 @@ class FrozenTimer:
             handle.remove()
 
 
-def step_flops(module, batch: dict, autocast) -> int:
-    """FLOPs of the trained network's forward and backward pass in one training step (the losses included,
-    the frozen stages, which run in ``training_inputs``, not), counted by ``torch.utils.flop_counter``."""
-    with autocast():
-        inputs = module.training_inputs(batch)
-    with FlopCounterMode(display=False) as counter:
-        with autocast():
-            loss = module.training_loss(batch, inputs)
-        loss.backward()
-    module.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+class StepPhases(L.Callback):
+    """Seconds of each phase of every training step a Trainer runs, from synchronised marks: data (from the
+    end of one step to the start of the next: fetching, moving the batch, the loop's bookkeeping), the frozen
+    stages and the rest of ``training_inputs``, the optimizers' steps (from ``on_before_optimizer_step`` to the
+    step's end, grad clipping included), and the forward and backward pass (the rest of the step). The first
+    step is a warm-up (``warm_seconds``); on the last, untimed (the counter slows it down), ``flops`` counts the
+    trained network's forward and backward pass, losses included, the frozen stages not
+    (``torch.utils.flop_counter``)."""
+
+    def __init__(self):
+        self.times: dict[str, list[float]] = {k: [] for k in PHASES}
+        self.warm_seconds, self.flops = 0.0, 0
+        self._marks: dict[str, float] = {}
+        self._optimizer = 0.0
+        self._counter: FlopCounterMode | None = None
+        self._counting = False
+
+    def _now(self, module) -> float:
+        sync(module.device)
+        return time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._frozen = FrozenTimer(pl_module, pl_module.device)
+        build = pl_module.training_inputs
+
+        def training_inputs(batch):
+            out = build(batch)
+            self._marks["inputs"] = self._now(pl_module)
+            if self._counting:
+                self._counter = FlopCounterMode(display=False)
+                self._counter.__enter__()
+            return out
+
+        pl_module.training_inputs = training_inputs  # an instance attribute, removed at train end
+
+        def after_step(*_):
+            self._optimizer += self._now(pl_module) - self._marks.pop("optimizer")
+
+        self._handles = [opt.register_step_post_hook(after_step) for opt in trainer.optimizers]
+
+    def _stop_counting(self) -> None:
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self.flops, self._counter = self._counter.get_total_flops(), None
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self._stop_counting()
+        self._marks["optimizer"] = self._now(pl_module)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        start = self._now(pl_module)
+        self._marks["data"] = start - self._marks.get("end", start)
+        self._marks["start"] = start
+        self._counting = 0 < batch_idx == trainer.num_training_batches - 1
+        self._frozen.take()
+        self._optimizer = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_counting()
+        end = self._now(pl_module)
+        marks, frozen = self._marks, self._frozen.take()
+        if "end" not in marks:
+            self.warm_seconds = end - marks["start"]
+        elif not self._counting:
+            values = (marks["data"], frozen, marks["inputs"] - marks["start"] - frozen,
+                      end - marks["inputs"] - self._optimizer, self._optimizer)
+            for key, value in zip(PHASES, values, strict=True):
+                self.times[key].append(max(0.0, value))
+        marks["end"] = end
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._frozen.remove()
+        for handle in self._handles:
+            handle.remove()
+        del pl_module.training_inputs
+
+    def medians(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.times.items()}
 
 
-def breakdown_stage(stage: str, preset: str, steps: int, device: torch.device, tiny: bool,
-                    loader_batches: int, peaks: dict[str, float] | None = None) -> dict[str, Any]:
+def resolved_config(args: list[str]) -> dict[str, Any]:
+    """The config ``dualflow fit ARGS`` would run with, as the CLI merges it (its ``--print_config``)."""
+    from dualflow.cli import lightning_main
+
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            lightning_main(["fit", *args, "--print_config"])
+    except SystemExit as e:
+        if e.code:
+            raise ValueError(f"dualflow fit {' '.join(args)}: the CLI refused this config (above)") from None
+    return yaml.safe_load(printed.getvalue())
+
+
+def fit_steps(configs: list[str | Path], overrides: list[str], steps: int, folder: Path):
+    """``dualflow fit`` with ``configs`` and ``overrides`` for a warm-up step, ``steps`` timed ones and one
+    whose FLOPs are counted (no
+    validation, no logger, run folder under ``folder``; the pages a few epochs of such steps need, loader workers
+    no more than this machine's cores), on CUDA when visible (bf16 as configured) else the CPU in float32.
+    Returns the finished CLI object and its :class:`StepPhases`."""
+    from dualflow.cli import lightning_main
+
+    cuda = torch.cuda.is_available()
+    args = [*(a for c in configs for a in ("--config", str(c))), *overrides]
+    data = resolved_config(args)["data"]
+    cores = os.cpu_count() or 1
+    args += [f"--data.n_train={min(int(data['n_train']), 16 * int(data['batch_size']))}",
+             f"--data.num_workers={min(int(data['num_workers']), cores)}",
+             f"--data.cache_workers={min(int(data['cache_workers']), cores)}",
+             "--experiment", "bench", "--runs_dir", str(folder), "--ckpt_path=null",
+             f"--trainer.accelerator={'cuda' if cuda else 'cpu'}", "--trainer.devices=1", "--trainer.strategy=auto",
+             *([] if cuda else ["--trainer.precision=32-true"]),
+             "--trainer.logger=false", "--trainer.max_epochs=1", "--trainer.max_steps=-1",
+             f"--trainer.limit_train_batches={steps + 2}", "--trainer.limit_val_batches=0",
+             f"--trainer.val_check_interval={steps + 2}", "--trainer.num_sanity_val_steps=0",
+             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+             "--trainer.callbacks+=dualflow.bench.steps.StepPhases"]
+    with warnings.catch_warnings():  # no validation here, by design: the checkpoint callback's missing monitor
+        warnings.filterwarnings("ignore", message=".*(could not find the monitored key|val_dataloader|"
+                                                  "ModelCheckpoint).*")
+        cli = lightning_main(["fit", *args])
+    phases = next(c for c in cli.trainer.callbacks if isinstance(c, StepPhases))
+    return cli, phases
+
+
+def _endless(loader):
+    """Batches of ``loader`` epoch after epoch (a benchmark may need more than one epoch holds)."""
+    while True:
+        yield from loader
+
+
+def loader_pages_per_s(loader, batches: int) -> float:
+    """Pages/s the data loader delivers alone, in steady state: after its workers start and the batches they
+    prefetch meanwhile are drained (timing those would measure a queue, not the loader)."""
+    it = _endless(loader)
+    workers = int(getattr(loader, "num_workers", 0) or 0)
+    for _ in range(1 + workers * int(getattr(loader, "prefetch_factor", None) or 0)):
+        next(it)
+    batches = max(batches, 2 * workers)
+    start, pages = time.perf_counter(), 0
+    for _ in range(batches):
+        pages += int(next(it)["bw"].shape[0])
+    return pages / (time.perf_counter() - start)
+
+
+def _overrides(stage: str, tiny: bool, folder: Path) -> list[str]:
+    """CLI overrides of a breakdown run: random metric backbones, the earlier stages' checkpoints written in
+    ``folder``, the page count the timed steps need, and the tiny sizes for tests."""
+    args = [f"--model.{STAGES[s].ckpt_arg}={folder / s}.ckpt" for s in STAGES[stage].needs]
+    if STAGES[stage].needs:
+        args.append("--model.allow_random_backbone=true")
+    if tiny:
+        args += [f"--model.{k}={v}" for k, v in TINY["model"][stage].items()]
+        args += [f"--data.{k}={v}" for k, v in TINY["data"].items()]
+    return args
+
+
+def breakdown_stage(stage: str, preset: str, steps: int, tiny: bool, loader_batches: int, folder: Path,
+                    peaks: dict[str, float] | None = None) -> dict[str, Any]:
     """Median seconds of each phase of ``steps`` training steps (after one warm-up step), their shares, it/s,
     the forward and backward pass's FLOPs and achieved FLOP/s (against ``peaks``, the measured matmul FLOP/s
-    per dtype), and the data loader's pages/s alone."""
-    with tempfile.TemporaryDirectory(prefix="dualflow-bench-") as folder:
-        module = _module(stage, preset, tiny, Path(folder)).to(device).train()
-    loader, data = _loader(stage, preset, tiny)
-    precision = str(preset_config(stage, preset).get("trainer", {}).get("precision", "32-true"))
-    use_bf16 = precision.startswith("bf16") and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
-    opt = torch.optim.AdamW([p for p in module.net.parameters() if p.requires_grad], lr=1e-4)
-    times: dict[str, list[float]] = {k: [] for k in PHASES}
-    frozen_timer = FrozenTimer(module, device)
-    it = _endless(loader)
-    for step in range(steps + 1):
-        marks = [time.perf_counter()]
-        batch = _to(next(it), device)
-        sync(device)
-        marks.append(time.perf_counter())
-        frozen_timer.take()
-        with autocast():
-            inputs = module.training_inputs(batch)
-            sync(device)
-            marks.append(time.perf_counter())
-            frozen = frozen_timer.take()
-            loss = module.training_loss(batch, inputs)
-        loss.backward()
-        sync(device)
-        marks.append(time.perf_counter())
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sync(device)
-        marks.append(time.perf_counter())
-        if step == 0:
-            flops = step_flops(module, batch, autocast)  # untimed: the counter slows the step down
-            warm = marks[-1] - marks[0]
-            print(f"[bench] step breakdown stage {STAGES[stage].key} ({preset} preset, {device.type}): warm-up step "
-                  f"{warm:.1f} s; {steps} timed steps ≈ {clock(warm * steps)} (m:ss)", flush=True)
-            continue  # warm-up: allocator, kernels, worker start
-        data_s, inputs_s, fb_s, opt_s = (b - a for a, b in zip(marks, marks[1:], strict=False))
-        for key, value in zip(PHASES, (data_s, frozen, inputs_s - frozen, fb_s, opt_s), strict=True):
-            times[key].append(max(0.0, value))
-    frozen_timer.remove()
-    seconds = {k: statistics.median(v) for k, v in times.items()}
+    per dtype), and the data loader's pages/s alone. Leaves the stage's checkpoint in ``folder``."""
+    cli, phases = fit_steps(config_files(stage, preset), _overrides(stage, tiny, folder), steps, folder)
+    trainer, module, data = cli.trainer, cli.model, cli.datamodule
+    trainer.save_checkpoint(folder / f"{stage}.ckpt")
+    precision = str(trainer.precision)
+    seconds = phases.medians()
     total = sum(seconds.values())
-    pages = int(data["batch_size"])
+    flops, pages = phases.flops, int(data.hparams.batch_size)
     out: dict[str, Any] = {"seconds": seconds, "share": {k: v / total for k, v in seconds.items()},
                            "step_seconds": total, "it_per_s": 1.0 / total, "pages_per_step": pages,
-                           "precision": "bf16-mixed" if use_bf16 else "32-true", "device": str(device),
-                           "num_workers": data["num_workers"], "page_size": data.get("image_size"),
+                           "warm_up_seconds": phases.warm_seconds,
+                           "precision": precision, "device": str(module.device),
+                           "num_workers": data.hparams.num_workers, "page_size": data.hparams.image_size,
                            "forward_backward_flops": flops,
                            "forward_backward_flops_per_s": flops / max(seconds["forward_backward"], 1e-9)}
-    peak = (peaks or {}).get("bfloat16" if use_bf16 else "float32")
+    peak = (peaks or {}).get("bfloat16" if precision.startswith("bf16") else "float32")
     if peak:
         out["share_of_matmul_peak"] = out["forward_backward_flops_per_s"] / peak
-    # The loader alone, against what the step consumes: first drain the batches its workers prefetched while
-    # the steps ran (timing those would measure a queue, not the loader), then time steady-state production.
-    workers = int(getattr(loader, "num_workers", 0) or 0)
-    for _ in range(workers * int(getattr(loader, "prefetch_factor", None) or 0)):
-        next(it)
-    loader_batches = max(loader_batches, 2 * workers)
-    start = time.perf_counter()
-    for _ in range(loader_batches):
-        next(it)
-    out["loader_pages_per_s"] = loader_batches * pages / (time.perf_counter() - start)
+    out["loader_pages_per_s"] = loader_pages_per_s(data.train_dataloader(), loader_batches)
     out["loader_vs_step"] = out["loader_pages_per_s"] / (pages * out["it_per_s"])
     return out
 
@@ -223,10 +265,10 @@ def breakdown(preset: str = "gpu", steps: int = 3, tiny: bool = False, loader_ba
               f"tens of seconds and the breakdown many minutes here (--breakdown_preset cpu measures this "
               f"machine's own preset)", flush=True)
     results = {}
-    for stage in PIPELINE:
-        key = f"stage{STAGES[stage].key}"
-        with warnings.catch_warnings():  # the losses' self.log outside a Trainer: nothing to log to, by design
-            warnings.filterwarnings("ignore", message=".*`self.trainer` reference is not registered")
-            results[key] = breakdown_stage(stage, preset, steps, device, tiny, loader_batches, peaks)
-        print(f"[bench] step breakdown {key} ({preset} preset): {results[key]}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="dualflow-bench-") as folder:
+        for stage in PIPELINE:
+            key = f"stage{STAGES[stage].key}"
+            print(f"[bench] step breakdown {key} ({preset} preset, {device.type}): {steps} timed steps", flush=True)
+            results[key] = breakdown_stage(stage, preset, steps, tiny, loader_batches, Path(folder), peaks)
+            print(f"[bench] step breakdown {key} ({preset} preset): {results[key]}", flush=True)
     return {"preset": preset, "steps": steps, "matmul_peak_flops_per_s": peaks, **results}

@@ -313,13 +313,9 @@ class StageModule(FrozenStagesMixin, L.LightningModule):
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["dualflow"] = self.stage_meta()
+        # What frozen.load_stage_net rebuilds the network from.
+        checkpoint["dualflow"] = {"stage": self.stage, "net": dict(self.net_config), **self.extra_meta()}
         self.strip_not_saved(checkpoint)
-
-    def stage_meta(self) -> dict[str, Any]:
-        """The ``dualflow`` metadata of this stage's checkpoints (what :func:`frozen.load_stage_net` rebuilds the
-        network from)."""
-        return {"stage": self.stage, "net": dict(self.net_config), **self.extra_meta()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.restore_not_saved(checkpoint)
