@@ -24,7 +24,8 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     began = time.perf_counter()
     assert main(["--experiment", "tiny", "--runs_dir", str(runs), "--out", str(out), "--tiny"]) == 0
     took = time.perf_counter() - began
-    assert took < 60, f"bench --tiny took {took:.1f} s"  # `bench --tiny` is small: every section in under a minute
+    # `bench --tiny` is small: every section (eight short `dualflow fit` runs among them) in about 1 min 15 s
+    assert took < 90, f"bench --tiny took {took:.1f} s"
     print(f"bench --tiny: {took:.1f} s")
     results = json.loads((out / "results.json").read_text())
     assert {"cpu", "cores", "torch", "date", "gpu"} <= set(results["machine"])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from dualflow.bench.probes import timed
 from dualflow.hints import without_hints
@@ -62,7 +63,7 @@ def train_throughput(entry: dict, steps: int) -> dict[str, float]:
     if not config.is_file():
         raise FileNotFoundError(f"{config}: the stage's saved config is missing (written by every `dualflow fit`)")
     with tempfile.TemporaryDirectory(prefix="dualflow-costs-") as folder:
-        cli, phases = fit_steps([config], [], steps, Path(folder))
+        cli, phases = fit_steps([config], [], steps, Path(folder), yaml.safe_load(config.read_text())["data"])
     seconds = phases.medians()
     pages = cli.datamodule.hparams.batch_size / (sum(seconds.values()) - seconds["data"])
     module, data = cli.model, cli.datamodule.hparams

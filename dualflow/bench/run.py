@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="side of the real-photograph crops (default 512)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3)")
     parser.add_argument("--tiny", action="store_true",
-                        help="small pages and counts, about a minute on 2 cores (for tests and a first look): "
+                        help="small pages and counts, about 1 min 15 s on 2 cores (for tests and a first look): "
                              f"{', '.join(f'--{k} {v}' for k, v in TINY_DEFAULTS.items())} unless given")
     parser.add_argument("--breakdown_preset", default="gpu",
                         help="preset whose sizes the training-step breakdown uses (experiments/presets/)")

@@ -164,17 +164,19 @@ def resolved_config(args: list[str]) -> dict[str, Any]:
     return yaml.safe_load(printed.getvalue())
 
 
-def fit_steps(configs: list[str | Path], overrides: list[str], steps: int, folder: Path):
+def fit_steps(configs: list[str | Path], overrides: list[str], steps: int, folder: Path,
+              data: dict[str, Any] | None = None):
     """``dualflow fit`` with ``configs`` and ``overrides`` for a warm-up step, ``steps`` timed ones and one
     whose FLOPs are counted (no
     validation, no logger, run folder under ``folder``; the pages a few epochs of such steps need, loader workers
     no more than this machine's cores), on CUDA when visible (bf16 as configured) else the CPU in float32.
+    ``data``: the run's data settings when already known (a saved ``config.yaml``), else the CLI resolves them.
     Returns the finished CLI object and its :class:`StepPhases`."""
     from dualflow.cli import lightning_main
 
     cuda = torch.cuda.is_available()
     args = [*(a for c in configs for a in ("--config", str(c))), *overrides]
-    data = resolved_config(args)["data"]
+    data = data or resolved_config(args)["data"]
     cores = os.cpu_count() or 1
     args += [f"--data.n_train={min(int(data['n_train']), 16 * int(data['batch_size']))}",
              f"--data.num_workers={min(int(data['num_workers']), cores)}",
@@ -232,7 +234,8 @@ def breakdown_stage(stage: str, preset: str, steps: int, tiny: bool, loader_batc
     """Median seconds of each phase of ``steps`` training steps (after one warm-up step), their shares, it/s,
     the forward and backward pass's FLOPs and achieved FLOP/s (against ``peaks``, the measured matmul FLOP/s
     per dtype), and the data loader's pages/s alone. Leaves the stage's checkpoint in ``folder``."""
-    cli, phases = fit_steps(config_files(stage, preset), _overrides(stage, tiny, folder), steps, folder)
+    cli, phases = fit_steps(config_files(stage, preset), _overrides(stage, tiny, folder), steps, folder,
+                            {**TINY["data"], "cache_workers": 1} if tiny else None)
     trainer, module, data = cli.trainer, cli.model, cli.datamodule
     trainer.save_checkpoint(folder / f"{stage}.ckpt")
     precision = str(trainer.precision)
