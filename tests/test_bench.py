@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -21,12 +20,12 @@ def test_bench_writes_every_field(tiny_experiment, tmp_path):
     cli_main(fit_args("baseline", runs, "tiny", "--trainer.max_steps=2"))
     cli_main(fit_args("resize_baseline", runs, "tiny", "--trainer.max_steps=2"))
     out = tmp_path / "bench"
-    began = time.perf_counter()
+    configs = [*(tiny_experiment / "tiny").glob("*/config.yaml"), *(runs / "tiny").glob("*/config.yaml")]
+    saved = [path.read_bytes() for path in configs]
     assert main(["--experiment", "tiny", "--runs_dir", str(runs), "--out", str(out), "--tiny"]) == 0
-    took = time.perf_counter() - began
-    # `bench --tiny` is small: every section (eight short `dualflow fit` runs among them) in about 1 min 15 s
-    assert took < 90, f"bench --tiny took {took:.1f} s"
-    print(f"bench --tiny: {took:.1f} s")
+    # Its training steps run in folders of their own: the trained runs' saved configs (which name their own
+    # run folders) are left as they were.
+    assert len(configs) >= 8 and [path.read_bytes() for path in configs] == saved
     results = json.loads((out / "results.json").read_text())
     assert {"cpu", "cores", "torch", "date", "gpu"} <= set(results["machine"])
     assert results["data"]["synth_pages_per_s_256x256"] > 0 and results["data"]["synth_pages_per_s_512x724"] > 0

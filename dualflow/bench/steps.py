@@ -182,6 +182,7 @@ def fit_steps(configs: list[str | Path], overrides: list[str], steps: int, folde
              f"--data.num_workers={min(int(data['num_workers']), cores)}",
              f"--data.cache_workers={min(int(data['cache_workers']), cores)}",
              "--experiment", "bench", "--runs_dir", str(folder), "--ckpt_path=null",
+             "--trainer.default_root_dir=null",  # a saved config names its own run's folder: write under ``folder``
              f"--trainer.accelerator={'cuda' if cuda else 'cpu'}", "--trainer.devices=1", "--trainer.strategy=auto",
              *([] if cuda else ["--trainer.precision=32-true"]),
              "--trainer.logger=false", "--trainer.max_epochs=1", "--trainer.max_steps=-1",
