@@ -13,6 +13,7 @@ EXPS   ?=
 OUT    ?= out
 UPDATE ?=
 STAMP  := $(VENV)/.installed-stamp
+TEST_WORKERS ?= auto
 TRAIN  := $(BIN)/python -m dualflow train --experiment $(EXP) --preset $(PRESET) $(if $(GPUS),--gpus $(GPUS))
 
 export NO_ALBUMENTATIONS_UPDATE := 1
@@ -47,8 +48,8 @@ train-stage3: $(STAMP) ## stage 3: secondary colorizer + composite test and samp
 train-baseline: $(STAMP) ## single-flow baselines (native and resized) with matched parameters and budget
 	$(TRAIN) --stage baselines $(ARGS)
 
-test: $(STAMP) ## run the test suite
-	$(BIN)/python -m pytest $(ARGS)
+test: $(STAMP) ## run the test suite, one pytest worker per core (TEST_WORKERS=0: in this process)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check dualflow tests bench
