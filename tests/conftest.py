@@ -18,9 +18,9 @@ os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="dualflow-torch-home-")
 # Tests never reach the network: a missing backbone is "downloaded" from an empty local mirror (and fails).
 os.environ["DUALFLOW_BACKBONE_URL"] = Path(tempfile.mkdtemp(prefix="dualflow-no-mirror-")).as_uri()
 # One pytest worker per core (`make test`: pytest-xdist): each worker and the processes it starts share the cores.
-_THREADS = str(max(1, (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-os.environ["OMP_NUM_THREADS"] = _THREADS
-torch.set_num_threads(int(_THREADS))
+_THREADS = max(1, (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+torch.set_num_threads(_THREADS)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "tests" / "conf"
