@@ -167,9 +167,9 @@ def resolved_config(args: list[str]) -> dict[str, Any]:
 def fit_steps(configs: list[str | Path], overrides: list[str], steps: int, folder: Path,
               data: dict[str, Any] | None = None):
     """``dualflow fit`` with ``configs`` and ``overrides`` for a warm-up step, ``steps`` timed ones and one
-    whose FLOPs are counted (no
-    validation, no logger, run folder under ``folder``; the pages a few epochs of such steps need, loader workers
-    no more than this machine's cores), on CUDA when visible (bf16 as configured) else the CPU in float32.
+    whose FLOPs are counted (no validation, no logger, run folder under ``folder``; the pages a few epochs of such
+    steps need, loader workers no more than this machine's cores), on CUDA when visible (bf16 as configured) else
+    the CPU in float32.
     ``data``: the run's data settings when already known (a saved ``config.yaml``), else the CLI resolves them.
     Returns the finished CLI object and its :class:`StepPhases`."""
     from dualflow.cli import lightning_main
